@@ -1,0 +1,131 @@
+"""The ``reparam`` command line. User errors end in one line on stderr and exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import time
+from pathlib import Path
+
+from .errors import ReparamError
+
+USAGE_ERROR = 2
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and exit code 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(USAGE_ERROR, f"reparam: error: {message} (see {self.prog} --help)\n")
+
+
+def _split_train_args(args: list[str]) -> tuple[str | None, list[str]]:
+    files = [a for a in args if "=" not in a]
+    if len(files) > 1:
+        raise ReparamError(f"expected at most one config file and key=value overrides, got {files}")
+    return (files[0] if files else None), [a for a in args if "=" in a]
+
+
+def default_out(cfg) -> Path:
+    base = Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.data.name}-{cfg.latent.family}"
+    out, i = base, 1
+    while out.exists():
+        out, i = Path(f"{base}-{i}"), i + 1
+    return out
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from . import config
+    from .train import train
+
+    path, overrides = _split_train_args(a.settings)
+    cfg = config.load(path, overrides)
+    if a.quiet:
+        cfg.train.progress = False
+    run_dir = train(cfg, a.out or default_out(cfg), overwrite=a.overwrite)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    print(
+        f"test ELBO {summary['elbo']:.2f} nats, NLL {summary['nll']:.2f} ± {summary['nll_se']:.2f} "
+        f"nats (k={summary['k']}), {summary['epochs']} epochs in {summary['train_seconds']:.1f} s"
+    )
+    print(run_dir)
+    return 0
+
+
+def cmd_eval(a: argparse.Namespace) -> int:
+    from . import data, evaluate, runs
+
+    if a.k < 1:
+        raise ReparamError(f"--k must be >= 1, got {a.k}")
+    model = runs.load(a.run)
+    test = data.load(model.config.data).test
+    out = evaluate.evaluate(model, test, a.k)
+    if a.json:
+        print(json.dumps(out, sort_keys=True))
+        return 0
+    print(f"test set     {out['n']} images, k = {out['k']} importance samples")
+    print(f"ELBO         {out['elbo']:.3f} nats  (log p(x|z) {out['log_px_z']:.3f}, KL {out['kl']:.3f})")
+    print(f"NLL          {out['nll']:.3f} ± {out['nll_se']:.3f} nats   ({out['bits_per_dim']:.4f} bits/dim)")
+    print(f"ESS          {out['ess']:.1f} of {out['k']}")
+    return 0
+
+
+def cmd_sample(a: argparse.Namespace) -> int:
+    from . import pictures, runs
+
+    if a.n < 1:
+        raise ReparamError(f"--n must be >= 1, got {a.n}")
+    model = runs.load(a.run)
+    out = Path(a.out) if a.out else Path(a.run) / "samples.png"
+    if not out.parent.is_dir():
+        raise ReparamError(f"folder {out.parent} does not exist; create it or choose another --out")
+    print(pictures.save_samples(model, out, n=a.n, seed=a.seed))
+    return 0
+
+
+#: Modules that add subcommands: each defines ``add_commands(sub)``, where ``sub`` is the
+#: argparse subparsers object; each command sets ``func(args) -> int``.
+COMMAND_MODULES: tuple[str, ...] = ()
+
+
+def parser() -> Parser:
+    p = Parser(prog="reparam", description="Variational autoencoders with the reparameterization trick.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
+    t = sub.add_parser("train", help="train a VAE (digits by default)")
+    t.add_argument("settings", nargs="*", help="an optional CONFIG.toml, then key=value overrides")
+    t.add_argument("--out", help="run folder (default: runs/<time>-<data>-<family>)")
+    t.add_argument("--overwrite", action="store_true", help="reuse a folder that already holds a run")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=cmd_train)
+    e = sub.add_parser("eval", help="test ELBO and importance-sampled log-likelihood of a run")
+    e.add_argument("run")
+    e.add_argument("--k", type=int, default=1000, help="importance samples per image (default 1000)")
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.set_defaults(func=cmd_eval)
+    s = sub.add_parser("sample", help="a PNG grid of decoded prior samples")
+    s.add_argument("run")
+    s.add_argument("--n", type=int, default=64)
+    s.add_argument("--out", help="PNG file (default: RUN/samples.png)")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_sample)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).add_commands(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ReparamError as e:
+        print(f"reparam: error: {e}", file=sys.stderr)
+        return USAGE_ERROR
+    except KeyboardInterrupt:
+        print("reparam: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

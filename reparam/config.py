@@ -1,0 +1,255 @@
+"""Typed configuration: one dataclass per component, a TOML file, ``key=value`` overrides.
+
+Unknown sections and keys are rejected with the list of valid ones. The ``latent`` and
+``likelihood`` sections also take the options of the chosen family or head (for example
+``likelihood.scale=0.1``); those are checked against the component's own signature.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+MNIST_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"
+MNIST_SHA256 = "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"
+
+
+@dataclass
+class DataConfig:
+    name: str = "digits"  # digits | mnist | file
+    path: str = ""  # a file, or a folder holding mnist.npz; else $REPARAM_DATA
+    binarize: str = "dynamic"  # none | static | dynamic
+    download: bool = False  # fetch MNIST from `url` when no local copy is found
+    url: str = MNIST_URL
+    sha256: str = MNIST_SHA256
+    test_fraction: float = 0.15  # held-out share for arrays that carry no test split
+
+    def validate(self) -> None:
+        _one_of("data.binarize", self.binarize, ("none", "static", "dynamic"))
+        _one_of("data.name", self.name, ("digits", "mnist", "file"))
+        _check(0.0 < self.test_fraction < 1.0, "data.test_fraction must lie in (0, 1)")
+        _check(self.name != "file" or bool(self.path), "data.name=file needs data.path=FILE")
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "mlp"
+    hidden: list[int] = field(default_factory=lambda: [256, 128])
+    activation: str = "tanh"
+
+    def validate(self) -> None:
+        _one_of("model.arch", self.arch, ("mlp",))
+        _check(all(h > 0 for h in self.hidden), f"model.hidden sizes must be positive, got {self.hidden}")
+
+
+@dataclass
+class LatentConfig:
+    family: str = "gaussian"
+    dim: int = 8
+    options: dict[str, Any] = field(default_factory=dict)  # the family's own keys
+
+    def validate(self) -> None:
+        from . import latents
+
+        _check(self.dim > 0, f"latent.dim must be a positive integer, got {self.dim}")
+        _check_options("latent", ["family", "dim"], self.family, latents.options(self.family), self.options)
+        latents.get(self.family, self.dim, **self.options)
+
+
+@dataclass
+class LikelihoodConfig:
+    name: str = "bernoulli"
+    options: dict[str, Any] = field(default_factory=dict)  # the head's own keys
+
+    def validate(self) -> None:
+        from . import likelihoods
+
+        _check_options("likelihood", ["name"], self.name, likelihoods.REGISTRY.options(self.name), self.options)
+        likelihoods.get(self.name, (1,), **self.options)
+
+
+@dataclass
+class ObjectiveConfig:
+    name: str = "elbo"  # elbo | iwae
+    k: int = 1  # samples per example
+    beta: float = 1.0  # KL weight (elbo)
+
+    def validate(self) -> None:
+        from . import objectives
+
+        objectives.lookup(self.name)
+        _check(self.k >= 1, f"objective.k must be >= 1, got {self.k}")
+        _check(self.beta >= 0, f"objective.beta must be >= 0, got {self.beta}")
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 100
+    batch_size: int = 100
+    lr: float = 1e-3
+    eval_k: int = 500  # importance samples for the final log-likelihood
+    eval_every: int = 1  # epochs between held-out evaluations
+    device: str = "cpu"
+    threads: int = 0  # torch.set_num_threads; 0 keeps torch's default
+    progress: bool = True
+
+    def validate(self) -> None:
+        for key in ("epochs", "batch_size", "eval_k", "eval_every"):
+            _check(getattr(self, key) >= 1, f"train.{key} must be >= 1, got {getattr(self, key)}")
+        _check(self.lr > 0, f"train.lr must be > 0, got {self.lr}")
+        _check(self.threads >= 0, f"train.threads must be >= 0, got {self.threads}")
+        _one_of("train.device", self.device, ("cpu", "cuda", "auto"))
+
+
+SECTIONS: dict[str, type] = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "latent": LatentConfig,
+    "likelihood": LikelihoodConfig,
+    "objective": ObjectiveConfig,
+    "train": TrainConfig,
+}
+OPEN_SECTIONS = ("latent", "likelihood")  # extra keys become component options
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    latent: LatentConfig = field(default_factory=LatentConfig)
+    likelihood: LikelihoodConfig = field(default_factory=LikelihoodConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"seed": self.seed}
+        for name in SECTIONS:
+            section = dataclasses.asdict(getattr(self, name))
+            section.update(section.pop("options", {}))
+            out[name] = section
+        return out
+
+    def validate(self) -> "Config":
+        for name in SECTIONS:
+            getattr(self, name).validate()
+        return self
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def _one_of(key: str, value: Any, valid: tuple[str, ...]) -> None:
+    _check(value in valid, f"{key} must be one of {', '.join(valid)}; got {value!r}")
+
+
+def _check_options(section: str, own: list[str], component: str, valid: dict, given: dict) -> None:
+    unknown = sorted(set(given) - set(valid))
+    if unknown:
+        keys = ", ".join(f"{section}.{k}" for k in own + sorted(valid))
+        raise ConfigError(f"unknown config key {section}.{unknown[0]} for {component!r}; valid keys: {keys}")
+
+
+def valid_keys() -> list[str]:
+    keys = ["seed"]
+    for name, cls in SECTIONS.items():
+        keys += [f"{name}.{f.name}" for f in dataclasses.fields(cls) if f.name != "options"]
+    return keys
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; ints are accepted for floats."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key} must be a list, got {value!r}")
+        return [_coerce(v, args[0], key) for v in value]
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is int and isinstance(value, bool) or not isinstance(value, tp):
+        raise ConfigError(f"{key} must be of type {tp.__name__}, got {value!r}")
+    return value
+
+
+def _section(name: str, raw: Any) -> Any:
+    cls = SECTIONS[name]
+    if not isinstance(raw, dict):
+        raise ConfigError(f"[{name}] must be a table of keys, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)} - {"options"}
+    kwargs: dict[str, Any] = {}
+    extra = {k: v for k, v in raw.items() if k not in known}
+    if extra and name not in OPEN_SECTIONS:
+        valid = ", ".join(f"{name}.{k}" for k in sorted(known))
+        raise ConfigError(f"unknown config key {name}.{sorted(extra)[0]}; valid keys: {valid}")
+    for key in known & set(raw):
+        kwargs[key] = _coerce(raw[key], hints[key], f"{name}.{key}")
+    if name in OPEN_SECTIONS:
+        kwargs["options"] = extra
+    return cls(**kwargs)
+
+
+def from_dict(raw: dict[str, Any]) -> Config:
+    """Build and validate a Config from nested dicts (a parsed TOML or config.json)."""
+    unknown = sorted(set(raw) - set(SECTIONS) - {"seed"})
+    if unknown:
+        raise ConfigError(f"unknown config key {unknown[0]!r}; valid keys: {', '.join(valid_keys())}")
+    cfg = Config(**{name: _section(name, raw[name]) for name in SECTIONS if name in raw})
+    if "seed" in raw:
+        cfg.seed = _coerce(raw["seed"], int, "seed")
+    return cfg.validate()
+
+
+def parse_value(text: str) -> Any:
+    """TOML literal if it parses (``50``, ``1e-3``, ``[200, 200]``, ``true``), else the string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_override(raw: dict[str, Any], assignment: str) -> None:
+    """Apply ``section.key=value`` (or ``seed=N``) to nested dicts in place."""
+    key, sep, text = assignment.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"override {assignment!r} is not key=value (e.g. latent.dim=16)")
+    parts = key.split(".")
+    if len(parts) > 2 or (len(parts) == 1 and key != "seed"):
+        raise ConfigError(f"unknown config key {key!r}; valid keys: {', '.join(valid_keys())}")
+    if len(parts) == 1:
+        raw["seed"] = parse_value(text)
+        return
+    section = raw.setdefault(parts[0], {})
+    if not isinstance(section, dict):
+        raise ConfigError(f"unknown config key {key!r}; valid keys: {', '.join(valid_keys())}")
+    section[parts[1]] = parse_value(text)
+
+
+def load(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
+    """Read an optional TOML file, apply overrides, validate."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} does not exist")
+        try:
+            raw = tomllib.loads(p.read_text())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise ConfigError(f"config file {p} is not valid TOML: {e}") from None
+    for assignment in overrides:
+        apply_override(raw, assignment)
+    return from_dict(raw)

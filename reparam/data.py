@@ -1,0 +1,179 @@
+"""Data sources, held in memory as float tensors in [0, 1].
+
+``digits``: scikit-learn's bundled 8x8 digits (no download), a fixed train/test split.
+``mnist``: an ``.npz`` in the Keras layout (x_train, y_train, x_test, y_test), found via
+``data.path`` (a file or a folder) or the ``REPARAM_DATA`` folder; with
+``data.download=true`` it is fetched once from ``data.url`` and checked against
+``data.sha256``. ``file``: any ``.npz`` (Keras layout, or a single array) or ``.npy``
+array of images with values in [0, 1] or 0..255.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import DataConfig
+from .errors import DataError
+from .runs import atomic_write_bytes
+
+DIGITS_TEST = 297  # of 1797: the last 297 of a fixed permutation (seed 0)
+
+
+@dataclass
+class Data:
+    """Images (N, *x_shape) in [0, 1] and optional integer labels (N,)."""
+
+    train: torch.Tensor
+    test: torch.Tensor
+    train_labels: torch.Tensor | None
+    test_labels: torch.Tensor | None
+    name: str
+
+    @property
+    def x_shape(self) -> tuple[int, ...]:
+        return tuple(self.train.shape[1:])
+
+
+def to_unit(images: np.ndarray, what: str) -> torch.Tensor:
+    """uint8 0..255 or floats in [0, 255] -> float32 tensor in [0, 1]; rejects anything else."""
+    if images.dtype == object or not np.issubdtype(images.dtype, np.number):
+        raise DataError(f"{what} holds {images.dtype} values, not numbers")
+    if images.ndim < 2 or images.shape[0] == 0:
+        raise DataError(f"{what} has shape {images.shape}; expected (N, H, W) images with N >= 1")
+    x = images.astype(np.float32)
+    if not np.isfinite(x).all():
+        raise DataError(f"{what} holds NaN or infinite values; clean the array first")
+    lo, hi = float(x.min()), float(x.max())
+    if lo < 0 or hi > 255:
+        raise DataError(f"{what} holds values in [{lo:g}, {hi:g}]; expected [0, 1] or 0..255")
+    if images.dtype == np.uint8 or hi > 1.0:
+        x /= 255.0
+    return torch.from_numpy(np.ascontiguousarray(x))
+
+
+def _labels(y) -> torch.Tensor | None:
+    return None if y is None else torch.from_numpy(np.asarray(y).astype(np.int64))
+
+
+def load_digits() -> Data:
+    from sklearn.datasets import load_digits as sk_digits
+
+    bunch = sk_digits()
+    x = torch.from_numpy((bunch.images / 16.0).astype(np.float32))  # (1797, 8, 8)
+    y = torch.from_numpy(bunch.target.astype(np.int64))
+    perm = torch.from_numpy(np.random.default_rng(0).permutation(len(x)))
+    tr, te = perm[:-DIGITS_TEST], perm[-DIGITS_TEST:]
+    return Data(x[tr], x[te], y[tr], y[te], "digits")
+
+
+def _read_arrays(path: Path) -> dict[str, np.ndarray]:
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if isinstance(loaded, np.ndarray):
+            return {"x": loaded}
+        with loaded as f:
+            return {k: f[k] for k in f.files}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DataError(f"cannot read {path}: {reason}") from None
+
+
+def load_arrays(path: Path, test_fraction: float, seed: int = 0) -> Data:
+    """A Keras-layout .npz, or one array (.npy, or a single-array .npz) split at random."""
+    if not path.is_file():
+        raise DataError(f"data file {path} does not exist")
+    arrays = _read_arrays(path)
+    if {"x_train", "x_test"} <= set(arrays):
+        train, test = to_unit(arrays["x_train"], f"{path}:x_train"), to_unit(arrays["x_test"], f"{path}:x_test")
+        if train.shape[1:] != test.shape[1:]:
+            raise DataError(f"{path}: x_train images are {tuple(train.shape[1:])}, x_test {tuple(test.shape[1:])}")
+        return Data(train, test, _labels(arrays.get("y_train")), _labels(arrays.get("y_test")), path.stem)
+    if len(arrays) != 1:
+        raise DataError(f"{path} holds arrays {sorted(arrays)}; expected x_train and x_test, or a single array")
+    x = to_unit(next(iter(arrays.values())), str(path))
+    if len(x) < 2:
+        raise DataError(f"{path} holds {len(x)} image; need at least 2 to hold one out")
+    n_test = min(len(x) - 1, max(1, round(len(x) * test_fraction)))
+    perm = torch.from_numpy(np.random.default_rng(seed).permutation(len(x)))
+    return Data(x[perm[:-n_test]], x[perm[-n_test:]], None, None, path.stem)
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def download(url: str, dest: Path, digest: str, timeout: float = 60.0) -> Path:
+    """Fetch ``url`` to ``dest`` atomically, refusing content whose sha256 is not ``digest``."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            payload = response.read()
+    except (OSError, ValueError) as e:
+        raise DataError(f"cannot download {url}: {e}; place mnist.npz in $REPARAM_DATA instead") from None
+    got = hashlib.sha256(payload).hexdigest()
+    if got != digest:
+        raise DataError(f"download from {url} has sha256 {got}, expected {digest}; nothing was saved")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(dest, payload)
+    return dest
+
+
+def mnist_path(cfg: DataConfig) -> Path:
+    """Where MNIST is: data.path, then $REPARAM_DATA/mnist.npz, else a download if allowed."""
+    candidates = []
+    if cfg.path:
+        p = Path(cfg.path).expanduser()
+        candidates.append(p / "mnist.npz" if p.is_dir() else p)
+    folder = Path(os.environ.get("REPARAM_DATA", Path.home() / ".cache" / "reparam"))
+    candidates.append(folder / "mnist.npz")
+    for p in candidates:
+        if p.is_file():
+            return p
+    if cfg.download:
+        return download(cfg.url, folder / "mnist.npz", cfg.sha256)
+    raise DataError(
+        f"MNIST not found at {' or '.join(map(str, candidates))}; "
+        "set data.path=FILE, put mnist.npz in $REPARAM_DATA, or pass data.download=true"
+    )
+
+
+SOURCES = {
+    "digits": lambda cfg: load_digits(),
+    "mnist": lambda cfg: load_arrays(mnist_path(cfg), cfg.test_fraction),
+    "file": lambda cfg: load_arrays(Path(cfg.path).expanduser(), cfg.test_fraction),
+}
+
+
+def binarize(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """A fresh Bernoulli draw of every grey level: pixel ~ Bernoulli(x)."""
+    return torch.bernoulli(x, generator=generator)
+
+
+TEST_BINARIZATION_SEED = 12345
+
+
+def load(cfg: DataConfig) -> Data:
+    """Load the configured source and apply static binarization.
+
+    With ``binarize=dynamic`` the training images stay grey (the trainer draws a new
+    binarization every time an image is used) while the test set is binarized once
+    with a fixed seed (not the run's), so held-out numbers are comparable across runs.
+    """
+    data = SOURCES[cfg.name](cfg)
+    if cfg.binarize != "none":
+        g = torch.Generator().manual_seed(TEST_BINARIZATION_SEED)
+        data.test = binarize(data.test, g)
+        if cfg.binarize == "static":
+            data.train = binarize(data.train, g)
+    return data

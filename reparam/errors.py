@@ -1,0 +1,21 @@
+"""Typed errors. Every user mistake raises a subclass of ReparamError.
+
+The command line turns a ReparamError into one line on stderr and exit code 2;
+the Python API lets it propagate so callers can catch it by type.
+"""
+
+
+class ReparamError(Exception):
+    """A problem with what the user asked for (config, data, run folder, checkpoint)."""
+
+
+class ConfigError(ReparamError):
+    """An unknown key, a wrong type or an invalid value in the configuration."""
+
+
+class DataError(ReparamError):
+    """A data file that is missing, malformed or holds values the model cannot use."""
+
+
+class RunError(ReparamError):
+    """A run folder that is missing, already used, or holds a corrupt checkpoint."""

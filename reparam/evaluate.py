@@ -1,0 +1,74 @@
+"""Held-out metrics: the test ELBO and the importance-sampled log-likelihood."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from . import objectives
+
+#: Upper bound on (examples x samples x pixels) held in memory at once by the IS estimate.
+MAX_ELEMENTS = 2**23
+
+
+def _batches(n: int, size: int):
+    for start in range(0, n, size):
+        yield slice(start, min(start + size, n))
+
+
+@torch.inference_mode()
+def elbo_terms(model, x: torch.Tensor, batch_size: int = 1000) -> dict[str, float]:
+    """Mean test ELBO and its terms over x (N, *x_shape), one sample per example."""
+    sums: dict[str, float] = {}
+    for sl in _batches(len(x), batch_size):
+        _, terms = objectives.elbo(model, x[sl])
+        for key, value in terms.items():
+            sums[key] = sums.get(key, 0.0) + float(value.sum())
+    return {key: value / len(x) for key, value in sums.items()}
+
+
+@torch.inference_mode()
+def log_likelihood(model, x: torch.Tensor, k: int, max_elements: int = MAX_ELEMENTS):
+    """Importance-sampled log p(x) per example, and the effective sample size of the weights.
+
+    log p(x) ~ logsumexp_k(log p(x|z_k) + log p(z_k) - log q(z_k|x)) - log K with
+    z_k ~ q(z|x). Examples and samples are processed in chunks so that at most
+    ``max_elements`` decoded pixels are alive at once; partial logsumexps are merged in
+    log space. ESS = (sum w)^2 / sum w^2. Returns two (N,) tensors.
+    """
+    n_pix = max(1, math.prod(model.x_shape))
+    per_chunk = max(1, max_elements // n_pix)  # examples x samples per chunk
+    k_chunk = min(k, per_chunk)
+    b_chunk = max(1, per_chunk // k_chunk)
+    log_px, ess = [], []
+    for sl in _batches(len(x), b_chunk):
+        xb = x[sl]
+        q = model.posterior(xb)  # encode once, sample in chunks
+        lse = torch.full((len(xb),), -math.inf, device=x.device)
+        lse2 = lse.clone()
+        for ks in _batches(k, k_chunk):
+            z = q.rsample((ks.stop - ks.start,))  # (k', b, D)
+            lw = model.likelihood(z).log_prob(xb) + model.prior().log_prob(z) - q.log_prob(z)
+            lse = torch.logaddexp(lse, torch.logsumexp(lw, 0))
+            lse2 = torch.logaddexp(lse2, torch.logsumexp(2 * lw, 0))
+        log_px.append(lse - math.log(k))
+        ess.append(torch.exp(2 * lse - lse2))
+    return torch.cat(log_px), torch.cat(ess)
+
+
+def evaluate(model, x: torch.Tensor, k: int) -> dict[str, float]:
+    """Test ELBO terms, and NLL = -log p(x) with its standard error over examples."""
+    out = elbo_terms(model, x)
+    log_px, ess = log_likelihood(model, x, k)
+    n = len(x)
+    nll = -log_px.double()
+    out.update(
+        nll=float(nll.mean()),
+        nll_se=float(nll.std() / math.sqrt(n)) if n > 1 else float("nan"),
+        bits_per_dim=float(nll.mean() / (math.prod(model.x_shape) * math.log(2))),
+        ess=float(ess.mean()),
+        k=k,
+        n=n,
+    )
+    return out

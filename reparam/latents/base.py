@@ -1,0 +1,80 @@
+"""The base class every latent family derives from."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.distributions import Distribution, kl_divergence
+
+from ..errors import ConfigError
+
+
+class Family(nn.Module):
+    """A latent distribution family: how raw encoder outputs become q(z|x), and p(z).
+
+    Subclasses set ``n_params`` (raw numbers per latent dimension) and implement
+    ``posterior`` and ``prior``. A family is an ``nn.Module`` only so that its prior's
+    tensors follow the model across devices; it holds no trainable weights.
+    """
+
+    name: str = ""
+    n_params: int = 1
+
+    def __init__(self, dim: int):
+        super().__init__()
+        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+            raise ConfigError(f"latent.dim must be a positive integer, got {dim!r}")
+        self.dim = dim
+        # Empty buffer: tells prior() which device and dtype to build on.
+        self.register_buffer("_anchor", torch.empty(0), persistent=False)
+
+    @property
+    def raw_size(self) -> int:
+        """How many raw numbers the encoder outputs per example."""
+        return self.dim * self.n_params
+
+    def split(self, raw: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(*batch, raw_size) -> n_params tensors of shape (*batch, dim)."""
+        if raw.shape[-1] != self.raw_size:
+            raise ValueError(f"{self.name}: raw has {raw.shape[-1]} columns, expected {self.raw_size}")
+        return tuple(raw.unflatten(-1, (self.n_params, self.dim)).unbind(-2))
+
+    def _full(self, value: float) -> torch.Tensor:
+        """A (dim,) tensor on the family's device."""
+        return torch.full((self.dim,), value, dtype=self._anchor.dtype, device=self._anchor.device)
+
+    def posterior(self, raw: torch.Tensor) -> Distribution:
+        """q(z|x) with batch_shape raw.shape[:-1] and event_shape (dim,)."""
+        raise NotImplementedError
+
+    def prior(self) -> Distribution:
+        """p(z) with batch_shape () and event_shape (dim,)."""
+        raise NotImplementedError
+
+    def has_closed_form_kl(self, q: Distribution) -> bool:
+        try:
+            kl_divergence(q, self.prior())
+        except NotImplementedError:
+            return False
+        return True
+
+    def kl(self, q: Distribution, z: torch.Tensor | None = None) -> torch.Tensor:
+        """KL(q || p) per example, shape q.batch_shape.
+
+        Closed form when torch has one registered for (type(q), type(p)); otherwise the
+        Monte Carlo estimate mean_k [log q(z_k) - log p(z_k)] from samples z of shape
+        (K, *batch, dim), which must then be given (as in Pyro's TraceMeanField_ELBO).
+        """
+        p = self.prior()
+        try:
+            return kl_divergence(q, p)
+        except NotImplementedError:
+            if z is None:
+                raise ValueError(f"{self.name}: no closed-form KL, pass samples z") from None
+            return (q.log_prob(z) - p.log_prob(z)).mean(0)
+
+    def on_step(self, step: int) -> None:
+        """Called by the trainer before every optimizer step (temperature schedules)."""
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"

@@ -1,0 +1,49 @@
+"""Diagonal Gaussian latents: the reparameterization trick of Kingma & Welling (2014)."""
+
+from __future__ import annotations
+
+import torch
+from torch.distributions import Independent, Normal
+
+from ..numerics import scale_from_logvar
+from . import register
+from .base import Family
+
+
+class DiagonalNormal(Independent):
+    """N(loc, diag(exp(logvar))) over the last dimension, with the trick spelled out.
+
+    ``rsample`` draws eps ~ N(0, I) and returns z = loc + scale * eps with
+    scale = exp(0.5 * logvar): all randomness sits in eps, so z is a deterministic,
+    differentiable function of (loc, logvar) and gradients flow back to the encoder.
+    """
+
+    def __init__(self, loc: torch.Tensor, logvar: torch.Tensor):
+        self.logvar = logvar
+        super().__init__(Normal(loc, scale_from_logvar(logvar), validate_args=False), 1)
+
+    def rsample(self, sample_shape: torch.Size | tuple[int, ...] = torch.Size()) -> torch.Tensor:
+        loc, scale = self.base_dist.loc, self.base_dist.scale  # (*batch, D)
+        eps = torch.randn(self._extended_shape(sample_shape), dtype=loc.dtype, device=loc.device)
+        return loc + scale * eps  # (*sample, *batch, D)
+
+    def expand(self, batch_shape, _instance=None):
+        base = self.base_dist.expand(torch.Size(batch_shape) + self.event_shape)
+        return Independent(base, 1)
+
+
+@register("gaussian")
+class Gaussian(Family):
+    """q(z|x) = N(loc, diag(exp(logvar))), p(z) = N(0, I), closed-form KL.
+
+    The encoder emits ``2 * dim`` numbers per example: loc, then logvar.
+    """
+
+    n_params = 2
+
+    def posterior(self, raw: torch.Tensor) -> DiagonalNormal:
+        loc, logvar = self.split(raw)  # (*batch, D) each
+        return DiagonalNormal(loc, logvar)
+
+    def prior(self) -> Independent:
+        return Independent(Normal(self._full(0.0), self._full(1.0), validate_args=False), 1)

@@ -1,0 +1,120 @@
+"""Observation models p(x|z): decoder raw outputs -> a torch Distribution over one image.
+
+Every head maps raw of shape (*batch, raw_size) to a Distribution with batch_shape
+(*batch,) and event_shape ``x_shape``, so ``log_prob(x)`` sums over pixels (never a mean
+over pixels, which would silently reweight the KL term).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+from torch.distributions import Bernoulli, Distribution, Independent, Normal
+
+from .errors import ConfigError, DataError
+from .numerics import positive
+from .registry import Registry
+
+
+class Head(nn.Module):
+    """Base class: ``raw_size`` numbers from the decoder per example -> p(x|z)."""
+
+    name: str = ""
+    n_params: int = 1
+
+    def __init__(self, x_shape: tuple[int, ...]):
+        super().__init__()
+        self.x_shape = tuple(x_shape)
+        self.n_pixels = math.prod(self.x_shape)
+
+    @property
+    def raw_size(self) -> int:
+        return self.n_pixels * self.n_params
+
+    def _unflatten(self, raw: torch.Tensor) -> torch.Tensor:
+        return raw.unflatten(-1, self.x_shape)
+
+    def forward(self, raw: torch.Tensor) -> Distribution:
+        raise NotImplementedError
+
+    def check_data(self, x: torch.Tensor, what: str) -> None:
+        """Raise DataError if ``x`` lies outside this likelihood's support."""
+
+    def mean(self, raw: torch.Tensor) -> torch.Tensor:
+        """The image a decoder output stands for (used for pictures)."""
+        return self.forward(raw).mean
+
+
+REGISTRY: Registry[Head] = Registry("likelihood")
+register = REGISTRY.register
+
+
+def get(name: str, x_shape: tuple[int, ...], **options: Any) -> Head:
+    return REGISTRY.build(name, tuple(x_shape), **options)
+
+
+def names() -> list[str]:
+    return REGISTRY.names()
+
+
+@register("bernoulli")
+class BernoulliHead(Head):
+    """Independent Bernoulli pixels with logits from the decoder; data must lie in [0, 1].
+
+    Binary data gives a normalized likelihood. Grey levels in (0, 1) are accepted (the
+    usual cross-entropy), but only binarized data yields a true log-likelihood.
+    """
+
+    def forward(self, raw: torch.Tensor) -> Distribution:
+        return Independent(Bernoulli(logits=self._unflatten(raw), validate_args=False), len(self.x_shape))
+
+    def mean(self, raw: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self._unflatten(raw))
+
+    def check_data(self, x: torch.Tensor, what: str) -> None:
+        lo, hi = float(x.min()), float(x.max())
+        if lo < 0.0 or hi > 1.0:
+            raise DataError(
+                f"{what} holds values in [{lo:g}, {hi:g}], outside [0, 1] that a Bernoulli "
+                "likelihood needs; rescale the data or use likelihood.name=gaussian"
+            )
+
+
+@register("gaussian")
+class GaussianHead(Head):
+    """Independent Normal pixels: mean from the decoder, scale learned per pixel or fixed.
+
+    ``scale="learned"`` keeps one free parameter per pixel (softplus, floored at
+    ``min_scale`` so constant pixels cannot drive the density to infinity); a positive
+    number fixes the scale.
+    """
+
+    def __init__(self, x_shape, *, scale: float | str = "learned", min_scale: float = 0.01):
+        super().__init__(x_shape)
+        if not (isinstance(min_scale, (int, float)) and min_scale > 0):
+            raise ConfigError(f"likelihood.min_scale must be a positive number, got {min_scale!r}")
+        self.min_scale = float(min_scale)
+        if scale == "learned":
+            self.raw_scale = nn.Parameter(torch.full(self.x_shape, 0.5413))  # softplus -> ~1
+            self.fixed = None
+        elif isinstance(scale, (int, float)) and not isinstance(scale, bool) and scale > 0:
+            self.raw_scale = None
+            self.fixed = float(scale)
+        else:
+            raise ConfigError(f"likelihood.scale must be 'learned' or a positive number, got {scale!r}")
+
+    def scale(self) -> torch.Tensor | float:
+        if self.fixed is not None:
+            return self.fixed
+        return positive(self.raw_scale, floor=self.min_scale)
+
+    def forward(self, raw: torch.Tensor) -> Distribution:
+        loc = self._unflatten(raw)
+        scale = torch.as_tensor(self.scale(), dtype=loc.dtype, device=loc.device).expand_as(loc)
+        return Independent(Normal(loc, scale, validate_args=False), len(self.x_shape))
+
+    def mean(self, raw: torch.Tensor) -> torch.Tensor:
+        return self._unflatten(raw)

@@ -1,0 +1,67 @@
+"""The VAE: encoder, latent family, decoder and likelihood head. It holds no loss."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+from torch.distributions import Distribution
+
+from . import latents, likelihoods
+from .latents import Family
+from .likelihoods import Head
+from .networks import Decoder, Encoder
+
+if TYPE_CHECKING:
+    from .config import Config
+
+
+class VAE(nn.Module):
+    """x -> q(z|x) -> z -> p(x|z), with p(z) from the family.
+
+    Shapes: ``posterior(x)`` takes x (B, *x_shape) and returns batch_shape (B,),
+    event_shape (D,); ``likelihood(z)`` takes z (*S, B, D) and returns batch_shape
+    (*S, B), event_shape x_shape.
+    """
+
+    def __init__(self, encoder: nn.Module, family: Family, decoder: nn.Module, head: Head):
+        super().__init__()
+        self.encoder, self.family, self.decoder, self.head = encoder, family, decoder, head
+
+    @property
+    def x_shape(self) -> tuple[int, ...]:
+        return self.head.x_shape
+
+    def posterior(self, x: torch.Tensor) -> Distribution:
+        """q(z|x)."""
+        return self.family.posterior(self.encoder(x))
+
+    def prior(self) -> Distribution:
+        """p(z)."""
+        return self.family.prior()
+
+    def likelihood(self, z: torch.Tensor) -> Distribution:
+        """p(x|z)."""
+        return self.head(self.decoder(z))
+
+    def decode_mean(self, z: torch.Tensor) -> torch.Tensor:
+        """The mean image of p(x|z), shape (*batch, *x_shape)."""
+        return self.head.mean(self.decoder(z))
+
+    def kl(self, q: Distribution, z: torch.Tensor | None = None) -> torch.Tensor:
+        """KL(q || p(z)) per example (closed form, or Monte Carlo from z)."""
+        return self.family.kl(q, z)
+
+    def on_step(self, step: int) -> None:
+        self.family.on_step(step)
+
+
+def build(cfg: "Config", x_shape: tuple[int, ...]) -> VAE:
+    """Assemble a VAE from a resolved config and the data's image shape."""
+    family = latents.get(cfg.latent.family, cfg.latent.dim, **cfg.latent.options)
+    head = likelihoods.get(cfg.likelihood.name, x_shape, **cfg.likelihood.options)
+    hidden, act = cfg.model.hidden, cfg.model.activation
+    encoder = Encoder(x_shape, hidden, family.raw_size, act)
+    decoder = Decoder(family.dim, list(reversed(hidden)), head.raw_size, act)
+    return VAE(encoder, family, decoder, head)
