@@ -19,6 +19,14 @@ Objective = Callable[..., tuple[torch.Tensor, Terms]]
 OBJECTIVES: dict[str, Objective] = {}
 
 
+def call_kwargs(cfg, step: int) -> dict:
+    """Keyword arguments for the configured objective at training step ``step``.
+
+    The one place where objective schedules live, so the trainer stays generic.
+    """
+    return {"k": cfg.k, "beta": cfg.beta}
+
+
 def register(name: str) -> Callable[[Objective], Objective]:
     def deco(fn: Objective) -> Objective:
         OBJECTIVES[name] = fn

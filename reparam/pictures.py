@@ -20,9 +20,9 @@ def prior_samples(model, n: int, generator_seed: int | None = None) -> torch.Ten
 
 @torch.inference_mode()
 def reconstructions(model, x: torch.Tensor) -> torch.Tensor:
-    """Inputs and the mean of p(x|z) at z = E_q[z], interleaved in pairs of rows."""
+    """Inputs and the mean of p(x|z) at the family's representative z of q(z|x), in pairs of rows."""
     q = model.posterior(x)
-    recon = model.decode_mean(q.mean)
+    recon = model.decode_mean(model.family.point(q))
     ncols = len(x) // 2
     rows = [x[:ncols], recon[:ncols], x[ncols : 2 * ncols], recon[ncols : 2 * ncols]]
     return torch.cat(rows)

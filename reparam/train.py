@@ -61,8 +61,8 @@ class Trainer:
 
     def train_step(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """One optimizer step on a batch x (B, *x_shape); returns the batch-mean terms."""
-        ob = self.cfg.objective
-        bound, terms = self.objective(self.model, x, k=ob.k, beta=ob.beta)
+        kwargs = objectives.call_kwargs(self.cfg.objective, self.step)
+        bound, terms = self.objective(self.model, x, **kwargs)
         loss = -bound.mean()  # the one reduction over the batch
         self.opt.zero_grad(set_to_none=True)
         loss.backward()

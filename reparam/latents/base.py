@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.distributions import Distribution, kl_divergence
+from torch.distributions import Distribution, Independent, kl_divergence
 
 from ..errors import ConfigError
 
@@ -72,6 +72,25 @@ class Family(nn.Module):
             if z is None:
                 raise ValueError(f"{self.name}: no closed-form KL, pass samples z") from None
             return (q.log_prob(z) - p.log_prob(z)).mean(0)
+
+    def kl_per_dim(self, q: Distribution) -> torch.Tensor | None:
+        """KL(q_d || p_d) per latent dimension, (*batch, dim), for factorized families.
+
+        Works whenever q and p are ``Independent`` over the last dimension and torch has
+        a KL for their base distributions; returns None for families whose dimensions
+        are coupled (full-covariance Gaussian, simplex, sphere).
+        """
+        p = self.prior()
+        if not (isinstance(q, Independent) and isinstance(p, Independent)):
+            return None
+        try:
+            return kl_divergence(q.base_dist, p.base_dist)
+        except NotImplementedError:
+            return None
+
+    def point(self, q: Distribution) -> torch.Tensor:
+        """A representative latent of q for pictures and traversals: its mean, (*batch, dim)."""
+        return q.mean
 
     def on_step(self, step: int) -> None:
         """Called by the trainer before every optimizer step (temperature schedules)."""
