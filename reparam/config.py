@@ -82,8 +82,11 @@ class LikelihoodConfig:
 @dataclass
 class ObjectiveConfig:
     name: str = "elbo"  # elbo | iwae
-    k: int = 1  # samples per example
-    beta: float = 1.0  # KL weight (elbo)
+    k: int = 1  # samples per example (the IWAE's K)
+    beta: float = 1.0  # KL weight (Higgins et al. 2017); the weight reached after warm-up
+    warmup: int = 0  # steps of linear KL warm-up from 0 to beta (Sonderby et al. 2016); 0: none
+    free_bits: float = 0.0  # lambda: nats per latent dimension (or group) (Kingma et al. 2016)
+    free_bits_group: int = 1  # latent dimensions per free-bits group (1: per dimension)
 
     def validate(self) -> None:
         from . import objectives
@@ -91,6 +94,13 @@ class ObjectiveConfig:
         objectives.lookup(self.name)
         _check(self.k >= 1, f"objective.k must be >= 1, got {self.k}")
         _check(self.beta >= 0, f"objective.beta must be >= 0, got {self.beta}")
+        _check(self.warmup >= 0, f"objective.warmup must be >= 0 steps, got {self.warmup}")
+        _check(self.free_bits >= 0, f"objective.free_bits (lambda) must be >= 0 nats, got {self.free_bits}")
+        _check(self.free_bits_group >= 1, f"objective.free_bits_group must be >= 1, got {self.free_bits_group}")
+        _check(
+            self.free_bits == 0 or "free_bits" in objectives.accepted(self.name),
+            f"objective.free_bits applies to a KL term; objective {self.name!r} has none (use objective.name=elbo)",
+        )
 
 
 @dataclass

@@ -1,16 +1,24 @@
 """Bounds on log p(x). Pure functions: per-example terms, no reduction over the batch.
 
-Every objective has the signature ``f(model, x, k=1, beta=1.0) -> (bound, terms)``
-with ``bound`` of shape (B,) and ``terms`` a dict of (B,) tensors named by the keys
-below, used unchanged in logs, summaries and tests.
+Every objective has the signature ``f(model, x, k=1, beta=1.0, ...) -> (bound, terms)``
+with ``bound`` of shape (B,), the quantity the trainer maximizes (``-bound.mean()`` is the
+loss), and ``terms`` a dict of (B,) tensors. Every objective reports the same keys,
+``elbo``, ``log_px_z`` and ``kl`` (the IWAE adds ``iwae``), used unchanged in logs,
+summaries and tests. Schedules (KL warm-up) live in :func:`call_kwargs` only.
+
+Gradient estimators (``objective.estimator``, a separate module) plug in through the
+pieces exposed here: :func:`weight_terms` gives log p(x|z), log p(z) - log q(z|x) and
+the samples, :func:`normalized_weights` the detached self-normalized weights.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Callable
 
 import torch
+from torch.distributions import Distribution
 
 from .errors import ConfigError
 
@@ -19,12 +27,37 @@ Objective = Callable[..., tuple[torch.Tensor, Terms]]
 OBJECTIVES: dict[str, Objective] = {}
 
 
+def beta_at(cfg, step: int) -> float:
+    """KL weight at step ``step`` (0-based): beta * min(1, step / warmup), linear warm-up.
+
+    Sonderby et al. (2016), Bowman et al. (2016): the KL weight rises from 0 to beta over
+    the first ``cfg.warmup`` optimizer steps; ``warmup = 0`` gives beta from the start.
+    """
+    if cfg.warmup <= 0:
+        return float(cfg.beta)
+    return float(cfg.beta) * min(1.0, step / cfg.warmup)
+
+
 def call_kwargs(cfg, step: int) -> dict:
     """Keyword arguments for the configured objective at training step ``step``.
 
     The one place where objective schedules live, so the trainer stays generic.
     """
-    return {"k": cfg.k, "beta": cfg.beta}
+    kwargs = {"k": cfg.k, "beta": beta_at(cfg, step)}
+    if cfg.free_bits > 0:
+        kwargs.update(free_bits=cfg.free_bits, free_bits_group=cfg.free_bits_group)
+    return kwargs
+
+
+def schedule_warning(cfg, total_steps: int) -> str | None:
+    """A one-line warning if the KL warm-up does not finish within ``total_steps``."""
+    if cfg.warmup > total_steps:
+        reached = beta_at(cfg, total_steps)
+        return (
+            f"objective.warmup={cfg.warmup} steps is longer than the {total_steps} steps trained; "
+            f"the KL weight only reached {reached:.3g} of beta={cfg.beta:g}"
+        )
+    return None
 
 
 def register(name: str) -> Callable[[Objective], Objective]:
@@ -41,34 +74,98 @@ def lookup(name: str) -> Objective:
     return OBJECTIVES[name]
 
 
+def accepted(name: str) -> set[str]:
+    """Names of the keyword arguments objective ``name`` takes."""
+    return set(inspect.signature(lookup(name)).parameters) - {"model", "x"}
+
+
+def free_bits_kl(model, q: Distribution, kl: torch.Tensor, lam: float, group: int = 1) -> torch.Tensor:
+    """KL with free bits (Kingma et al. 2016, eq. 15), per example (B,).
+
+    The bound's KL term becomes sum_g max(lambda, E_batch[KL_g]), where KL_g is the KL of
+    latent group g (``group`` consecutive dimensions; 1 = per dimension) and the max is
+    taken on the minibatch average, as in the paper. It is written per example as
+    sum_g (KL_bg if E_batch[KL_g] > lambda else lambda), whose batch mean equals the
+    paper's term exactly, so a group below lambda gets zero gradient. The batch is read
+    only to choose that mask. Families without a per-dimension KL (coupled dimensions,
+    Monte Carlo KL) get the floor on the total KL: max(lambda * D, E_batch[KL]).
+    """
+    per_dim = model.family.kl_per_dim(q)  # (B, D) or None
+    if per_dim is None:
+        parts, floor = kl.unsqueeze(-1), lam * model.family.dim  # (B, 1)
+    else:
+        d = per_dim.shape[-1]
+        if d % group:
+            raise ConfigError(f"objective.free_bits_group={group} does not divide latent.dim={d}")
+        parts, floor = per_dim.unflatten(-1, (d // group, group)).sum(-1), lam  # (B, G)
+    above = parts.detach().mean(0) > floor  # (G,): the batch average decides
+    return torch.where(above, parts, torch.full_like(parts, floor)).sum(-1)
+
+
 @register("elbo")
-def elbo(model, x: torch.Tensor, k: int = 1, beta: float = 1.0) -> tuple[torch.Tensor, Terms]:
+def elbo(
+    model, x: torch.Tensor, k: int = 1, beta: float = 1.0, free_bits: float = 0.0, free_bits_group: int = 1
+) -> tuple[torch.Tensor, Terms]:
     """ELBO = E_q[log p(x|z)] - KL(q(z|x) || p(z)), averaged over k reparameterized samples.
 
-    x: (B, *x_shape). Returns the beta-weighted bound (B,) (Higgins et al. 2017; beta=1 is
-    the ELBO) and terms ``elbo``, ``log_px_z``, ``kl``, each (B,).
+    x: (B, *x_shape). Returns the bound log p(x|z) - beta * KL (Higgins et al. 2017; beta=1
+    is the ELBO; with ``free_bits`` > 0 the KL is floored per group, see
+    :func:`free_bits_kl`) of shape (B,) and the terms ``elbo``, ``log_px_z``, ``kl`` (B,),
+    which always describe the plain ELBO.
     """
     q = model.posterior(x)  # batch (B,), event (D,)
     z = q.rsample((k,))  # (K, B, D): the reparameterization trick
     log_px_z = model.likelihood(z).log_prob(x).mean(0)  # (B,), summed over pixels
     kl = model.kl(q, z)  # (B,)
-    bound = log_px_z - beta * kl
+    penalty = free_bits_kl(model, q, kl, free_bits, free_bits_group) if free_bits > 0 else kl
+    bound = log_px_z - beta * penalty
     return bound, {"elbo": log_px_z - kl, "log_px_z": log_px_z, "kl": kl}
+
+
+def weight_terms(model, x: torch.Tensor, k: int):
+    """The pieces of the importance weights, for bounds and estimators.
+
+    Returns (log p(x|z_k) (K, B), log p(z_k) - log q(z_k|x) (K, B), q, z (K, B, D)) with
+    z_k ~ q(z|x) drawn by the reparameterization trick.
+    """
+    q = model.posterior(x)
+    z = q.rsample((k,))  # (K, B, D)
+    log_px_z = model.likelihood(z).log_prob(x)  # (K, B)
+    return log_px_z, model.prior().log_prob(z) - q.log_prob(z), q, z
 
 
 def log_weights(model, x: torch.Tensor, k: int) -> torch.Tensor:
     """log w_k = log p(x|z_k) + log p(z_k) - log q(z_k|x), z_k ~ q(z|x); shape (K, B)."""
-    q = model.posterior(x)
-    z = q.rsample((k,))  # (K, B, D)
-    return model.likelihood(z).log_prob(x) + model.prior().log_prob(z) - q.log_prob(z)
+    log_px_z, log_ratio, _, _ = weight_terms(model, x, k)
+    return log_px_z + log_ratio
+
+
+def normalized_weights(lw: torch.Tensor) -> torch.Tensor:
+    """Self-normalized importance weights w~_k = w_k / sum_j w_j, (K, B), detached.
+
+    Computed in log space (exp(log w_k - logsumexp_j log w_j)), so no weight overflows.
+    The IWAE gradient is grad L_K = sum_k w~_k grad log w_k (Burda et al. 2016, eq. 8):
+    the weights act as constants, hence the detach; estimators such as sticking-the-
+    landing (Roeder et al. 2017) and DReG (Tucker et al. 2018) reuse them.
+    """
+    return torch.softmax(lw.detach(), dim=0)
 
 
 @register("iwae")
 def iwae(model, x: torch.Tensor, k: int = 1, beta: float = 1.0) -> tuple[torch.Tensor, Terms]:
-    """IWAE bound (Burda et al. 2016): logsumexp_k(log w_k) - log K, shape (B,).
+    """IWAE bound (Burda et al. 2016): L_K = logsumexp_k(log w_k) - log K, shape (B,).
 
-    With k=1 it equals a single-sample ELBO with a Monte Carlo KL. ``beta`` is unused.
+    L_1 is the ELBO and L_K rises with K towards log p(x). With warm-up (``beta`` < 1) the
+    trained bound tempers the prior ratio, log w_k = log p(x|z_k) + beta (log p(z_k) -
+    log q(z_k|x)); the ``iwae`` term always reports L_K itself. Autograd of the
+    logsumexp gives exactly sum_k w~_k grad log w_k with detached weights
+    (:func:`normalized_weights`). Terms ``elbo``, ``log_px_z`` and ``kl`` are the ELBO's,
+    averaged over the same K samples.
     """
-    lw = log_weights(model, x, k)  # (K, B)
-    bound = torch.logsumexp(lw, 0) - math.log(k)
-    return bound, {"iwae": bound}
+    log_px_z, log_ratio, q, z = weight_terms(model, x, k)  # (K, B) each
+    lw = log_px_z + log_ratio
+    bound_1 = torch.logsumexp(lw, 0) - math.log(k)
+    bound = bound_1 if beta == 1.0 else torch.logsumexp(log_px_z + beta * log_ratio, 0) - math.log(k)
+    kl = model.kl(q, z)  # (B,)
+    rec = log_px_z.mean(0)
+    return bound, {"iwae": bound_1, "elbo": rec - kl, "log_px_z": rec, "kl": kl}

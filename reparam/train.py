@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -130,6 +131,10 @@ class Trainer:
             train_seconds=self.metrics[-1]["seconds"] if self.metrics else 0.0,
             parameters=sum(p.numel() for p in self.model.parameters()),
         )
+        warning = objectives.schedule_warning(self.cfg.objective, self.step)
+        if warning:  # a warm-up longer than training: warn, don't fail
+            warnings.warn(warning, stacklevel=2)
+            summary["warnings"] = [warning]
         runs.write_json(self.run_dir / runs.SUMMARY, summary)
         pictures.save_samples(self.model, self.run_dir / "samples.png", seed=self.cfg.seed)
         pictures.save_reconstructions(self.model, self.test_x, self.run_dir / "reconstructions.png")
