@@ -120,8 +120,19 @@ def parser() -> Parser:
     return p
 
 
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    """Parse, letting train's key=value overrides stand before or after its options."""
+    p = parser()
+    args, extra = p.parse_known_args(argv)
+    if extra and args.command == "train" and not any(a.startswith("-") for a in extra):
+        args.settings += extra
+    elif extra:
+        p.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args = parse(argv)
     try:
         return args.func(args)
     except ReparamError as e:

@@ -1,0 +1,115 @@
+"""Every command end to end with tiny settings, and bad input: one line, exit 2, nothing changed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TINY
+
+
+def reparam(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "reparam", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def assert_user_error(proc: subprocess.CompletedProcess, needle: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and needle in lines[0], lines[0]
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("cli") / "run"
+    proc = reparam("train", *TINY, "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == str(out)  # the run folder is printed last
+    return out
+
+
+def test_train_writes_the_run_folder(cli_run):
+    names = {p.name for p in cli_run.iterdir()}
+    expected = {"config.json", "metrics.jsonl", "model.safetensors", "state.safetensors", "state.json", "summary.json", "samples.png", "reconstructions.png"}
+    assert expected <= names
+    assert not [n for n in names if n.endswith(".tmp")]
+    metrics = [json.loads(line) for line in (cli_run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in metrics] == [1, 2]
+    summary = json.loads((cli_run / "summary.json").read_text())
+    assert summary["nll"] > 0 and summary["nll_se"] > 0
+
+
+def test_eval_json(cli_run):
+    proc = reparam("eval", str(cli_run), "--k", "10", "--json")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert {"elbo", "nll", "nll_se", "k", "n"} <= set(out) and out["k"] == 10 and out["n"] == 297
+    assert out["nll"] <= -out["elbo"] + 6 * out["nll_se"]
+
+
+def test_eval_table(cli_run):
+    proc = reparam("eval", str(cli_run), "--k", "5")
+    assert proc.returncode == 0 and "NLL" in proc.stdout and "bits/dim" in proc.stdout
+
+
+def test_sample_writes_a_png(cli_run, tmp_path):
+    out = tmp_path / "s.png"
+    proc = reparam("sample", str(cli_run), "--n", "9", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_python_m_and_console_script_agree():
+    proc = subprocess.run(["reparam", "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "train" in proc.stdout
+
+
+def test_existing_run_is_refused_and_unchanged(cli_run):
+    before = snapshot(cli_run)
+    assert_user_error(reparam("train", *TINY, "--out", str(cli_run)), "already holds a run")
+    assert snapshot(cli_run) == before
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["train", "latent.dimm=3"], "unknown config key latent.dimm"),
+        (["train", "train.epochs=x"], "must be of type int"),
+        (["train", "latent.family=nope"], "unknown latent family"),
+        (["train", "data.name=file", "data.path=/nonexistent.npz"], "does not exist"),
+        (["train", "likelihood.name=bernoulli", "data.name=file", "data.path=BIG"], "expected [0, 1] or 0..255"),
+        (["train", "/no/such/config.toml"], "does not exist"),
+        (["train", "train.device=cuda"], "no CUDA GPU"),
+        (["eval", "/no/such/run"], "does not exist"),
+        (["eval", "EMPTY"], "config.json is missing"),
+        (["eval", "RUN", "--k", "0"], "--k must be >= 1"),
+        (["sample", "RUN", "--n", "0"], "--n must be >= 1"),
+        (["sample", "RUN", "--out", "/no/such/dir/x.png"], "does not exist"),
+        (["train", "--frobnicate"], "unrecognized arguments"),
+        (["nosuchcommand"], "invalid choice"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args, needle, cli_run, tmp_path):
+    import numpy as np
+
+    big = tmp_path / "big.npy"
+    np.save(big, np.linspace(-2, 2, 4 * 9, dtype=np.float32).reshape(4, 3, 3))
+    (tmp_path / "empty").mkdir()
+    subs = {"BIG": str(big), "EMPTY": str(tmp_path / "empty"), "RUN": str(cli_run)}
+    args = [a.replace("data.path=BIG", f"data.path={big}") for a in args]
+    args = [subs.get(a, a) for a in args]
+    if args[0] == "train" and "--frobnicate" not in args:
+        args = ["train", *TINY, *args[1:], "--out", str(tmp_path / "r")]  # the bad value last wins
+    if "likelihood.name=bernoulli" in args:
+        args.append("data.binarize=none")
+    before = snapshot(cli_run)
+    assert_user_error(reparam(*args), needle)
+    assert snapshot(cli_run) == before

@@ -1,0 +1,151 @@
+"""Data sources: digits, Keras-layout and single arrays, MNIST lookup and its download."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.server
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from reparam import config, data
+from reparam.errors import DataError
+
+
+def cfg_for(*overrides):
+    return config.load(None, list(overrides)).data
+
+
+def test_digits_default_split_is_fixed_and_in_unit_range():
+    a, b = data.load(cfg_for("data.binarize=none")), data.load(cfg_for("data.binarize=none"))
+    assert a.train.shape == (1500, 8, 8) and a.test.shape == (297, 8, 8)
+    assert torch.equal(a.test, b.test) and torch.equal(a.test_labels, b.test_labels)
+    assert 0.0 <= float(a.train.min()) and float(a.train.max()) <= 1.0
+
+
+def test_dynamic_binarization_fixes_the_test_set_and_keeps_train_grey():
+    d = data.load(cfg_for("data.binarize=dynamic"))
+    assert set(d.test.unique().tolist()) <= {0.0, 1.0}
+    assert len(d.train.unique()) > 2
+    assert torch.equal(d.test, data.load(cfg_for("data.binarize=dynamic")).test)
+
+
+def test_static_binarization_binarizes_both():
+    d = data.load(cfg_for("data.binarize=static"))
+    assert set(d.train.unique().tolist()) <= {0.0, 1.0}
+
+
+def keras_npz(path, n_train=20, n_test=10, shape=(6, 6)):
+    rng = np.random.default_rng(0)
+    np.savez(
+        path,
+        x_train=rng.integers(0, 256, (n_train, *shape), dtype=np.uint8),
+        y_train=rng.integers(0, 10, n_train),
+        x_test=rng.integers(0, 256, (n_test, *shape), dtype=np.uint8),
+        y_test=rng.integers(0, 10, n_test),
+    )
+    return path
+
+
+def test_keras_layout_npz_scaled_from_uint8(tmp_path):
+    d = data.load(cfg_for("data.name=file", f"data.path={keras_npz(tmp_path / 'k.npz')}", "data.binarize=none"))
+    assert d.train.shape == (20, 6, 6) and d.test.shape == (10, 6, 6) and d.test_labels.shape == (10,)
+    assert float(d.train.max()) <= 1.0 and float(d.train.max()) > 0.5
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".npz"])
+def test_single_array_is_split(tmp_path, suffix):
+    x = np.random.default_rng(0).random((40, 5, 5)).astype(np.float32)
+    path = tmp_path / f"a{suffix}"
+    np.save(path, x) if suffix == ".npy" else np.savez(path, images=x)
+    d = data.load(cfg_for("data.name=file", f"data.path={path}", "data.binarize=none", "data.test_fraction=0.25"))
+    assert (len(d.train), len(d.test)) == (30, 10)
+    assert torch.allclose(torch.sort(torch.cat([d.train, d.test]).flatten())[0], torch.sort(torch.from_numpy(x).flatten())[0])
+
+
+def bad_files(tmp_path):
+    truncated = tmp_path / "trunc.npz"
+    truncated.write_bytes(keras_npz(tmp_path / "full.npz").read_bytes()[:200])
+    (tmp_path / "empty.npy").write_bytes(b"")
+    np.save(tmp_path / "nan.npy", np.full((4, 3, 3), np.nan, np.float32))
+    np.save(tmp_path / "neg.npy", -np.ones((4, 3, 3), np.float32))
+    np.save(tmp_path / "big.npy", np.full((4, 3, 3), 300.0, np.float32))
+    np.save(tmp_path / "zero.npy", np.zeros((0, 3, 3), np.float32))
+    np.save(tmp_path / "flat.npy", np.zeros(5, np.float32))
+    np.save(tmp_path / "text.npy", np.array([["a", "b"], ["c", "d"]]))
+    np.savez(tmp_path / "two.npz", a=np.zeros((3, 2, 2)), b=np.zeros((3, 2, 2)))
+    np.savez(tmp_path / "mismatch.npz", x_train=np.zeros((3, 2, 2)), x_test=np.zeros((3, 4, 4)))
+    (tmp_path / "junk.npz").write_bytes(b"not a zip at all")
+    return {
+        "trunc.npz": "cannot read",
+        "empty.npy": "cannot read",
+        "nan.npy": "NaN",
+        "neg.npy": "expected [0, 1] or 0..255",
+        "big.npy": "expected [0, 1] or 0..255",
+        "zero.npy": "N >= 1",
+        "flat.npy": "expected (N, H, W)",
+        "text.npy": "not numbers",
+        "two.npz": "expected x_train and x_test",
+        "mismatch.npz": "x_train images are",
+        "junk.npz": "cannot read",
+        "missing.npy": "does not exist",
+    }
+
+
+def test_bad_data_files_raise_one_line(tmp_path):
+    for name, needle in bad_files(tmp_path).items():
+        with pytest.raises(DataError) as e:
+            data.load(cfg_for("data.name=file", f"data.path={tmp_path / name}"))
+        assert needle in str(e.value), (name, str(e.value))
+        assert "\n" not in str(e.value)
+
+
+def test_mnist_found_through_reparam_data(tmp_path, monkeypatch):
+    keras_npz(tmp_path / "mnist.npz")
+    monkeypatch.setenv("REPARAM_DATA", str(tmp_path))
+    assert data.load(cfg_for("data.name=mnist")).train.shape == (20, 6, 6)
+    monkeypatch.setenv("REPARAM_DATA", str(tmp_path / "nowhere"))
+    assert data.load(cfg_for("data.name=mnist", f"data.path={tmp_path}")).test.shape == (10, 6, 6)
+    with pytest.raises(DataError, match="MNIST not found"):
+        data.load(cfg_for("data.name=mnist"))
+
+
+@pytest.fixture
+def local_server(tmp_path):
+    """An HTTP server on 127.0.0.1 serving tmp_path/served."""
+    root = tmp_path / "served"
+    root.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_download_checks_the_checksum(local_server, tmp_path, monkeypatch):
+    root, url = local_server
+    payload = keras_npz(root / "mnist.npz").read_bytes()
+    good = hashlib.sha256(payload).hexdigest()
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("REPARAM_DATA", str(cache))
+    with pytest.raises(DataError, match="expected 00"):
+        data.load(cfg_for("data.name=mnist", "data.download=true", f"data.url={url}/mnist.npz", f"data.sha256={'0' * 64}"))
+    assert not cache.exists() or not list(cache.iterdir())  # nothing saved, no temporary left
+    d = data.load(cfg_for("data.name=mnist", "data.download=true", f"data.url={url}/mnist.npz", f"data.sha256={good}"))
+    assert d.train.shape == (20, 6, 6) and (cache / "mnist.npz").read_bytes() == payload
+    with pytest.raises(DataError, match="cannot download"):
+        data.download(f"{url}/missing.npz", tmp_path / "x.npz", good)
+
+
+def test_download_of_the_real_mnist_file(local_server, tmp_path, mnist_path):
+    root, url = local_server
+    (root / "mnist.npz").symlink_to(mnist_path)
+    digest = data.sha256(mnist_path)
+    got = data.download(f"{url}/mnist.npz", tmp_path / "mnist.npz", digest)
+    d = data.load_arrays(got, 0.1)
+    assert d.train.shape == (60000, 28, 28) and d.test.shape == (10000, 28, 28)
+    assert d.train_labels[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]

@@ -1,0 +1,128 @@
+"""The run folder: atomic writes, the public load API, and checkpoint validation."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+import reparam
+from reparam import runs
+from reparam.errors import RunError
+
+
+def test_atomic_write_replaces_whole_file_and_leaves_no_temporary(tmp_path):
+    target = tmp_path / "f.json"
+    runs.write_json(target, {"a": 1})
+    runs.write_json(target, {"a": 2})
+    assert json.loads(target.read_text()) == {"a": 2}
+    assert [p.name for p in tmp_path.iterdir()] == ["f.json"]
+
+
+def test_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
+    target = tmp_path / "f.bin"
+    target.write_bytes(b"old")
+
+    def boom(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", boom)
+    with pytest.raises(OSError):
+        runs.atomic_write_bytes(target, b"new")
+    assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["f.bin"]
+
+
+def test_load_gives_the_public_contract(tiny_run):
+    model = reparam.load(tiny_run)
+    x = torch.rand(4, 8, 8).bernoulli()
+    q = model.posterior(x)
+    z = q.rsample((3,))
+    px = model.likelihood(z)
+    assert z.shape == (3, 4, model.prior().event_shape[0])
+    assert px.batch_shape == (3, 4) and px.event_shape == (8, 8)
+    # anyone can compute their own bound from the three distributions
+    log_w = px.log_prob(x) + model.prior().log_prob(z) - q.log_prob(z)
+    assert torch.isfinite(log_w).all()
+
+
+@pytest.fixture
+def run_copy(tiny_run, tmp_path):
+    return shutil.copytree(tiny_run, tmp_path / "copy")
+
+
+def test_truncated_weights_are_refused(run_copy):
+    w = run_copy / runs.WEIGHTS
+    w.write_bytes(w.read_bytes()[:100])
+    with pytest.raises(RunError, match="not a valid safetensors"):
+        reparam.load(run_copy)
+
+
+def test_weights_of_the_wrong_shape_are_refused(run_copy):
+    tensors = runs.load_tensors(run_copy / runs.WEIGHTS)
+    name = next(iter(tensors))
+    tensors[name] = torch.zeros(3, 3)
+    save_file(tensors, run_copy / runs.WEIGHTS)
+    with pytest.raises(RunError, match="has shape"):
+        reparam.load(run_copy)
+
+
+def test_missing_key_is_refused(run_copy):
+    tensors = runs.load_tensors(run_copy / runs.WEIGHTS)
+    tensors.pop(next(iter(tensors)))
+    save_file(tensors, run_copy / runs.WEIGHTS)
+    with pytest.raises(RunError, match="missing"):
+        reparam.load(run_copy)
+
+
+class _Payload:
+    def __reduce__(self):
+        return (os.system, ("touch PWNED",))
+
+
+def test_a_pickle_payload_is_refused_without_running_it(run_copy, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (run_copy / runs.WEIGHTS).write_bytes(pickle.dumps({"w": _Payload()}))
+    with pytest.raises(RunError, match="not a valid safetensors"):
+        reparam.load(run_copy)
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_corrupt_config_is_refused(run_copy):
+    (run_copy / runs.CONFIG).write_text("{not json")
+    with pytest.raises(RunError, match="not valid JSON"):
+        reparam.load(run_copy)
+    (run_copy / runs.CONFIG).write_text(json.dumps({"latent": {"dim": "x"}}))
+    with pytest.raises(RunError, match="latent.dim"):
+        reparam.load(run_copy)
+
+
+def test_run_without_checkpoint_is_refused(run_copy):
+    (run_copy / runs.STATE_JSON).unlink()
+    with pytest.raises(RunError, match="no checkpoint"):
+        reparam.load(run_copy)
+
+
+def test_read_only_output_folder(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        if os.access(ro, os.W_OK):
+            pytest.skip("running as a user who can write anywhere")
+        with pytest.raises(RunError, match="cannot write"):
+            runs.prepare_run_dir(ro / "run", overwrite=False)
+    finally:
+        ro.chmod(0o700)
+
+
+def test_output_below_a_file_is_refused(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(RunError, match="cannot write"):
+        runs.prepare_run_dir(tmp_path / "file" / "run", overwrite=False)
+    with pytest.raises(RunError, match="not a folder"):
+        runs.prepare_run_dir(tmp_path / "file", overwrite=False)
