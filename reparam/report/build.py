@@ -1,0 +1,101 @@
+"""Assemble report.html for one run, or a side-by-side comparison of several."""
+
+from __future__ import annotations
+
+from html import escape
+from pathlib import Path
+
+import torch
+
+from .. import runs
+from ..errors import RunError
+from . import html, latent, space
+from .figures import FIGURES, curves_figure, png
+from .run import RunView, open_run
+
+REPORT = "report.html"
+FIGURE_DIR = "figures"
+
+
+def diagnostics(view: RunView) -> dict:
+    """Active units and (dimension, score, active) triples, most informative first."""
+    with torch.inference_mode():
+        r = latent.rank_dimensions(view.model, view.test)
+    dims = [(d, float(r.scores[d]), bool(r.active[d])) for d in r.order.tolist()]
+    return {"active_units": int(r.active.sum()), "latent_dim": len(dims), "what": r.what, "dims": dims}
+
+
+def metrics_block(summary: dict) -> str:
+    if not summary:
+        return '<h2 id="metrics">Final metrics</h2><p class="muted">No summary.json: the run has not finished.</p>'
+    rows = [[k, v] for k, v in sorted(summary.items()) if isinstance(v, (int, float, str))]
+    return '<h2 id="metrics">Final metrics</h2>' + html.table(["metric", "value"], rows)
+
+
+def run_page(view: RunView, pngs: dict[str, bytes]) -> str:
+    """The single-run report: metrics, diagnostics, every figure, the config."""
+    parts = [f'<p class="muted">{escape(str(view.run_dir))}</p>', metrics_block(view.summary)]
+    parts.append(html.diagnostics_block(diagnostics(view)))
+    parts += [html.figure(name, pngs[name]) for name in FIGURES if name in pngs]
+    parts.append(html.config_block(view.config))
+    nav = [("metrics", "Metrics"), ("diagnostics", "Diagnostics")]
+    nav += [(name, FIGURES[name][0]) for name in FIGURES if name in pngs] + [("config", "Config")]
+    return html.page(view.title, nav, "".join(parts))
+
+
+def write_report(run_dir: str | Path, out: str | Path | None = None, seed: int = 0) -> Path:
+    """Draw every figure into RUN/figures/*.png and write RUN/report.html (or ``out``); returns its path.
+
+    Raises RunError for a folder without a model and DataError when the run's data is gone.
+    """
+    _check_parent(out)
+    view = open_run(run_dir)
+    pngs = space.render(view, seed)
+    folder = view.run_dir / FIGURE_DIR
+    folder.mkdir(exist_ok=True)
+    for name, payload in pngs.items():
+        runs.atomic_write_bytes(folder / f"{name}.png", payload)
+    out = Path(out) if out else view.run_dir / REPORT
+    runs.atomic_write_bytes(out, run_page(view, pngs).encode("utf-8"))
+    return out
+
+
+def _setting(view: RunView) -> dict:
+    cfg = view.model.config
+    return {"family": cfg.latent.family, "latent dim": cfg.latent.dim, "data": cfg.data.name, "objective": cfg.objective.name}
+
+
+def comparison_table(views: list[RunView]) -> str:
+    """Settings and final metrics, one column per run."""
+    cols = [{**_setting(v), **{k: x for k, x in v.summary.items() if isinstance(x, (int, float))}} for v in views]
+    keys = list(_setting(views[0])) + sorted({k for c in cols for k in c} - set(_setting(views[0])))
+    rows = [[k] + [c.get(k, "") for c in cols] for k in keys]
+    return '<h2 id="metrics">Settings and final metrics</h2>' + html.table(["", *[v.name for v in views]], rows)
+
+
+def comparison_page(views: list[RunView], pngs: list[dict[str, bytes]]) -> str:
+    """Metrics table, overlaid curves, then each figure of every run side by side."""
+    parts = [comparison_table(views)]
+    curves = curves_figure([(v.name, v.metrics) for v in views])
+    if curves is not None:
+        parts.append(html.figure("curves", png(curves)))
+    names = [n for n in FIGURES if n != "curves" and any(n in p for p in pngs)]
+    for name in names:
+        cells = [f"<div><h3>{escape(v.name)}</h3>{html.figure(name, p[name], False)}</div>" for v, p in zip(views, pngs) if name in p]
+        parts.append(f'<h2 id="{name}">{escape(FIGURES[name][0])}</h2><div class="side">{"".join(cells)}</div>')
+    nav = [("metrics", "Metrics")] + [(n, FIGURES[n][0]) for n in (["curves"] if curves else []) + names]
+    return html.page(f"Comparison of {len(views)} runs", nav, "".join(parts))
+
+
+def write_comparison(run_dirs: list[str | Path], out: str | Path, seed: int = 0) -> Path:
+    """Write one page comparing several runs side by side to ``out``; returns its path."""
+    _check_parent(out)
+    views = [open_run(d) for d in run_dirs]
+    pngs = [space.render(v, seed) for v in views]
+    runs.atomic_write_bytes(out, comparison_page(views, pngs).encode("utf-8"))
+    return Path(out)
+
+
+def _check_parent(out: str | Path | None) -> None:
+    if out is not None and not Path(out).parent.is_dir():
+        raise RunError(f"folder {Path(out).parent} does not exist; create it or choose another --out")

@@ -1,0 +1,73 @@
+"""A finished run, opened for reporting: model, metrics, summary and a slice of its test set."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .. import data, runs
+from ..errors import RunError
+
+#: Test images used for diagnostics and the latent scatter (enough for a stable picture).
+MAX_TEST = 2000
+
+
+@dataclass
+class RunView:
+    """What the report reads from one run folder.
+
+    ``test`` is (N, *x_shape) in [0, 1] with N <= MAX_TEST; ``labels`` is (N,) or None.
+    """
+
+    run_dir: Path
+    model: torch.nn.Module
+    config: dict
+    metrics: list[dict]
+    summary: dict
+    test: torch.Tensor
+    labels: torch.Tensor | None
+
+    @property
+    def name(self) -> str:
+        return self.run_dir.name
+
+    @property
+    def title(self) -> str:
+        cfg = self.model.config
+        return f"{self.name}: {cfg.latent.family} latents, D = {cfg.latent.dim}, {cfg.data.name}"
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """metrics.jsonl -> one dict per evaluation (empty if the file is missing)."""
+    if not path.exists():
+        return []
+    rows = []
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            raise RunError(f"{path}, line {i}, is not valid JSON ({e}); the run folder is damaged") from None
+    return rows
+
+
+def open_run(run_dir: str | Path, max_test: int = MAX_TEST) -> RunView:
+    """Load a run folder; raises RunError (missing folder, no model) or DataError (data gone)."""
+    run_dir = Path(run_dir)
+    model = runs.load(run_dir)
+    source = data.load(model.config.data)
+    labels = None if source.test_labels is None else source.test_labels[:max_test]
+    summary = runs.read_json(run_dir / runs.SUMMARY) if (run_dir / runs.SUMMARY).exists() else {}
+    return RunView(
+        run_dir=run_dir,
+        model=model,
+        config=runs.read_json(run_dir / runs.CONFIG),
+        metrics=read_metrics(run_dir / runs.METRICS),
+        summary=summary,
+        test=source.test[:max_test],
+        labels=labels,
+    )
