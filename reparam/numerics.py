@@ -22,3 +22,24 @@ def scale_from_logvar(logvar: torch.Tensor) -> torch.Tensor:
 def positive(raw: torch.Tensor, floor: float = POSITIVE_FLOOR) -> torch.Tensor:
     """softplus(raw) + floor: a smooth map from R to (floor, inf)."""
     return F.softplus(raw) + floor
+
+
+def clamp_probs(p: torch.Tensor) -> torch.Tensor:
+    """Probabilities (or uniforms) kept inside [eps, 1 - eps] of their dtype."""
+    eps = torch.finfo(p.dtype).eps
+    return p.clamp(min=eps, max=1 - eps)
+
+
+def uniform(shape: torch.Size, like: torch.Tensor) -> torch.Tensor:
+    """U(0, 1) noise of ``shape`` on like's device and dtype, clamped away from 0 and 1."""
+    return clamp_probs(torch.rand(shape, dtype=like.dtype, device=like.device))
+
+
+def log1mexp(x: torch.Tensor) -> torch.Tensor:
+    """log(1 - exp(x)) for x < 0, accurate at both ends (Maechler 2012)."""
+    return torch.where(x > -0.6931, torch.log(-torch.expm1(x)), torch.log1p(-torch.exp(x)))
+
+
+def unit(v: torch.Tensor) -> torch.Tensor:
+    """v / ||v|| over the last dimension; the zero vector stays zero instead of NaN."""
+    return v / v.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(v.dtype).tiny ** 0.5)

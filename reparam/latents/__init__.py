@@ -37,5 +37,14 @@ def options(name: str) -> dict[str, Any]:
 
 
 from . import gaussian  # noqa: E402,F401  (registers the families)
+from . import gaussian_full  # noqa: E402,F401
+from . import laplace  # noqa: E402,F401
+from . import bernoulli  # noqa: E402,F401
+from . import categorical  # noqa: E402,F401
+from . import beta  # noqa: E402,F401
+from . import kumaraswamy  # noqa: E402,F401
+from . import dirichlet  # noqa: E402,F401
+from . import dirichlet_laplace  # noqa: E402,F401
+from . import spherical  # noqa: E402,F401
 
 __all__ = ["Family", "get", "names", "options", "register"]

@@ -88,6 +88,15 @@ class Family(nn.Module):
         except NotImplementedError:
             return None
 
+    def decoder_input(self, z: torch.Tensor) -> torch.Tensor:
+        """What the decoder sees for latent z (*batch, D): z itself by default.
+
+        A family whose density is best scored in another space overrides it: a relaxed
+        Bernoulli lives in logit space and the decoder sees sigmoid(z) (Maddison et al.
+        2017, appendix C); a Laplace-approximated Dirichlet decodes softmax(z).
+        """
+        return z
+
     def point(self, q: Distribution) -> torch.Tensor:
         """A representative latent of q for pictures and traversals: its mean, (*batch, dim)."""
         return q.mean
