@@ -43,11 +43,11 @@ class VAE(nn.Module):
 
     def likelihood(self, z: torch.Tensor) -> Distribution:
         """p(x|z)."""
-        return self.head(self.decoder(z))
+        return self.head(self.decoder(self.family.decoder_input(z)))
 
     def decode_mean(self, z: torch.Tensor) -> torch.Tensor:
         """The mean image of p(x|z), shape (*batch, *x_shape)."""
-        return self.head.mean(self.decoder(z))
+        return self.head.mean(self.decoder(self.family.decoder_input(z)))
 
     def kl(self, q: Distribution, z: torch.Tensor | None = None) -> torch.Tensor:
         """KL(q || p(z)) per example (closed form, or Monte Carlo from z)."""
