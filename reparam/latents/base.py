@@ -119,7 +119,10 @@ class Family(nn.Module):
         """Names ``interpolate`` accepts; 'spherical' where p(z) is centred at 0 on R^D."""
         p = self.prior()
         support = getattr(p.support, "base_constraint", p.support)
-        centred = support is constraints.real and bool((p.mean == 0).all())
+        try:
+            centred = support is constraints.real and bool((p.mean == 0).all())
+        except NotImplementedError:  # no closed-form mean: not a centred prior we know of
+            centred = False
         return ("linear", "spherical") if centred else ("linear",)
 
     def interpolate(self, a: torch.Tensor, b: torch.Tensor, t: torch.Tensor, kind: str = "linear") -> torch.Tensor:
