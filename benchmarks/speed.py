@@ -1,0 +1,233 @@
+"""Training and IS-evaluation throughput of reparam against Pythae 0.1.2, side by side.
+
+    python benchmarks/speed.py [--threads 2] [--rounds 2] [--eval-n 200] [--no-pythae]
+
+Identical model (784-200-200-50, tanh, Bernoulli decoder, Adam 1e-3), MNIST with dynamic
+binarization, the same thread count. Pythae runs in its own virtualenv
+(``benchmarks/.pythae-venv``, created here with ``pip install torch==2.13.0
+pythae==0.1.2``) through ``benchmarks/pythae_worker.py``; the two are timed alternately,
+round by round, in one run, so that load from other processes hits both alike.
+
+Figures: training images/s over whole epochs (batching and binarization included), that
+time as a multiple of the same matrix multiplications alone (forward and backward, the
+floor for this model on this machine), and IS log-likelihood throughput (images x
+samples / s, K = 1000) against Pythae's ``VAE.get_nll``. Results go to BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks import common  # noqa: E402
+from reparam import config, data as data_mod, evaluate  # noqa: E402
+from reparam.model import build  # noqa: E402
+from reparam.train import Trainer  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+VENV = HERE / ".pythae-venv"
+PIP = ["torch==2.13.0", "pythae==0.1.2"]
+LAYERS = [(784, 200), (200, 200), (200, 100), (50, 200), (200, 200), (200, 784)]
+
+
+def venv_python() -> Path | None:
+    """The Pythae virtualenv's interpreter, creating the environment if needed; None on failure."""
+    py = VENV / "bin" / "python"
+    check = [str(py), "-c", "import pythae, torch"]
+    if py.exists() and subprocess.run(check, capture_output=True).returncode == 0:
+        return py
+    try:
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True, capture_output=True)
+        subprocess.run([str(py), "-m", "pip", "install", "-q", *PIP], check=True, capture_output=True, timeout=900)
+    except (subprocess.SubprocessError, OSError) as e:
+        print(f"speed: Pythae skipped: cannot install {' '.join(PIP)} into {VENV} ({e})", file=sys.stderr)
+        return None
+    return py
+
+
+class Pythae:
+    """A Pythae worker process speaking one JSON line per command."""
+
+    def __init__(self, python: Path, threads: int):
+        self.proc = subprocess.Popen(
+            [str(python), str(HERE / "pythae_worker.py")],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )
+        self.info = self.call("setup", mnist=str(common.MNIST), threads=threads, seed=0)
+
+    def call(self, cmd: str, **kwargs) -> dict:
+        self.proc.stdin.write(json.dumps({"cmd": cmd, **kwargs}) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"Pythae worker died during {cmd}")
+        return json.loads(line)
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+
+
+def reparam_trainer(data, batch_size: int, compiled: bool) -> Trainer:
+    cfg = config.load(None, [
+        "data.name=mnist", "data.binarize=dynamic", "latent.dim=50", "model.hidden=[200,200]",
+        "model.activation=tanh", f"train.batch_size={batch_size}", "train.progress=false",
+    ])  # fmt: skip
+    model = build(cfg, data.x_shape)
+    if compiled:
+        model.encoder, model.decoder = torch.compile(model.encoder), torch.compile(model.decoder)
+    return Trainer(cfg, model, data, Path(tempfile.mkdtemp(prefix="reparam-speed-")))
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None: ...
+
+    def set_postfix(self, **kw) -> None: ...
+
+
+def reparam_epoch(trainer: Trainer) -> float:
+    start = time.perf_counter()
+    trainer.run_epoch(_NoBar())
+    return time.perf_counter() - start
+
+
+def matmul_floor(batch_size: int, n_images: int) -> float:
+    """Seconds for one epoch of this model's matmuls alone: forward, dX and dW per layer."""
+    torch.manual_seed(0)
+    mats = [(torch.randn(batch_size, i), torch.randn(i, o), torch.randn(batch_size, o)) for i, o in LAYERS]
+    steps = -(-n_images // batch_size)
+    start = time.perf_counter()
+    for _ in range(steps):
+        for j, (x, w, g) in enumerate(mats):
+            x @ w  # forward
+            x.T @ g  # weight gradient
+            if j != 0:  # no gradient for the input images
+                g @ w.T
+    return time.perf_counter() - start
+
+
+def rate(images: int, seconds: list[float]) -> float:
+    return images / statistics.median(seconds)
+
+
+def bench_training(data, pythae, rounds: int, batch_sizes: list[int], compiled: list[bool]) -> list[dict]:
+    rows = []
+    n = len(data.train)
+    for bs in batch_sizes:
+        trainers = {c: reparam_trainer(data, bs, c) for c in compiled}
+        for c, t in trainers.items():  # warm-up (and compilation) outside the timing
+            t.train_x, full = t.train_x[: 10 * bs], t.train_x
+            reparam_epoch(t)
+            t.train_x = full
+        times: dict[str, list[float]] = {}
+        for _ in range(rounds):  # alternate, so both see the same background load
+            for c, t in trainers.items():
+                times.setdefault(f"reparam{' + compile' if c else ''}", []).append(reparam_epoch(t))
+            if pythae:
+                times.setdefault("Pythae 0.1.2", []).append(pythae.call("train_epoch", batch_size=bs)["seconds"])
+            times.setdefault("matmuls alone", []).append(matmul_floor(bs, n))
+        rows += [{"batch": bs, "who": who, "images_per_s": rate(n, s), "seconds": s} for who, s in times.items()]
+    return rows
+
+
+def bench_eval(data, pythae, rounds: int, n: int, k: int, batch_sizes: list[int]) -> list[dict]:
+    trainer = reparam_trainer(data, 100, False)
+    model, x = trainer.model.eval(), trainer.test_x[:n]
+    evaluate.log_likelihood(model, x[:2], k)  # warm-up
+    times: dict[str, list[float]] = {}
+    for _ in range(rounds):
+        start = time.perf_counter()
+        evaluate.log_likelihood(model, x, k)
+        times.setdefault("reparam (chunked, inference mode)", []).append(time.perf_counter() - start)
+        for bs in batch_sizes if pythae else []:
+            out = pythae.call("nll", n=n, k=k, batch_size=bs)
+            times.setdefault(f"Pythae 0.1.2 get_nll, batch_size={bs}", []).append(out["seconds"])
+    return [{"who": who, "rate": rate(n * k, s), "seconds": s} for who, s in times.items()]
+
+
+def training_table(rows: list[dict]) -> str:
+    lines = ["| batch | code | images/s | epoch s (median) | x reparam's time | matmul share |", "|---|---|---|---|---|---|"]
+    for bs in sorted({r["batch"] for r in rows}):
+        group = {r["who"]: r for r in rows if r["batch"] == bs}
+        ref, floor = group["reparam"]["images_per_s"], group["matmuls alone"]["images_per_s"]
+        for who, r in group.items():
+            share = "" if who == "matmuls alone" else f"{r['images_per_s'] / floor:.0%}"
+            lines.append(
+                f"| {bs} | {who} | {r['images_per_s']:,.0f} | {statistics.median(r['seconds']):.2f} "
+                f"| {ref / r['images_per_s']:.2f} | {share} |"
+            )
+    return "\n".join(lines)
+
+
+def eval_table(rows: list[dict], n: int, k: int) -> str:
+    ref = rows[0]["rate"]
+    lines = [f"| code | images x samples / s (n={n}, K={k}) | s (median) | reparam's speed-up |", "|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['who']} | {r['rate']:,.0f} | {statistics.median(r['seconds']):.2f} | {ref / r['rate']:.1f}x |")
+    return "\n".join(lines)
+
+
+def markdown(train_rows, eval_rows, a, load: tuple[float, float], note: str) -> str:
+    return f"""Command: `python benchmarks/speed.py --threads {a.threads} --rounds {a.rounds} --eval-n {a.eval_n}`.
+Model 784-200-200-50 (tanh, Bernoulli decoder, Adam 1e-3), MNIST 60,000 training images with
+dynamic binarization, {a.threads} threads for both libraries, timed alternately in one run,
+median of {a.rounds} rounds. {note} 1-minute load average {load[0]:.2f} before, {load[1]:.2f} after
+(the machine is shared; other processes ran at the same time).
+
+**Training** (whole epochs: shuffling, batching, binarization, forward, backward, Adam). "x reparam's
+time" is how many times reparam's (no compile) epoch time each row takes; "matmul share" is the
+time the same matrix multiplications take alone (forward, weight and input gradients of the six
+layers, one epoch of steps) divided by the row's time: 100% would be the floor.
+
+{training_table(train_rows)}
+
+**IS log-likelihood** on the first {a.eval_n} binarized test images, K = {a.k} importance samples
+each (reparam: `evaluate.log_likelihood`, chunks of at most 2**21 decoded pixels; Pythae:
+`VAE.get_nll(data, n_samples={a.k}, batch_size=B)`).
+
+{eval_table(eval_rows, a.eval_n, a.k)}
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--eval-n", type=int, default=200)
+    p.add_argument("--k", type=int, default=1000)
+    p.add_argument("--batch-sizes", default="100,1000")
+    p.add_argument("--compile", action="store_true", help="also time reparam with torch.compile")
+    p.add_argument("--no-pythae", action="store_true")
+    p.add_argument("--no-write", action="store_true", help="print, do not touch BENCHMARKS.md")
+    a = p.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    os.environ.setdefault("REPARAM_DATA", str(common.MNIST.parent))
+    data = data_mod.load(config.DataConfig(name="mnist", path=str(common.MNIST), binarize="dynamic"))
+    py = None if a.no_pythae else venv_python()
+    pythae = Pythae(py, a.threads) if py else None
+    note = f"Pythae: torch {pythae.info['torch']}, {pythae.info['threads']} threads." if pythae else "Pythae was skipped."
+    load0 = os.getloadavg()[0]
+    sizes = [int(b) for b in a.batch_sizes.split(",")]
+    train_rows = bench_training(data, pythae, a.rounds, sizes, [False, True] if a.compile else [False])
+    eval_rows = bench_eval(data, pythae, a.rounds, a.eval_n, a.k, sizes)
+    if pythae:
+        pythae.close()
+    md = markdown(train_rows, eval_rows, a, (load0, os.getloadavg()[0]), note)
+    print(md)
+    if not a.no_write:
+        common.update_section("speed", md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

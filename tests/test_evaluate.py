@@ -1,0 +1,151 @@
+"""Evaluation: IS log-likelihood against a closed form, chunking, I(x; z), the eval command."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from reparam import diagnostics, evaluate, latents, likelihoods
+from reparam.cli import main
+from reparam.model import VAE
+from reparam.networks import Decoder, Encoder
+
+D, P, SIGMA = 3, 6, 0.5
+
+
+def linear_gaussian(offset: float = 0.3, widen: float = 0.4) -> VAE:
+    """z ~ N(0, I_D), x | z ~ N(W z + b, SIGMA^2 I_P), built from reparam's own classes.
+
+    W has orthogonal columns, so the true posterior is diagonal: N(A (x - b), S) with
+    S = (I + W^T W / SIGMA^2)^-1 and A = S W^T / SIGMA^2. The encoder is that posterior,
+    deliberately perturbed (``offset`` on the mean, ``widen`` on the log-variance), so the
+    importance weights vary and the estimate has a real standard error.
+    """
+    g = torch.Generator().manual_seed(0)
+    w = torch.linalg.qr(torch.randn(P, D, generator=g))[0] * torch.tensor([2.0, 1.0, 0.5])  # (P, D)
+    b = torch.randn(P, generator=g)
+    s = torch.linalg.inv(torch.eye(D) + w.T @ w / SIGMA**2)
+    a = s @ w.T / SIGMA**2  # (D, P)
+    enc, dec = Encoder((P,), [], 2 * D), Decoder(D, [], P)
+    with torch.no_grad():
+        enc.net[0].weight.copy_(torch.cat([a, torch.zeros(D, P)]))
+        enc.net[0].bias.copy_(torch.cat([-a @ b + offset, torch.log(torch.diagonal(s)) + widen]))
+        dec.net[0].weight.copy_(w)
+        dec.net[0].bias.copy_(b)
+    model = VAE(enc, latents.get("gaussian", D), dec, likelihoods.get("gaussian", (P,), scale=SIGMA))
+    model.marginal = torch.distributions.MultivariateNormal(b, w @ w.T + SIGMA**2 * torch.eye(P))
+    return model.eval()
+
+
+def test_is_log_likelihood_matches_closed_form():
+    """exp(L_K) is an unbiased estimate of p(x): E[p_hat / p] = 1 within 4 SE; L_K itself is
+    biased low (Jensen), by less as K grows (Burda et al. 2016, Theorem 1)."""
+    model = linear_gaussian()
+    x = model.marginal.sample((400,))
+    true = model.marginal.log_prob(x)
+    est, ess = evaluate.log_likelihood(model, x, k=20)
+    ratio = torch.exp(est - true).double()  # (N,)
+    se = float(ratio.std() / math.sqrt(len(ratio)))
+    assert 0 < se and abs(float(ratio.mean()) - 1) < 4 * se, (float(ratio.mean()), se)
+    assert torch.all((ess >= 1 - 1e-4) & (ess <= 20 + 1e-4))
+    est_200, _ = evaluate.log_likelihood(model, x, k=200)
+    gap_20, gap_200 = (true - est).double(), (true - est_200).double()
+    diff = gap_20 - gap_200
+    assert float(diff.mean()) > 4 * float(diff.std() / math.sqrt(len(diff)))
+
+
+def test_exact_posterior_gives_exact_likelihood_and_full_ess():
+    model = linear_gaussian(offset=0.0, widen=0.0)
+    x = model.marginal.sample((50,))
+    est, ess = evaluate.log_likelihood(model, x, k=8)
+    assert torch.allclose(est, model.marginal.log_prob(x), atol=1e-3)
+    assert torch.allclose(ess, torch.full_like(ess, 8.0), atol=1e-2)
+
+
+def test_chunking_matches_unchunked_for_a_fixed_seed():
+    model = linear_gaussian()
+    x = model.marginal.sample((37,))
+    whole, ess_whole = evaluate.log_likelihood(model, x, k=50, max_elements=10**9, seed=3)
+    for max_elements in (P, 7 * P, 130 * P):  # one sample; a few; several examples at once
+        part, ess_part = evaluate.log_likelihood(model, x, k=50, max_elements=max_elements, seed=3)
+        assert torch.allclose(whole, part, atol=1e-4)
+        assert torch.allclose(ess_whole, ess_part, rtol=1e-3)
+    other, _ = evaluate.log_likelihood(model, x, k=50, seed=4)
+    assert not torch.allclose(whole, other)
+
+
+def test_evaluation_leaves_global_rng_alone():
+    model = linear_gaussian()
+    state = torch.get_rng_state()
+    evaluate.log_likelihood(model, torch.zeros(3, P), k=4)
+    assert torch.equal(state, torch.get_rng_state())
+
+
+class _Constant(nn.Module):
+    """An encoder that ignores x: q(z|x) = p(z) for every x."""
+
+    def forward(self, x):
+        return torch.zeros(*x.shape[:-1], 2 * D)
+
+
+def test_mutual_information_zero_when_posterior_is_prior():
+    model = linear_gaussian()
+    model.encoder = _Constant()
+    out = diagnostics.mutual_information(model, torch.randn(200, P))
+    assert out["mi"] == pytest.approx(0.0, abs=1e-5)
+    assert out["kl_marginal"] == pytest.approx(0.0, abs=1e-5)
+
+
+def test_mutual_information_within_bounds_and_grows_with_information():
+    x = linear_gaussian().marginal.sample((300,))
+    sharp, vague = linear_gaussian(widen=-4.0), linear_gaussian(widen=2.0)
+    mi_sharp = diagnostics.mutual_information(sharp, x)
+    mi_vague = diagnostics.mutual_information(vague, x)
+    for out in (mi_sharp, mi_vague):
+        assert 0.0 <= out["mi"] <= out["mi_max"] == pytest.approx(math.log(300))
+    assert mi_sharp["mi"] > mi_vague["mi"] + 4 * (mi_sharp["mi_se"] + mi_vague["mi_se"])
+
+
+def test_mutual_information_chunking_invariant():
+    model, x = linear_gaussian(), torch.randn(120, P)
+    a = diagnostics.mutual_information(model, x, n_queries=50, max_elements=10**8)
+    b = diagnostics.mutual_information(model, x, n_queries=50, max_elements=2 * 120 * D)
+    assert a["mi"] == pytest.approx(b["mi"], abs=1e-5)
+
+
+def test_eval_json_has_dashboard(tiny_run, capsys):
+    assert main(["eval", str(tiny_run), "--k", "5", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    for key in ("nll", "nll_se", "bits_per_dim", "ess", "active_units", "kl_per_dim", "mi", "kl_marginal"):
+        assert key in out
+    assert 0 <= out["active_units"] <= out["latent_dim"] == len(out["kl_per_dim"])
+    summary = json.loads((tiny_run / "summary.json").read_text())
+    assert {"mi", "active_units", "kl_per_dim", "ess"} <= set(summary)
+
+
+@pytest.mark.parametrize("k", ["0", "-3"])
+def test_eval_bad_k(tiny_run, k, capsys):
+    assert main(["eval", str(tiny_run), "--k", k]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--k must be >= 1" in err
+
+
+def test_eval_without_checkpoint(tiny_run, tmp_path, capsys):
+    (tmp_path / "config.json").write_text((tiny_run / "config.json").read_text())
+    assert main(["eval", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no checkpoint" in err
+
+
+def test_warmup_longer_than_training_warns_in_summary(tmp_path):
+    from conftest import tiny_config
+
+    from reparam.train import train
+
+    with pytest.warns(UserWarning, match="warmup"):
+        run = train(tiny_config("objective.warmup=100000", "train.epochs=1"), tmp_path / "run")
+    assert "warmup" in json.loads((run / "summary.json").read_text())["warnings"][0]
