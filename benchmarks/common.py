@@ -41,7 +41,11 @@ def update_section(name: str, body: str) -> None:
 
     begin, end = f"<!-- begin {name} -->", f"<!-- end {name} -->"
     text = BENCHMARKS.read_text() if BENCHMARKS.exists() else HEADER
-    stamp = f"_Written by `benchmarks/{name}.py` on {time.strftime('%Y-%m-%d')}; machine: {machine()}._\n\n"
+    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    stamp = (
+        f"_Written by `benchmarks/{name}.py` on {time.strftime('%Y-%m-%d')}; machine: {machine()}; "
+        f"load average when written: {load}._\n\n"
+    )
     block = f"{begin}\n{stamp}{body.rstrip()}\n{end}"
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"

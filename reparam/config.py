@@ -12,7 +12,7 @@ import sys
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from .errors import ConfigError
 
@@ -249,7 +249,7 @@ def apply_override(raw: dict[str, Any], assignment: str) -> None:
     section[parts[1]] = parse_value(text)
 
 
-def load(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
+def load(path: str | Path | None = None, overrides: Iterable[str] = ()) -> Config:
     """Read an optional TOML file, apply overrides, validate."""
     raw: dict[str, Any] = {}
     if path is not None:

@@ -1,0 +1,58 @@
+"""The README's commands and Python example run, with tiny settings where they train."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import MNIST, ROOT, TINY
+
+README = (ROOT / "README.md").read_text()
+
+
+def blocks(lang: str, text: str = README) -> list[str]:
+    return re.findall(rf"```{lang}\n(.*?)```", text, re.S)
+
+
+def section(title: str) -> str:
+    return README.split(f"## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_exactly_two_setup_commands_and_ci_runs_the_test_one():
+    setup = blocks("bash", section("Two commands"))
+    assert len(setup) == 2 and all(len(b.strip().splitlines()) == 1 for b in setup)
+    assert "reparam train" in setup[0]
+    test_cmd = setup[1].split("&&")[-1].strip()
+    assert test_cmd in (ROOT / ".ci" / "run").read_text()
+
+
+def cli_lines() -> list[list[str]]:
+    lines = [line.split("#")[0].strip() for b in blocks("bash", section("Command line")) for line in b.splitlines()]
+    return [shlex.split(line) for line in lines if line.startswith("reparam ")]
+
+
+@pytest.mark.parametrize("argv", cli_lines(), ids=lambda a: " ".join(a[:3]))
+def test_readme_command_runs(argv, tiny_run, tmp_path):
+    argv = [str(tiny_run) if a == "RUN" else a for a in argv[1:]]
+    if any("mnist" in a for a in argv):
+        if not MNIST.is_file():
+            pytest.skip("MNIST not available")
+        argv = [f"data.path={MNIST}" if a.startswith("data.path=") else a for a in argv]
+    if argv[0] == "train":
+        argv += [*TINY, "--out", str(tmp_path / "run")]
+    if "--out" in argv and argv[0] == "sample":
+        argv[argv.index("--out") + 1] = str(tmp_path / "samples.png")
+    proc = subprocess.run([sys.executable, "-m", "reparam", *argv], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_python_example_runs(tmp_path, monkeypatch):
+    (code,) = blocks("python")
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {"__name__": "readme"})
+    assert (tmp_path / "runs" / "api-example" / "summary.json").is_file()
