@@ -15,7 +15,7 @@ body { font: 16px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; 
        margin: 0 auto; padding: 1rem; max-width: 70rem; }
 h1 { font-size: 1.5rem; margin: 0.5rem 0; } h2 { font-size: 1.2rem; margin-top: 2rem;
      border-bottom: 1px solid var(--line); padding-bottom: 0.2rem; }
-nav a { margin-right: 0.8rem; white-space: nowrap; } .muted { color: var(--muted); }
+nav { display: flex; flex-wrap: wrap; gap: 0.2rem 0.9rem; } nav a { white-space: nowrap; } .muted { color: var(--muted); }
 .scroll { overflow-x: auto; } table { border-collapse: collapse; font-variant-numeric: tabular-nums; }
 th, td { border-bottom: 1px solid var(--line); padding: 0.25rem 0.6rem; text-align: left; }
 td.num { text-align: right; } figure { margin: 1rem 0; } figcaption { color: var(--muted); font-size: 0.9rem; }
@@ -70,7 +70,7 @@ def page(title: str, nav: list[tuple[str, str]], body: str) -> str:
 
 
 def config_block(config: dict) -> str:
-    return f'<h2 id="config">Config</h2><pre>{escape(json.dumps(config, indent=2, sort_keys=True))}</pre>'
+    return f'<h2 id="config">Config</h2><pre>{escape(json.dumps(config, indent=2, sort_keys=True), quote=False)}</pre>'
 
 
 def diagnostics_block(diag: dict) -> str:

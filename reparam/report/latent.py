@@ -91,17 +91,40 @@ def prior_samples(model, n: int, temperature: float, seed: int) -> torch.Tensor 
     return model.decode_mean(z)
 
 
+def prior_centre(model, fallback: torch.Tensor) -> torch.Tensor:
+    """The mean of p(z), (D,), where it exists and lies in the support; else ``fallback`` (D,)."""
+    p = model.prior()
+    try:
+        mean = p.mean
+    except NotImplementedError:
+        return fallback
+    ok = bool(torch.isfinite(mean).all()) and bool(p.support.check(mean).all())
+    return mean if ok else fallback
+
+
+def separable(family, point: torch.Tensor) -> bool:
+    """True when sweeping any dimension from ``point`` (D,) moves that coordinate alone."""
+    for d in range(family.dim):
+        z = family.traverse(point, d, 3)  # (3, D)
+        others = torch.ones(family.dim, dtype=torch.bool)
+        others[d] = False
+        if not torch.equal(z[:, others], point[others].expand(3, -1)):
+            return False
+    return True
+
+
 @torch.inference_mode()
-def manifold(model, steps: int) -> torch.Tensor | None:
+def manifold(model, x: torch.Tensor, steps: int) -> torch.Tensor | None:
     """For D == 2, decoded latents on a steps x steps grid: (steps, steps, *x_shape), else None.
 
     The grid's axes are the family's own sweeps of each dimension through the prior's
-    representative point; None when the grid leaves the support (coupled dimensions).
+    centre; None when the dimensions are coupled (simplex, sphere) or the grid leaves
+    the support. ``x`` (B, *x_shape) supplies a data point to test the sweeps from.
     """
     fam = model.family
-    if fam.dim != 2:
+    if fam.dim != 2 or not separable(fam, points(model, x[:1])[0]):
         return None
-    centre = fam.point(model.prior())  # (2,)
+    centre = prior_centre(model, points(model, x[:1])[0])  # (2,)
     u = fam.traverse(centre, 0, steps)[:, 0]  # (steps,)
     v = fam.traverse(centre, 1, steps)[:, 1].flip(0)  # (steps,), top row = largest value
     z = torch.stack(torch.meshgrid(v, u, indexing="ij")[::-1], dim=-1)  # (steps, steps, 2)

@@ -36,9 +36,9 @@ def interpolations_figure(model, x: torch.Tensor, labels: torch.Tensor | None, s
     return figures.image_rows(rows, names, "input | decoded path | input")
 
 
-def manifold_figure(model, steps: int = 15) -> Figure | None:
+def manifold_figure(model, x: torch.Tensor, steps: int = 15) -> Figure | None:
     """The decoded grid of a two-dimensional latent space; None for other dimensions."""
-    grid = latent.manifold(model, steps)  # (steps, steps, *x_shape)
+    grid = latent.manifold(model, x, steps)  # (steps, steps, *x_shape)
     if grid is None:
         return None
     fig = figures.image_rows(list(grid), [""] * steps, "decoded means over the latent grid")
@@ -82,6 +82,6 @@ def _figures(view: RunView, seed: int) -> dict[str, Figure | None]:
         "samples": figures.samples_figure(model, seed),
         "traversals": traversals_figure(model, x, ranking),
         "interpolations": interpolations_figure(model, x, view.labels),
-        "manifold": manifold_figure(model),
+        "manifold": manifold_figure(model, x),
         "codes": codes_figure(model, x, view.labels),
     }
