@@ -1,0 +1,134 @@
+"""The explorer's state: one loaded run and the requests it answers, as PNG bytes or JSON.
+
+Every family-specific choice goes through the ``Family`` hooks (``traverse`` for the slider
+ranges, ``interpolate``, ``sample_prior``); nothing here names a family.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from pathlib import Path
+
+import torch
+
+from ..images import tile
+from ..report import latent
+from ..report.run import RunView, open_run
+from . import png
+
+MAX_TEST = 1000  # test images offered for picking
+MAX_SAMPLES = 64
+
+
+class BadRequest(ValueError):
+    """A request with missing or invalid parameters (HTTP 400)."""
+
+
+class Explorer:
+    """A loaded run: decodes latents and encodes test images on request (thread-safe)."""
+
+    def __init__(self, view: RunView):
+        self.view = view
+        self.model, self.family = self.view.model, self.view.model.family
+        self.dim = self.family.dim
+        self._lock = threading.Lock()
+        with torch.inference_mode():
+            self.points = latent.points(self.model, self.view.test)  # (N, D)
+            self.ranking = latent.rank_dimensions(self.model, self.view.test)
+            self.centre = latent.prior_centre(self.model, self.points[0]).float()  # (D,)
+            self.ranges = self._slider_ranges()  # (D, 2)
+
+    @classmethod
+    def open(cls, run_dir: str | Path, max_test: int = MAX_TEST) -> "Explorer":
+        """Load a run folder (RunError without a model) with its first ``max_test`` test images."""
+        return cls(open_run(run_dir, max_test))
+
+    def _slider_ranges(self) -> torch.Tensor:
+        """Per dimension: the family's own sweep through the prior's centre, widened to the test codes."""
+        ends = torch.stack([self.family.traverse(self.centre, d, 2)[:, d] for d in range(self.dim)])  # (D, 2)
+        lo = torch.minimum(ends.min(1).values, self.points.min(0).values)
+        hi = torch.maximum(ends.max(1).values, self.points.max(0).values)
+        return torch.stack([lo, hi], 1)
+
+    def _temperature_ok(self) -> bool:
+        return latent.prior_samples(self.model, 1, 0.5, 0) is not None
+
+    def meta(self) -> dict:
+        """What the page needs to build itself: dimensions by rank, slider ranges, options."""
+        r = self.ranking
+        return {
+            "title": self.view.title,
+            "dim": self.dim,
+            "order": r.order.tolist(),
+            "scores": _floats(r.scores),
+            "active": r.active.tolist(),
+            "what": r.what,
+            "ranges": [_floats(row) for row in self.ranges],
+            "start": _floats(self.centre),
+            "kinds": list(self.family.interpolation_kinds()),
+            "temperature": self._temperature_ok(),
+            "n_test": len(self.view.test),
+        }
+
+    def latent_arg(self, text: str) -> torch.Tensor:
+        """'0.1,-2,...' -> a (D,) latent; BadRequest unless exactly D finite numbers."""
+        try:
+            values = [float(v) for v in text.split(",")]
+        except ValueError:
+            raise BadRequest("z must be comma-separated numbers") from None
+        if len(values) != self.dim or not all(math.isfinite(v) for v in values):
+            raise BadRequest(f"z must hold {self.dim} finite numbers")
+        return torch.tensor(values, dtype=self.centre.dtype)
+
+    def index_arg(self, text: str) -> int:
+        if not text.isdigit() or int(text) >= len(self.view.test):
+            raise BadRequest(f"i must be an integer in [0, {len(self.view.test)})")
+        return int(text)
+
+    def _decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Latents (*batch, D) -> mean images (*batch, *x_shape), one request at a time."""
+        with self._lock, torch.inference_mode():
+            return self.model.decode_mean(z)
+
+    def decode_png(self, z: torch.Tensor) -> bytes:
+        return png.encode(self._decode(z))
+
+    def test_png(self, i: int) -> bytes:
+        return png.encode(self.view.test[i])
+
+    def encode(self, i: int) -> dict:
+        """Posterior of test image i: representative latent, spread per dimension (or None), label."""
+        with self._lock:
+            sd = latent.spread(self.model, self.view.test[i : i + 1])
+        labels = self.view.labels
+        return {
+            "i": i,
+            "z": _floats(self.points[i]),
+            "spread": None if sd is None else _floats(sd[0]),
+            "label": None if labels is None else int(labels[i]),
+        }
+
+    def interpolate_png(self, i: int, j: int, t: float, kind: str) -> bytes:
+        if kind not in self.family.interpolation_kinds() or not 0.0 <= t <= 1.0:
+            raise BadRequest(f"kind must be one of {self.family.interpolation_kinds()} and t in [0, 1]")
+        z = self.family.interpolate(self.points[i], self.points[j], torch.tensor([t]), kind)  # (1, D)
+        return png.encode(self._decode(z)[0])
+
+    def sample(self, n: int, seed: int, temperature: float) -> torch.Tensor:
+        """n latents drawn from p(z) at a temperature: (n, D)."""
+        if not 1 <= n <= MAX_SAMPLES or not 0.0 < temperature <= 1.0:
+            raise BadRequest(f"n must be in [1, {MAX_SAMPLES}] and temperature in (0, 1]")
+        with latent.seeded(seed):
+            try:
+                return self.family.sample_prior(n, temperature)
+            except NotImplementedError:
+                raise BadRequest("this latent family has no temperature; use temperature=1") from None
+
+    def samples_png(self, n: int, seed: int, temperature: float) -> bytes:
+        images = self._decode(self.sample(n, seed, temperature))  # (n, *x_shape)
+        return png.encode(tile(images, ncols=min(n, 8)))
+
+
+def _floats(t: torch.Tensor) -> list[float]:
+    return [round(float(v), 4) for v in t]
