@@ -4,6 +4,8 @@ Scales and concentrations are kept away from zero here and nowhere else, so a
 family or likelihood never invents its own epsilon.
 """
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -36,8 +38,16 @@ def uniform(shape: torch.Size, like: torch.Tensor) -> torch.Tensor:
 
 
 def log1mexp(x: torch.Tensor) -> torch.Tensor:
-    """log(1 - exp(x)) for x < 0, accurate at both ends (Maechler 2012)."""
-    return torch.where(x > -0.6931, torch.log(-torch.expm1(x)), torch.log1p(-torch.exp(x)))
+    """log(1 - exp(x)) for x < 0, accurate at both ends (Maechler 2012).
+
+    x is kept below -tiny so the result stays finite; each branch of the ``where`` sees
+    only inputs it handles, so neither sends a NaN gradient through the other.
+    """
+    x = x.clamp(max=-torch.finfo(x.dtype).tiny)
+    near = x > -math.log(2)
+    a = torch.log(-torch.expm1(torch.where(near, x, -1.0)))
+    b = torch.log1p(-torch.exp(torch.where(near, -1.0, x)))
+    return torch.where(near, a, b)
 
 
 def unit(v: torch.Tensor) -> torch.Tensor:

@@ -31,6 +31,10 @@ class StableKumaraswamy(Kumaraswamy):
         log_z = log1mexp(torch.log1p(-u) / b) / a
         return clamp_probs(log_z.exp())
 
+    def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
+        with torch.no_grad():
+            return self.rsample(sample_shape)
+
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         a, b = self.concentration1, self.concentration0
         log_z = clamp_probs(value).log()
@@ -49,7 +53,7 @@ def expected_log1m(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     log_terms = b.log() + torch.lgamma(1 + m / a) + torch.lgamma(b) - torch.lgamma(1 + m / a + b) - m.log()
     head = torch.logsumexp(log_terms, -1)
     log_tail = torch.lgamma(b) + b * a.log() - b * math.log(SERIES_TERMS + 0.5)
-    return -torch.logaddexp(head, log_tail.squeeze(-1))
+    return -torch.logaddexp(head, log_tail.squeeze(-1)).exp()
 
 
 @register_kl(StableKumaraswamy, Beta)
