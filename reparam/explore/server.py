@@ -78,6 +78,7 @@ class Handler(BaseHTTPRequestHandler):
     """GET only; the server object carries ``explorer``, ``static`` and ``allowed_hosts``."""
 
     server_version = "reparam-explore"
+    protocol_version = "HTTP/1.1"  # keep-alive: every response carries Content-Length
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         hosts = self.server.allowed_hosts
@@ -90,6 +91,9 @@ class Handler(BaseHTTPRequestHandler):
             answer = api(self.server.explorer, parts.path, parse_qs(parts.query))
         except BadRequest as e:
             return self._send(HTTPStatus.BAD_REQUEST, *_json({"error": str(e)}))
+        except Exception as e:  # a failing decode must answer, not drop the connection
+            self.log_error("%s failed: %r", parts.path, e)
+            return self._send(HTTPStatus.INTERNAL_SERVER_ERROR, *_json({"error": f"{type(e).__name__}: {e}"}))
         if answer is None:
             return self._send(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain")
         self._send(HTTPStatus.OK, *answer)
