@@ -47,29 +47,31 @@ def make_trainer(data, method: str, k: int, a) -> Trainer:
     return Trainer(cfg, model, data, Path(tempfile.mkdtemp(prefix="iwae-table-")))
 
 
-def train_for(trainer: Trainer, seconds: float) -> float:
-    """Train until the wall-clock budget is spent; returns the passes over the data made."""
+def train_for(trainer: Trainer, seconds: float) -> tuple[float, int]:
+    """Train until the wall-clock budget is spent; returns (passes over the data, steps)."""
     start, bs, n = time.perf_counter(), trainer.cfg.train.batch_size, len(trainer.train_x)
     trainer.model.train()
+    steps = 0
     while True:
-        perm = torch.randperm(n, generator=trainer.gen)
-        for idx in perm.split(bs):
+        for idx in torch.randperm(n, generator=trainer.gen).split(bs):
             trainer.train_step(data_mod.binarize(trainer.train_x[idx], trainer.gen))
+            steps += 1
+            trainer.model.on_step(steps)
             if time.perf_counter() - start > seconds:
-                return trainer.step * bs / n
+                return steps * bs / n, steps
 
 
 def run_row(data, method: str, k: int, a) -> dict:
     trainer = make_trainer(data, method, k, a)
     t0 = time.perf_counter()
-    passes = train_for(trainer, a.budget_min * 60)
+    passes, steps = train_for(trainer, a.budget_min * 60)
     train_s = time.perf_counter() - t0
     model, x = trainer.model.eval(), trainer.test_x[: a.eval_n]
     torch.manual_seed(a.seed)
     log_px, _ = evaluate.log_likelihood(model, x, a.eval_k)
     nll = -log_px.double()
     au = diagnostics.active_units(model, x)
-    row = dict(method=method, k=k, passes=passes, train_s=train_s, steps=trainer.step, au=au)
+    row = dict(method=method, k=k, passes=passes, train_s=train_s, steps=steps, au=au)
     row.update(nll=float(nll.mean()), se=float(nll.std() / math.sqrt(len(x))))
     print(f"{method} k={k}: NLL {row['nll']:.2f} ± {row['se']:.2f}, {passes:.2f} passes, {au} active", flush=True)
     return row

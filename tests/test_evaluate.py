@@ -149,3 +149,12 @@ def test_warmup_longer_than_training_warns_in_summary(tmp_path):
     with pytest.warns(UserWarning, match="warmup"):
         run = train(tiny_config("objective.warmup=100000", "train.epochs=1"), tmp_path / "run")
     assert "warmup" in json.loads((run / "summary.json").read_text())["warnings"][0]
+
+
+def test_shipped_mnist_recipe_is_valid():
+    from conftest import ROOT
+
+    from reparam import config
+
+    cfg = config.load(ROOT / "configs" / "mnist.toml")
+    assert (cfg.data.name, cfg.latent.dim, cfg.model.hidden, cfg.model.activation) == ("mnist", 50, [200, 200], "tanh")
