@@ -7,14 +7,12 @@ computed from the samples themselves (or from the known variance).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
 import torch
-from scipy import integrate, special, stats
-from torch.distributions import Bernoulli, Categorical, kl_divergence
+from scipy import special, stats
 
 from reparam import latents
 from reparam.latents.spherical import log_sphere_area
