@@ -36,15 +36,31 @@ def default_out(cfg) -> Path:
     return out
 
 
+def _resume_epochs(settings: list[str]) -> int | None:
+    """--resume takes no config file and no override but train.epochs (to train longer)."""
+    from .config import parse_value
+
+    epochs = None
+    for item in settings:
+        key, _, value = item.partition("=")
+        if key != "train.epochs" or not isinstance(parse_value(value), int):
+            raise ReparamError(f"--resume takes only train.epochs=N (the run keeps its config.json), got {item!r}")
+        epochs = parse_value(value)
+    return epochs
+
+
 def cmd_train(a: argparse.Namespace) -> int:
     from . import config
-    from .train import train
+    from .train import resume, train
 
-    path, overrides = _split_train_args(a.settings)
-    cfg = config.load(path, overrides)
-    if a.quiet:
-        cfg.train.progress = False
-    run_dir = train(cfg, a.out or default_out(cfg), overwrite=a.overwrite)
+    if a.resume:
+        run_dir = resume(a.resume, _resume_epochs(a.settings), progress=False if a.quiet else None)
+    else:
+        path, overrides = _split_train_args(a.settings)
+        cfg = config.load(path, overrides)
+        if a.quiet:
+            cfg.train.progress = False
+        run_dir = train(cfg, a.out or default_out(cfg), overwrite=a.overwrite)
     summary = json.loads((run_dir / "summary.json").read_text())
     print(
         f"test ELBO {summary['elbo']:.2f} nats, NLL {summary['nll']:.2f} ± {summary['nll_se']:.2f} "
@@ -103,6 +119,7 @@ def parser() -> Parser:
     t.add_argument("--out", help="run folder (default: runs/<time>-<data>-<family>)")
     t.add_argument("--overwrite", action="store_true", help="reuse a folder that already holds a run")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--resume", metavar="RUN", help="continue RUN from its newest checkpoint (train.epochs=N to extend)")
     t.set_defaults(func=cmd_train)
     e = sub.add_parser("eval", help="test ELBO and importance-sampled log-likelihood of a run")
     e.add_argument("run")
@@ -132,12 +149,17 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .train import Interrupted
+
     args = parse(argv)
     try:
         return args.func(args)
     except ReparamError as e:
         print(f"reparam: error: {e}", file=sys.stderr)
         return USAGE_ERROR
+    except Interrupted as e:
+        print(f"reparam: {e}", file=sys.stderr)
+        return e.exit_code
     except KeyboardInterrupt:
         print("reparam: interrupted", file=sys.stderr)
         return 130

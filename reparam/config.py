@@ -113,10 +113,19 @@ class TrainConfig:
     device: str = "cpu"
     threads: int = 0  # torch.set_num_threads; 0 keeps torch's default
     progress: bool = True
+    checkpoint_every: int = 0  # steps between checkpoints; 0: at every evaluation only
+    keep_checkpoints: int = 3  # newest checkpoints kept in RUN/checkpoints
+    clip_grad: float = 0.0  # clip the gradient's global norm to this; 0: no clipping
+    max_bad_steps: int = 5  # non-finite steps in a row before rolling back
+    max_rollbacks: int = 3  # rollbacks before the run stops
+    lr_backoff: float = 0.5  # learning-rate factor applied at each rollback
 
     def validate(self) -> None:
-        for key in ("epochs", "batch_size", "eval_k", "eval_every"):
+        for key in ("epochs", "batch_size", "eval_k", "eval_every", "keep_checkpoints", "max_bad_steps"):
             _check(getattr(self, key) >= 1, f"train.{key} must be >= 1, got {getattr(self, key)}")
+        for key in ("checkpoint_every", "clip_grad", "max_rollbacks"):
+            _check(getattr(self, key) >= 0, f"train.{key} must be >= 0, got {getattr(self, key)}")
+        _check(0 < self.lr_backoff < 1, f"train.lr_backoff must lie in (0, 1), got {self.lr_backoff}")
         _check(self.lr > 0, f"train.lr must be > 0, got {self.lr}")
         _check(self.threads >= 0, f"train.threads must be >= 0, got {self.threads}")
         _one_of("train.device", self.device, ("cpu", "cuda", "auto"))

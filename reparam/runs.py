@@ -4,9 +4,9 @@ Layout of a run folder::
 
     config.json          the resolved config
     metrics.jsonl        one JSON object per held-out evaluation
-    model.safetensors    the VAE's weights
-    state.safetensors    optimizer tensors and RNG state (to resume)
-    state.json           step, epoch and optimizer hyper-parameters
+    model.safetensors    the VAE's weights (the newest checkpoint's)
+    state.json           step, epoch, image shape and the newest checkpoint's name
+    checkpoints/         the newest few full training states (see checkpoint.py)
     summary.json         final test metrics
     samples.png, reconstructions.png
 
@@ -28,14 +28,7 @@ from safetensors.torch import save as st_save
 
 from .errors import ReparamError, RunError
 
-CONFIG, METRICS, WEIGHTS, STATE, STATE_JSON, SUMMARY = (
-    "config.json",
-    "metrics.jsonl",
-    "model.safetensors",
-    "state.safetensors",
-    "state.json",
-    "summary.json",
-)
+CONFIG, METRICS, WEIGHTS, STATE_JSON, SUMMARY = "config.json", "metrics.jsonl", "model.safetensors", "state.json", "summary.json"
 FORMAT = "reparam-model/1"
 
 
@@ -75,6 +68,16 @@ def read_json(path: Path) -> Any:
         raise RunError(f"{path} is missing; is {path.parent} a reparam run folder?") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise RunError(f"{path} is not valid JSON ({e}); the run folder is damaged") from None
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """One JSON object per line; an absent file is an empty list."""
+    if not path.exists():
+        return []
+    try:
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise RunError(f"{path} is not valid JSON lines ({e}); the run folder is damaged") from None
 
 
 def prepare_run_dir(out: str | Path, overwrite: bool) -> Path:

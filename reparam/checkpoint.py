@@ -1,0 +1,114 @@
+"""Checkpoints: everything a run needs to continue bit for bit, in one safetensors file.
+
+``RUN/checkpoints/step-000001234.safetensors`` holds the model weights (``model.*``), the
+optimizer tensors (``optim.*``), every RNG state (``rng.*``), the epoch's data order and
+position, and the running sums of the epoch's training terms; its header carries the rest
+as JSON (step, epoch, learning rates, counters). Each file is written atomically; the
+newest ``keep`` are kept. ``model.safetensors`` and ``state.json`` at the top of the run
+mirror the newest one for ``reparam.load``. A checkpoint never holds a non-finite weight.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from safetensors.torch import save as st_save
+
+from . import runs
+from .errors import RunError
+
+if TYPE_CHECKING:
+    from .train import Trainer
+
+FOLDER = "checkpoints"
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    """Checkpoint files of a run, oldest first."""
+    return sorted((run_dir / FOLDER).glob("step-*.safetensors"))
+
+
+def _prefixed(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {f"{prefix}.{k}": v for k, v in tensors.items()}
+
+
+def _unprefixed(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    n = len(prefix) + 1
+    return {k[n:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+
+
+def capture(t: "Trainer") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The trainer's complete state as named tensors plus JSON-safe metadata."""
+    optim, groups = runs.optimizer_tensors(t.opt)
+    tensors = {**_prefixed("model", t.model.state_dict()), **optim}
+    tensors.update({"rng.torch": torch.get_rng_state(), "rng.data": t.gen.get_state()})
+    tensors.update(_prefixed("sums", t.sums))
+    if t.perm is not None:
+        tensors["perm"] = t.perm
+    meta = {k: getattr(t, k) for k in ("step", "epoch", "pos", "rollbacks", "skipped_steps")}
+    meta.update(seconds=t.elapsed(), param_groups=groups, x_shape=list(t.model.x_shape))
+    return tensors, meta
+
+
+def restore(t: "Trainer", tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    """Put a captured state back into the trainer (the inverse of ``capture``)."""
+    weights = _unprefixed("model", tensors)
+    runs.check_state_dict(t.model, weights, Path("checkpoint"))
+    t.model.load_state_dict(weights)
+    runs.restore_optimizer(t.opt, tensors, meta["param_groups"])
+    torch.set_rng_state(tensors["rng.torch"])
+    t.gen.set_state(tensors["rng.data"])
+    t.sums = _unprefixed("sums", tensors)
+    t.perm = tensors.get("perm")
+    for key in ("step", "epoch", "pos", "rollbacks", "skipped_steps"):
+        setattr(t, key, meta[key])
+    t.restore_clock(meta["seconds"])
+    t.model.on_step(t.step)  # schedules are functions of the step
+
+
+def finite(model: torch.nn.Module) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in model.state_dict().values() if p.is_floating_point())
+
+
+def save(t: "Trainer", keep: int) -> Path | None:
+    """Write a checkpoint of ``t``; returns None (writing nothing) if any weight is not finite."""
+    if not finite(t.model):
+        return None
+    tensors, meta = capture(t)
+    folder = t.run_dir / FOLDER
+    folder.mkdir(exist_ok=True)
+    path = folder / f"step-{t.step:09d}.safetensors"
+    payload = st_save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata={"format": runs.FORMAT, "meta": json.dumps(meta)})
+    runs.atomic_write_bytes(path, payload)
+    runs.save_tensors(t.run_dir / runs.WEIGHTS, t.model.state_dict(), {"step": str(t.step)})
+    runs.write_json(t.run_dir / runs.STATE_JSON, {"step": t.step, "epoch": t.epoch, "x_shape": meta["x_shape"], "checkpoint": path.name})
+    for old in list_checkpoints(t.run_dir)[:-keep]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Tensors and metadata of one checkpoint file; RunError if it is not a valid one."""
+    from safetensors import safe_open
+
+    tensors = runs.load_tensors(path)
+    try:
+        with safe_open(str(path), "pt") as f:
+            meta = json.loads((f.metadata() or {})["meta"])
+    except (KeyError, ValueError, OSError) as e:
+        raise RunError(f"{path} has no reparam checkpoint header ({e}); refusing to resume from it") from None
+    missing = [k for k in ("rng.torch", "rng.data") if k not in tensors]
+    if missing:
+        raise RunError(f"{path} lacks {missing[0]}; refusing to resume from it")
+    return tensors, meta
+
+
+def latest(run_dir: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The newest checkpoint of a run (RunError if there is none)."""
+    found = list_checkpoints(run_dir)
+    if not found:
+        raise RunError(f"{run_dir} has no checkpoint to resume from")
+    return read(found[-1])

@@ -1,0 +1,152 @@
+"""Crash safety: SIGKILL and resume bit for bit, SIGTERM checkpoints, non-finite steps."""
+
+from __future__ import annotations
+
+import math
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from reparam import checkpoint, data, objectives, runs
+from reparam.train import Diverged, train
+from tests.conftest import tiny_config
+
+# Small enough to run several times; checkpoints every 4 steps so kills land mid-epoch.
+ARGS = ["train.epochs=4", "train.eval_k=20", "train.progress=false", "model.hidden=[32]", "latent.dim=4",
+        "train.checkpoint_every=4", "train.threads=1", "train.batch_size=64"]
+
+
+def launch(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "reparam", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def weights(run: Path) -> dict[str, torch.Tensor]:
+    return runs.load_tensors(run / runs.WEIGHTS)
+
+
+def assert_bitwise_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("ref") / "run"
+    proc = subprocess.run([sys.executable, "-m", "reparam", "train", *ARGS, "--out", str(out)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+def kill_after_first_checkpoint(proc: subprocess.Popen, run: Path, delay: float) -> bool:
+    """SIGKILL ``proc`` ``delay`` s after its first checkpoint; False if it finished first."""
+    deadline = time.monotonic() + 120
+    while not checkpoint.list_checkpoints(run) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(delay)
+    if proc.poll() is not None:
+        return False
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return True
+
+
+def test_sigkill_at_random_points_then_resume_is_bitwise_identical(reference, tmp_path):
+    rng = random.Random(1234)
+    run = tmp_path / "run"
+    kills = 0
+    proc = launch("train", *ARGS, "--out", str(run))
+    for _ in range(3):
+        kills += kill_after_first_checkpoint(proc, run, rng.uniform(0.0, 1.5))
+        if proc.returncode == 0:
+            break
+        proc = launch("train", "--resume", str(run), "--quiet")
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert kills >= 1, "the run finished before any kill landed; nothing was tested"
+    assert_bitwise_equal(weights(reference), weights(run))
+    ref_metrics = [{k: v for k, v in m.items() if k != "seconds"} for m in runs.read_jsonl(reference / runs.METRICS)]
+    got_metrics = [{k: v for k, v in m.items() if k != "seconds"} for m in runs.read_jsonl(run / runs.METRICS)]
+    assert got_metrics == ref_metrics
+
+
+def test_sigterm_checkpoints_and_says_how_to_resume(reference, tmp_path):
+    run = tmp_path / "run"
+    proc = launch("train", *ARGS, "--out", str(run))
+    while not checkpoint.list_checkpoints(run) and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    if proc.returncode == 0:
+        pytest.skip("the run finished before SIGTERM arrived")
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert f"reparam train --resume {run}" in err and "Traceback" not in err
+    done = subprocess.run([sys.executable, "-m", "reparam", "train", "--resume", str(run), "--quiet"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert_bitwise_equal(weights(reference), weights(run))
+
+
+def all_checkpoints_finite(run: Path) -> bool:
+    files = checkpoint.list_checkpoints(run)
+    return bool(files) and all(
+        all(torch.isfinite(t).all() for t in checkpoint.read(f)[0].values() if t.is_floating_point()) for f in files
+    )
+
+
+def test_a_nan_batch_is_skipped_and_counted(tmp_path, monkeypatch):
+    real_load = data.load
+
+    def with_nan(cfg):
+        d = real_load(cfg)
+        d.train[7] = float("nan")
+        return d
+
+    monkeypatch.setattr(data, "load", with_nan)
+    cfg = tiny_config("train.epochs=3", "data.binarize=none")
+    run = train(cfg, tmp_path / "run")
+    summary = runs.read_json(run / runs.SUMMARY)
+    assert summary["skipped_steps"] == 3 and summary["rollbacks"] == 0  # one bad batch per epoch
+    assert math.isfinite(summary["nll"]) and all_checkpoints_finite(run)
+
+
+def blow_up_above(limit: float):
+    """An ELBO that turns NaN once any weight exceeds ``limit``, as a diverging run does."""
+
+    def objective(model, x, k=1, beta=1.0):
+        bound, terms = objectives.elbo(model, x, k=k, beta=beta)
+        too_big = max(float(p.detach().abs().max()) for p in model.parameters()) > limit
+        return (bound * math.nan if too_big else bound), terms
+
+    return objective
+
+
+def test_divergence_rolls_back_with_lower_rate_and_recovers(tmp_path, monkeypatch):
+    monkeypatch.setitem(objectives.OBJECTIVES, "test-blowup", blow_up_above(20.0))
+    cfg = tiny_config("objective.name=test-blowup", "train.lr=20", "train.lr_backoff=0.1", "train.max_rollbacks=5", "train.epochs=3")
+    with pytest.warns(UserWarning, match="rolled back"):
+        run = train(cfg, tmp_path / "run")
+    summary = runs.read_json(run / runs.SUMMARY)
+    assert summary["rollbacks"] >= 1 and summary["skipped_steps"] >= cfg.train.max_bad_steps
+    lr = checkpoint.latest(run)[1]["param_groups"][0]["lr"]
+    assert lr == pytest.approx(20 * 0.1 ** summary["rollbacks"])
+    assert all_checkpoints_finite(run)
+
+
+def test_divergence_that_does_not_recover_stops_cleanly(tmp_path, monkeypatch):
+    monkeypatch.setitem(objectives.OBJECTIVES, "test-blowup", blow_up_above(-1.0))  # NaN from the first step
+    cfg = tiny_config("objective.name=test-blowup", "train.max_rollbacks=2")
+    with pytest.warns(UserWarning), pytest.raises(Diverged, match="training diverged.*lower train.lr"):
+        train(cfg, tmp_path / "run")
+    assert all_checkpoints_finite(tmp_path / "run")
+
+
+def test_gradient_clipping_bounds_the_update(tmp_path):
+    cfg = tiny_config("train.clip_grad=1e-3", "train.epochs=1", "train.lr=1e-3")
+    run = train(cfg, tmp_path / "run")
+    assert math.isfinite(runs.read_json(run / runs.SUMMARY)["elbo"])
