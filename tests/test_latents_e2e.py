@@ -43,6 +43,10 @@ def test_train_every_family_on_digits(family, tmp_path):
         assert on_support(family, fam.decoder_input(q.sample((3,))))
         assert on_support(family, fam.decoder_input(fam.point(q)))
         assert on_support(family, fam.decoder_input(model.prior().sample((5,))))
+        point = fam.point(q)  # the report's traversals and interpolations stay in the support
+        assert on_support(family, fam.decoder_input(fam.traverse(point[0], 1, 5)))
+        path = fam.interpolate(point[0], point[1], torch.linspace(0, 1, 5), fam.interpolation_kinds()[-1])
+        assert on_support(family, fam.decoder_input(path))
 
 
 def test_temperature_schedule_runs_through_the_generic_hook(tmp_path):

@@ -88,5 +88,15 @@ class RelaxedCategoricalFamily(RelaxedFamily):
         z[:, group] = ((1 - t) * point[group].exp() + t * target).clamp_min(1e-12).log()
         return z
 
+    def interpolation_kinds(self) -> tuple[str, ...]:
+        return ("linear",)
+
+    def interpolate(self, a: torch.Tensor, b: torch.Tensor, t: torch.Tensor, kind: str = "linear") -> torch.Tensor:
+        """Mix the class probabilities, (1 - t) p_a + t p_b, and return their logs: (T, D)."""
+        if kind != "linear":
+            raise ValueError(f"{self.name}: interpolation {kind!r} is not one of {self.interpolation_kinds()}")
+        t = t.to(a.dtype).unsqueeze(-1)  # (T, 1)
+        return ((1 - t) * a.exp() + t * b.exp()).clamp_min(1e-12).log()
+
     def extra_repr(self) -> str:
         return f"{self.variables} x {self.classes} classes, " + super().extra_repr()
