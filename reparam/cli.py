@@ -157,6 +157,10 @@ def main(argv: list[str] | None = None) -> int:
     except ReparamError as e:
         print(f"reparam: error: {e}", file=sys.stderr)
         return USAGE_ERROR
+    except OSError as e:  # the file system refused (disk full, permissions): nothing half-written
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"reparam: error: {e.strerror or e}{where}; free space or choose another --out", file=sys.stderr)
+        return USAGE_ERROR
     except Interrupted as e:
         print(f"reparam: {e}", file=sys.stderr)
         return e.exit_code

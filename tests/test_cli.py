@@ -38,7 +38,7 @@ def cli_run(tmp_path_factory) -> Path:
 
 def test_train_writes_the_run_folder(cli_run):
     names = {p.name for p in cli_run.iterdir()}
-    expected = {"config.json", "metrics.jsonl", "model.safetensors", "state.safetensors", "state.json", "summary.json", "samples.png", "reconstructions.png"}
+    expected = {"config.json", "metrics.jsonl", "model.safetensors", "checkpoints", "state.json", "summary.json", "samples.png", "reconstructions.png"}
     assert expected <= names
     assert not [n for n in names if n.endswith(".tmp")]
     metrics = [json.loads(line) for line in (cli_run / "metrics.jsonl").read_text().splitlines()]
@@ -113,3 +113,21 @@ def test_bad_input_is_one_line_and_exit_2(args, needle, cli_run, tmp_path):
     before = snapshot(cli_run)
     assert_user_error(reparam(*args), needle)
     assert snapshot(cli_run) == before
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 160 KiB tmpfs: room for the config, not for the checkpoints."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160k", "tmpfs", str(mnt)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    yield mnt
+    subprocess.run(["umount", str(mnt)], check=False)
+
+
+def test_full_disk_is_one_line_and_leaves_no_partial_file(tiny_disk):
+    proc = reparam("train", *TINY, "model.hidden=[256]", "--out", str(tiny_disk / "run"))
+    assert_user_error(proc, "No space left on device")
+    leftovers = [p.name for p in tiny_disk.rglob("*") if p.name.endswith(".tmp")]
+    assert not leftovers

@@ -6,6 +6,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from reparam import latents, likelihoods, model, objectives
 from tests.conftest import tiny_config
@@ -120,3 +122,15 @@ def test_bernoulli_head_refuses_data_outside_unit_interval():
     head.check_data(torch.rand(3, 2, 2), "x")
     with pytest.raises(DataError, match="outside \\[0, 1\\]"):
         head.check_data(torch.full((3, 2, 2), 1.5), "x")
+
+
+@settings(max_examples=25, deadline=None)
+@given(b=st.integers(1, 6), k=st.integers(1, 4), d=st.integers(1, 5), h=st.integers(1, 6), w=st.integers(1, 6))
+def test_shape_contract_holds_for_any_sizes(b, k, d, h, w):
+    vae = model.build(tiny_config(f"latent.dim={d}"), (h, w))
+    x = torch.rand(b, h, w).bernoulli()
+    q = vae.posterior(x)
+    z = q.rsample((k,))
+    assert z.shape == (k, b, d) and vae.likelihood(z).log_prob(x).shape == (k, b)
+    bound, terms = objectives.elbo(vae, x, k=k)
+    assert bound.shape == (b,) and set(terms) >= {"elbo", "log_px_z", "kl"}
