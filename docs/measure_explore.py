@@ -31,7 +31,9 @@ def measure(run: str, n: int) -> tuple[float, float]:
         conn.request("GET", "/api/decode.png?z=" + ",".join(f"{float(v):.4f}" for v in z))
         assert conn.getresponse().read().startswith(b"\x89PNG")
         times.append(1000 * (time.perf_counter() - start))
+    conn.close()
     server.shutdown()
+    server.server_close()
     return statistics.median(times), statistics.quantiles(times, n=20)[-1]
 
 

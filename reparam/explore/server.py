@@ -79,6 +79,7 @@ class Handler(BaseHTTPRequestHandler):
 
     server_version = "reparam-explore"
     protocol_version = "HTTP/1.1"  # keep-alive: every response carries Content-Length
+    disable_nagle_algorithm = True  # headers and body leave at once, no 40 ms delayed-ACK stall
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         hosts = self.server.allowed_hosts
