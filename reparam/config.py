@@ -113,6 +113,7 @@ class TrainConfig:
     device: str = "cpu"
     threads: int = 0  # torch.set_num_threads; 0 keeps torch's default
     progress: bool = True
+    report: bool = True  # write RUN/report.html with every figure at the end
     checkpoint_every: int = 0  # steps between checkpoints; 0: at every evaluation only
     keep_checkpoints: int = 3  # newest checkpoints kept in RUN/checkpoints
     clip_grad: float = 0.0  # clip the gradient's global norm to this; 0: no clipping

@@ -259,6 +259,10 @@ def _run(trainer: Trainer, data: data_mod.Data, progress: bool) -> Path:
     with stop_on_signals(trainer):
         trainer.fit(progress)
     trainer.finish(data)
+    if trainer.cfg.train.report:
+        from .report import write_report
+
+        write_report(trainer.run_dir, seed=trainer.cfg.seed)
     return trainer.run_dir
 
 

@@ -19,7 +19,7 @@ from tests.conftest import tiny_config
 
 # Small enough to run several times; checkpoints every 4 steps so kills land mid-epoch.
 ARGS = ["train.epochs=4", "train.eval_k=20", "train.progress=false", "model.hidden=[32]", "latent.dim=4",
-        "train.checkpoint_every=4", "train.threads=1", "train.batch_size=64"]
+        "train.checkpoint_every=4", "train.threads=1", "train.batch_size=64", "train.report=false"]
 
 
 def launch(*args: str) -> subprocess.Popen:
