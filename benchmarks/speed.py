@@ -181,7 +181,10 @@ dynamic binarization, {a.threads} threads for both libraries, timed alternately 
 median of {a.rounds} rounds. {note} 1-minute load average {load[0]:.2f} before, {load[1]:.2f} after
 (the machine is shared; other processes ran at the same time).
 
-**Training** (whole epochs: shuffling, batching, binarization, forward, backward, Adam). "x reparam's
+**Training** (whole epochs: shuffling, batching, binarization, forward, backward, Adam). reparam:
+`Trainer.train_step` on batches gathered by index from the in-memory tensor and binarized in one
+vectorized draw; Pythae: its own `BaseTrainer.train_step` over a `DataLoader` of its `BaseDataset`
+(binarizing each item as it is fetched, the usual way with a Dataset). "x reparam's
 time" is how many times reparam's (no compile) epoch time each row takes; "matmul share" is the
 time the same matrix multiplications take alone (forward, weight and input gradients of the six
 layers, one epoch of steps) divided by the row's time: 100% would be the floor.

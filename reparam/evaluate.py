@@ -68,7 +68,7 @@ def log_likelihood(model, x: torch.Tensor, k: int, max_elements: int = MAX_ELEME
     """
     b_chunk, k_chunk = _chunks(model, k, max_elements)
     log_px, ess = [], []
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
         for sl in _batches(len(x), b_chunk):
             xb = x[sl]
             q, z = model.posterior(xb), _draw(model, xb, k, sl.start, seed)  # z (K, b, D)
