@@ -45,7 +45,7 @@ def overrides(family: str, epochs: int) -> list[str]:
     return [
         "data.name=mnist", f"data.path={MNIST}", "data.binarize=dynamic", f"latent.family={family}",
         f"latent.dim={DIM}", f"model.hidden={HIDDEN}", f"train.epochs={epochs}", "train.eval_k=1",
-        "train.progress=false", "train.threads=1", *OPTIONS.get(family, []),
+        "train.progress=false", "train.threads=1", "train.report=false", *OPTIONS.get(family, []),
     ]
 
 
