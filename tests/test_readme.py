@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import re
 import shlex
+import shutil
+import signal
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -38,17 +41,34 @@ def cli_lines() -> list[list[str]]:
 
 @pytest.mark.parametrize("argv", cli_lines(), ids=lambda a: " ".join(a[:3]))
 def test_readme_command_runs(argv, tiny_run, tmp_path):
-    argv = [str(tiny_run) if a == "RUN" else a for a in argv[1:]]
+    run = shutil.copytree(tiny_run, tmp_path / "RUN")  # commands may write into their run
+    argv = [str(run) if a == "RUN" else a for a in argv[1:]]
     if any("mnist" in a for a in argv):
         if not MNIST.is_file():
             pytest.skip("MNIST not available")
-        argv = [f"data.path={MNIST}" if a.startswith("data.path=") else a for a in argv]
-    if argv[0] == "train":
+        argv = [f"data.path={MNIST}" if a.startswith("data.path=") else a for a in argv] + ["train.batch_size=1000"]
+    if argv[0] == "train" and "--resume" in argv:
+        argv = [a if not a.startswith("train.epochs=") else "train.epochs=3" for a in argv] + ["--quiet"]
+    elif argv[0] == "train":
         argv += [*TINY, "--out", str(tmp_path / "run")]
-    if "--out" in argv and argv[0] == "sample":
-        argv[argv.index("--out") + 1] = str(tmp_path / "samples.png")
+    if "--out" in argv and argv[0] in ("sample", "report"):
+        argv[argv.index("--out") + 1] = str(tmp_path / Path(argv[argv.index("--out") + 1]).name)
+    if argv[0] == "explore":
+        return check_explorer(argv)
     proc = subprocess.run([sys.executable, "-m", "reparam", *argv], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert proc.returncode == 0, proc.stderr
+
+
+def check_explorer(argv: list[str]) -> None:
+    """The explorer serves its page until interrupted."""
+    proc = subprocess.Popen([sys.executable, "-m", "reparam", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = proc.stdout.readline().split(" at ")[1].split()[0]
+        with urllib.request.urlopen(url, timeout=30) as page:
+            assert page.status == 200 and b"<html" in page.read().lower()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0, proc.stderr.read()
 
 
 def test_python_example_runs(tmp_path, monkeypatch):
