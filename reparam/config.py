@@ -87,9 +87,11 @@ class ObjectiveConfig:
     warmup: int = 0  # steps of linear KL warm-up from 0 to beta (Sonderby et al. 2016); 0: none
     free_bits: float = 0.0  # lambda: nats per latent dimension (or group) (Kingma et al. 2016)
     free_bits_group: int = 1  # latent dimensions per free-bits group (1: per dimension)
+    estimator: str = "auto"  # gradient: auto | pathwise | score | iwae | stl | dreg (see estimators.py)
+    baseline: str = "none"  # for score: none | moving_average | nvil | loo
 
     def validate(self) -> None:
-        from . import objectives
+        from . import estimators, objectives
 
         objectives.lookup(self.name)
         _check(self.k >= 1, f"objective.k must be >= 1, got {self.k}")
@@ -101,6 +103,18 @@ class ObjectiveConfig:
             self.free_bits == 0 or "free_bits" in objectives.accepted(self.name),
             f"objective.free_bits applies to a KL term; objective {self.name!r} has none (use objective.name=elbo)",
         )
+        _check(
+            (self.estimator, self.baseline) == ("auto", "none") or "estimator" in objectives.accepted(self.name),
+            f"objective {self.name!r} takes no gradient estimator (objective.estimator, objective.baseline)",
+        )
+        estimators.check(self.estimator, self.baseline, self.name, self.k, has_rsample=True)
+
+    def check_family(self, family) -> None:
+        """The estimator against the family: a pathwise one needs rsample (estimators.check)."""
+        from . import estimators
+
+        has = estimators.has_rsample(family)
+        estimators.check(self.estimator, self.baseline, self.name, self.k, has, f"latent.family={family.name}")
 
 
 @dataclass
@@ -120,11 +134,14 @@ class TrainConfig:
     max_bad_steps: int = 5  # non-finite steps in a row before rolling back
     max_rollbacks: int = 3  # rollbacks before the run stops
     lr_backoff: float = 0.5  # learning-rate factor applied at each rollback
+    gradvar_every: int = 0  # epochs between gradient-variance measurements (RUN/gradvar.jsonl); 0: never
+    gradvar_replicates: int = 20  # gradient estimates per estimator at each measurement
 
     def validate(self) -> None:
         for key in ("epochs", "batch_size", "eval_k", "eval_every", "keep_checkpoints", "max_bad_steps"):
             _check(getattr(self, key) >= 1, f"train.{key} must be >= 1, got {getattr(self, key)}")
-        for key in ("checkpoint_every", "clip_grad", "max_rollbacks"):
+        _check(self.gradvar_replicates >= 2, f"train.gradvar_replicates must be >= 2, got {self.gradvar_replicates}")
+        for key in ("checkpoint_every", "clip_grad", "max_rollbacks", "gradvar_every"):
             _check(getattr(self, key) >= 0, f"train.{key} must be >= 0, got {getattr(self, key)}")
         _check(0 < self.lr_backoff < 1, f"train.lr_backoff must lie in (0, 1), got {self.lr_backoff}")
         _check(self.lr > 0, f"train.lr must be > 0, got {self.lr}")
@@ -164,7 +181,14 @@ class Config:
     def validate(self) -> "Config":
         for name in SECTIONS:
             getattr(self, name).validate()
+        self.objective.check_family(latents_get(self.latent))
         return self
+
+
+def latents_get(latent: LatentConfig):
+    from . import latents
+
+    return latents.get(latent.family, latent.dim, **latent.options)
 
 
 def _check(ok: bool, message: str) -> None:

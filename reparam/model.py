@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.distributions import Distribution
 
-from . import latents, likelihoods
+from . import estimators, latents, likelihoods
 from .latents import Family
 from .likelihoods import Head
 from .networks import Decoder, Encoder
@@ -64,4 +64,8 @@ def build(cfg: "Config", x_shape: tuple[int, ...]) -> VAE:
     hidden, act = cfg.model.hidden, cfg.model.activation
     encoder = Encoder(x_shape, hidden, family.raw_size, act)
     decoder = Decoder(family.dim, list(reversed(hidden)), head.raw_size, act)
-    return VAE(encoder, family, decoder, head)
+    vae = VAE(encoder, family, decoder, head)
+    baseline = estimators.baseline_module(cfg.objective.baseline, x_shape)
+    if baseline is not None:  # the score function's running or learned baseline: trained and saved with the model
+        vae.baseline = baseline
+    return vae

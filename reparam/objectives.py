@@ -20,6 +20,7 @@ from typing import Callable
 import torch
 from torch.distributions import Distribution
 
+from . import estimators
 from .errors import ConfigError
 
 Terms = dict[str, torch.Tensor]
@@ -44,6 +45,8 @@ def call_kwargs(cfg, step: int) -> dict:
     The one place where objective schedules live, so the trainer stays generic.
     """
     kwargs = {"k": cfg.k, "beta": beta_at(cfg, step)}
+    if (cfg.estimator, cfg.baseline) != ("auto", "none"):
+        kwargs.update(estimator=cfg.estimator, baseline=cfg.baseline)
     if cfg.free_bits > 0:
         kwargs.update(free_bits=cfg.free_bits, free_bits_group=cfg.free_bits_group)
     return kwargs
@@ -104,22 +107,24 @@ def free_bits_kl(model, q: Distribution, kl: torch.Tensor, lam: float, group: in
 
 @register("elbo")
 def elbo(
-    model, x: torch.Tensor, k: int = 1, beta: float = 1.0, free_bits: float = 0.0, free_bits_group: int = 1
+    model, x: torch.Tensor, k: int = 1, beta: float = 1.0, free_bits: float = 0.0, free_bits_group: int = 1,
+    estimator: str = "auto", baseline: str = "none",
 ) -> tuple[torch.Tensor, Terms]:
-    """ELBO = E_q[log p(x|z)] - KL(q(z|x) || p(z)), averaged over k reparameterized samples.
+    """ELBO = E_q[log p(x|z)] - KL(q(z|x) || p(z)), averaged over k samples.
 
     x: (B, *x_shape). Returns the bound log p(x|z) - beta * KL (Higgins et al. 2017; beta=1
     is the ELBO; with ``free_bits`` > 0 the KL is floored per group, see
     :func:`free_bits_kl`) of shape (B,) and the terms ``elbo``, ``log_px_z``, ``kl`` (B,),
-    which always describe the plain ELBO.
+    which always describe the plain ELBO. ``estimator``/``baseline`` choose the gradient
+    (see estimators.py); the bound's value does not depend on them. The default draws z
+    with the reparameterization trick wherever the family has ``rsample``.
     """
-    q = model.posterior(x)  # batch (B,), event (D,)
-    z = q.rsample((k,))  # (K, B, D): the reparameterization trick
-    log_px_z = model.likelihood(z).log_prob(x).mean(0)  # (B,), summed over pixels
-    kl = model.kl(q, z)  # (B,)
-    penalty = free_bits_kl(model, q, kl, free_bits, free_bits_group) if free_bits > 0 else kl
+    d = estimators.draw(model, x, k, "elbo", estimator, baseline)  # z (K, B, D)
+    log_px_z = d.log_px_z.mean(0)  # (B,), summed over pixels
+    kl = model.kl(d.q, d.z)  # (B,)
+    penalty = free_bits_kl(model, d.q, kl, free_bits, free_bits_group) if free_bits > 0 else kl
     bound = log_px_z - beta * penalty
-    return bound, {"elbo": log_px_z - kl, "log_px_z": log_px_z, "kl": kl}
+    return d.estimator.elbo(d, bound, beta), {"elbo": log_px_z - kl, "log_px_z": log_px_z, "kl": kl}
 
 
 def weight_terms(model, x: torch.Tensor, k: int):
@@ -152,20 +157,23 @@ def normalized_weights(lw: torch.Tensor) -> torch.Tensor:
 
 
 @register("iwae")
-def iwae(model, x: torch.Tensor, k: int = 1, beta: float = 1.0) -> tuple[torch.Tensor, Terms]:
+def iwae(
+    model, x: torch.Tensor, k: int = 1, beta: float = 1.0, estimator: str = "auto", baseline: str = "none"
+) -> tuple[torch.Tensor, Terms]:
     """IWAE bound (Burda et al. 2016): L_K = logsumexp_k(log w_k) - log K, shape (B,).
 
     L_1 is the ELBO and L_K rises with K towards log p(x). With warm-up (``beta`` < 1) the
     trained bound tempers the prior ratio, log w_k = log p(x|z_k) + beta (log p(z_k) -
     log q(z_k|x)); the ``iwae`` term always reports L_K itself. Autograd of the
     logsumexp gives exactly sum_k w~_k grad log w_k with detached weights
-    (:func:`normalized_weights`). Terms ``elbo``, ``log_px_z`` and ``kl`` are the ELBO's,
-    averaged over the same K samples.
+    (:func:`normalized_weights`); ``estimator`` swaps in STL, DReG or the score function
+    (estimators.py). Terms ``elbo``, ``log_px_z`` and ``kl`` are the ELBO's, averaged over
+    the same K samples.
     """
-    log_px_z, log_ratio, q, z = weight_terms(model, x, k)  # (K, B) each
-    lw = log_px_z + log_ratio
-    bound_1 = torch.logsumexp(lw, 0) - math.log(k)
+    d = estimators.draw(model, x, k, "iwae", estimator, baseline)
+    log_px_z, log_ratio = d.log_px_z, d.log_pz() - d.log_q()  # (K, B) each
+    bound_1 = torch.logsumexp(log_px_z + log_ratio, 0) - math.log(k)
     bound = bound_1 if beta == 1.0 else torch.logsumexp(log_px_z + beta * log_ratio, 0) - math.log(k)
-    kl = model.kl(q, z)  # (B,)
+    kl = model.kl(d.q, d.z)  # (B,)
     rec = log_px_z.mean(0)
-    return bound, {"iwae": bound_1, "elbo": rec - kl, "log_px_z": rec, "kl": kl}
+    return d.estimator.iwae(d, bound, beta), {"iwae": bound_1, "elbo": rec - kl, "log_px_z": rec, "kl": kl}

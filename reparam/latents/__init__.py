@@ -46,5 +46,7 @@ from . import kumaraswamy  # noqa: E402,F401
 from . import dirichlet  # noqa: E402,F401
 from . import dirichlet_laplace  # noqa: E402,F401
 from . import spherical  # noqa: E402,F401
+from . import bernoulli_exact  # noqa: E402,F401
+from . import categorical_exact  # noqa: E402,F401
 
 __all__ = ["Family", "get", "names", "options", "register"]

@@ -1,0 +1,376 @@
+"""Gradient estimators: the same bound, different gradients (``objective.estimator``).
+
+An estimator never changes the bound the trainer reports, only its gradient. Each one
+returns a *surrogate* s (B,) with s == bound in value and grad s == the estimator's
+gradient, written as ``bound + (t - t.detach())`` or ``bound.detach() + (t - t.detach())``,
+so the trainer keeps minimizing ``-bound.mean()`` and never branches on the estimator.
+
+Notation: K samples z_k ~ q(z|x) per example, log w_k = log p(x|z_k) + beta (log p(z_k)
+- log q(z_k|x)) (beta = 1 after warm-up), w~_k = softmax_k(log w_k), L_K = log mean_k w_k.
+
+| name | gradient | bounds | reference |
+|---|---|---|---|
+| ``pathwise`` | autograd through z = g(eps, phi) | elbo, iwae | Kingma & Welling 2014 |
+| ``iwae`` | the same, for the IWAE bound: sum_k w~_k grad log w_k | iwae | Burda et al. 2016 |
+| ``stl`` | pathwise, score term of log q dropped (log q's parameters detached) | elbo, iwae | Roeder et al. 2017 |
+| ``dreg`` | encoder: sum_k w~_k^2 d log w_k/dz_k dz_k/dphi; decoder as iwae | iwae, K > 1 | Tucker et al. 2018 |
+| ``score`` | sum_k A_k grad log q(z_k|x), z detached, plus the z-free terms | elbo, iwae | Williams 1992 |
+
+``auto`` (the default) is ``pathwise`` where the family has ``rsample`` and ``score``
+otherwise. The score estimator takes a baseline (``objective.baseline``), registered below:
+``none``, ``moving_average``, ``nvil`` (a learned b(x), Mnih & Gregor 2014) and ``loo``
+(leave-one-out over the K samples, VIMCO, Mnih & Rezende 2016). ``moving_average`` and
+``nvil`` keep state: :func:`baseline_module` builds it and ``model.build`` attaches it as
+``model.baseline``, so the optimizer trains it and checkpoints carry it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Callable
+
+import torch
+from torch.distributions import Distribution
+
+from torch import nn
+
+from .errors import ConfigError
+
+ESTIMATORS: dict[str, type["Estimator"]] = {}
+
+
+def register(name: str) -> Callable[[type["Estimator"]], type["Estimator"]]:
+    def deco(cls: type["Estimator"]) -> type["Estimator"]:
+        cls.name = name
+        ESTIMATORS[name] = cls
+        return cls
+
+    return deco
+
+
+def names() -> list[str]:
+    return ["auto", *sorted(ESTIMATORS)]
+
+
+def supported(has_rsample: bool, objective: str, k: int) -> list[str]:
+    """Estimators usable with a family (with or without rsample), a bound and K."""
+    ok = []
+    for name, cls in sorted(ESTIMATORS.items()):
+        if (has_rsample or not cls.pathwise) and objective in cls.bounds and k >= cls.min_k:
+            ok.append(name)
+    return ok
+
+
+def check(estimator: str, baseline: str, objective: str, k: int, has_rsample: bool, family: str = "this family") -> str:
+    """Resolve ``auto`` and validate the combination; returns the estimator's name.
+
+    Raises ConfigError (one line) for an unknown name, a pathwise estimator on a family
+    without rsample, an estimator or baseline that needs K > 1 at K = 1, or a bound the
+    estimator does not apply to.
+    """
+    if estimator == "auto":
+        estimator = "pathwise" if has_rsample else "score"
+    if estimator not in ESTIMATORS:
+        raise ConfigError(f"unknown objective.estimator {estimator!r}; valid: {', '.join(names())}")
+    cls = ESTIMATORS[estimator]
+    if cls.pathwise and not has_rsample:
+        ok = ", ".join(supported(False, objective, k)) or "none at this K"
+        raise ConfigError(
+            f"objective.estimator={estimator} needs a latent family with rsample (a reparameterized "
+            f"sample); {family} has none and supports: {ok}"
+        )
+    if objective not in cls.bounds:
+        raise ConfigError(f"objective.estimator={estimator} applies to objective.name={' or '.join(cls.bounds)}, not {objective}")
+    if k < cls.min_k:
+        raise ConfigError(f"objective.estimator={estimator} needs K > 1 samples (objective.k > 1), got k={k}")
+    check_baseline(baseline, estimator, k)
+    return estimator
+
+
+def has_rsample(family) -> bool:
+    """Whether the family's posterior has a reparameterized sample (read from q itself)."""
+    raw = torch.zeros(family.raw_size, dtype=family._anchor.dtype, device=family._anchor.device)
+    return bool(family.posterior(raw).has_rsample)
+
+
+@dataclass
+class Draw:
+    """K posterior samples for a minibatch and the densities the bounds need.
+
+    q: batch (B,), event (D,); z (K, B, D);
+    log_px_z (K, B). z is reparameterized (``rsample``) for pathwise estimators and a
+    plain, detached draw for the score function.
+    """
+
+    model: Any
+    x: torch.Tensor
+    q: Distribution
+    z: torch.Tensor
+    log_px_z: torch.Tensor
+    estimator: "Estimator"
+
+    def log_pz(self) -> torch.Tensor:
+        """log p(z_k), (K, B)."""
+        return self.model.prior().log_prob(self.z)
+
+    def log_q(self, stop: bool = False) -> torch.Tensor:
+        """log q(z_k|x), (K, B); with ``stop`` the parameters of q are detached (z is not)."""
+        if not stop:
+            return self.q.log_prob(self.z)
+        with torch.no_grad():  # q's parameters, without a path to phi
+            q_stop = self.model.posterior(self.x)
+        return q_stop.log_prob(self.z)
+
+    def kl_uses_samples(self) -> bool:
+        """True when the family's KL is a Monte Carlo estimate from z (no closed form)."""
+        try:
+            self.model.kl(self.q)
+        except ValueError:
+            return True
+        return False
+
+
+def draw(model, x: torch.Tensor, k: int, objective: str, estimator: str = "auto", baseline: str = "none") -> Draw:
+    """Encode x (B, *x_shape), pick the estimator, draw z (K, B, D) and score log p(x|z)."""
+    q = model.posterior(x)
+    est = ESTIMATORS[check(estimator, baseline, objective, k, q.has_rsample)](baseline)
+    z = q.rsample((k,)) if est.pathwise else q.sample((k,))  # (K, B, D)
+    return Draw(model, x, q, z, model.likelihood(z).log_prob(x), est)
+
+
+def swap_gradient(value: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """value's forward value with t's gradient: value.detach() + t - t.detach()."""
+    return value.detach() + (t - t.detach())
+
+
+class Estimator:
+    """Base class: ``elbo``/``iwae`` map (draw, bound (B,), beta) to a surrogate (B,)."""
+
+    name = ""
+    pathwise = True  # needs rsample
+    bounds: tuple[str, ...] = ("elbo", "iwae")
+    min_k = 1
+
+    def __init__(self, baseline: str = "none"):
+        self.baseline = baseline
+
+    def elbo(self, d: Draw, bound: torch.Tensor, beta: float) -> torch.Tensor:
+        return bound
+
+    def iwae(self, d: Draw, bound: torch.Tensor, beta: float) -> torch.Tensor:
+        return bound
+
+
+@register("pathwise")
+class Pathwise(Estimator):
+    """The reparameterization trick: autograd of the bound through z = g(eps, phi)."""
+
+
+@register("iwae")
+class PlainIWAE(Estimator):
+    """The IWAE gradient of Burda et al. (2016, eq. 8): sum_k w~_k grad log w_k, w~ detached."""
+
+    bounds = ("iwae",)
+
+
+@register("stl")
+class StickingTheLanding(Estimator):
+    """Sticking the landing (Roeder, Wu & Duvenaud 2017).
+
+    log q(z|x) enters with its parameters detached but z = g(eps, phi) attached: the
+    dropped term, -grad_phi log q_phi(z) at fixed z, has expectation 0, so for the ELBO
+    (any K, where the bound is mean_k log w_k) the estimate stays unbiased and its
+    variance vanishes when q is the exact posterior. For the IWAE bound with K > 1 the
+    dropped term sum_k w~_k grad log q(z_k) does *not* have mean 0: STL is biased there
+    (Tucker et al. 2018, section 5), which DReG corrects.
+    """
+
+    def stopped(self, d: Draw, beta: float) -> torch.Tensor:
+        return d.log_px_z + beta * (d.log_pz() - d.log_q(stop=True))  # (K, B)
+
+    def elbo(self, d: Draw, bound: torch.Tensor, beta: float) -> torch.Tensor:
+        return swap_gradient(bound, self.stopped(d, beta).mean(0))
+
+    def iwae(self, d: Draw, bound: torch.Tensor, beta: float) -> torch.Tensor:
+        return swap_gradient(bound, torch.logsumexp(self.stopped(d, beta), 0))
+
+
+@register("dreg")
+class DReG(StickingTheLanding):
+    """Doubly reparameterized gradient for the IWAE bound (Tucker, Lawson, Gu & Maddison 2018).
+
+    Encoder: sum_k w~_k^2 (d log w_k / d z_k)(d z_k / d phi), unbiased for grad_phi L_K;
+    decoder: sum_k w~_k grad_theta log w_k, the plain IWAE gradient. Implemented as
+    sum_k w~_k log w_k(stopped q) with a hook that scales the gradient reaching z_k by
+    c_k = (1 - beta) w~_k + beta w~_k^2, which is w~_k^2 at beta = 1 and generalizes the
+    identity E[w~_k d_phi log q(z_k)] = E[d w~_k / d z_k  d z_k / d phi] to the tempered
+    weights of KL warm-up.
+    """
+
+    bounds = ("iwae",)
+    min_k = 2
+
+    def iwae(self, d: Draw, bound: torch.Tensor, beta: float) -> torch.Tensor:
+        lw = self.stopped(d, beta)  # (K, B)
+        w = torch.softmax(lw.detach(), 0)
+        if d.z.requires_grad:
+            scale = ((1 - beta) * w + beta * w * w).unsqueeze(-1)  # (K, B, 1)
+            d.z.register_hook(lambda g: g * scale)
+        return swap_gradient(bound, (w * lw).sum(0))
+
+
+@register("score")
+class ScoreFunction(Estimator):
+    """Score function / REINFORCE / likelihood ratio (Williams 1992; Mnih & Gregor 2014).
+
+    z is drawn without a path to phi. The surrogate is bound + sum_k A_k log q(z_k|x)
+    (its value removed again), A_k detached: the bound at fixed z still gives the decoder
+    gradient and the z-free terms (a closed-form KL); the second term gives
+    E_q[A_k grad log q], with A_k = the learning signal minus a baseline (``baselines.py``).
+    ELBO: per-sample signal v_k = log p(x|z_k) (+ beta (log p(z_k) - log q(z_k|x)) when the
+    KL is Monte Carlo), A_k = (v_k - b_k) / K. IWAE: v_k = log w_k, A_k = L_K - b_k.
+    """
+
+    pathwise = False
+
+    def elbo(self, d: Draw, bound: torch.Tensor, beta: float) -> torch.Tensor:
+        v = d.log_px_z
+        if d.kl_uses_samples():
+            v = v + beta * (d.log_pz() - d.log_q())
+        return self.surrogate(d, bound, v.detach(), Shape.MEAN)
+
+    def iwae(self, d: Draw, bound: torch.Tensor, beta: float) -> torch.Tensor:
+        v = d.log_px_z + beta * (d.log_pz() - d.log_q())
+        return self.surrogate(d, bound, v.detach(), Shape.LOGMEANEXP)
+
+    def surrogate(self, d: Draw, bound: torch.Tensor, v: torch.Tensor, shape: "Shape") -> torch.Tensor:
+        advantage, extra = BASELINES[self.baseline](d, v, shape)  # (K, B), (B,)
+        t = (advantage.detach() * d.log_q()).sum(0) + extra
+        return bound + (t - t.detach())
+
+
+# --- baselines for the score function ---------------------------------------------------
+
+
+class Shape(Enum):
+    """How a bound combines per-sample values v (K, B): the mean (ELBO) or log-mean-exp (IWAE)."""
+
+    MEAN = "mean"
+    LOGMEANEXP = "logmeanexp"
+
+    def value(self, v: torch.Tensor, dim: int = 0) -> torch.Tensor:
+        if self is Shape.MEAN:
+            return v.mean(dim)
+        return torch.logsumexp(v, dim) - math.log(v.shape[dim])
+
+    def share(self, v: torch.Tensor) -> torch.Tensor:
+        """Learning signal of each sample without a baseline, (K, B): v_k / K, or L_K."""
+        return v / len(v) if self is Shape.MEAN else self.value(v).expand_as(v)
+
+
+Baseline = Callable[[Draw, torch.Tensor, Shape], tuple[torch.Tensor, torch.Tensor | float]]
+BASELINES: dict[str, Baseline] = {}
+BASELINE_MODULES: dict[str, type[nn.Module]] = {}
+
+
+def register_baseline(name: str, module: type[nn.Module] | None = None) -> Callable[[Baseline], Baseline]:
+    def deco(fn: Baseline) -> Baseline:
+        BASELINES[name] = fn
+        if module is not None:
+            BASELINE_MODULES[name] = module
+        return fn
+
+    return deco
+
+
+def check_baseline(baseline: str, estimator: str, k: int) -> None:
+    if baseline not in BASELINES:
+        raise ConfigError(f"unknown objective.baseline {baseline!r}; valid: {', '.join(BASELINES)}")
+    if baseline != "none" and estimator != "score":
+        raise ConfigError(f"objective.baseline={baseline} applies to objective.estimator=score, not {estimator}")
+    if baseline == "loo" and k < 2:
+        raise ConfigError(f"objective.baseline=loo (leave-one-out) needs K > 1 samples (objective.k > 1), got k={k}")
+
+
+class MovingAverage(nn.Module):
+    """b = exponential moving average of the minibatch's mean learning signal (decay 0.9).
+
+    Updated after use and only in training mode, so b never depends on the current z.
+    """
+
+    def __init__(self, x_shape: tuple[int, ...], decay: float = 0.9):
+        super().__init__()
+        self.decay = decay
+        self.register_buffer("value", torch.zeros(()))
+
+    def update(self, target: torch.Tensor) -> None:
+        if self.training:
+            self.value.mul_(self.decay).add_((1 - self.decay) * target.detach().mean())
+
+
+class NVIL(nn.Module):
+    """b(x), an MLP x -> 100 tanh -> 1 (Mnih & Gregor 2014, section 3.3), (B, *x_shape) -> (B,).
+
+    Trained by the same optimizer on (L(x) - b(x))^2, where L(x) is the per-example
+    learning signal (the ELBO's mean_k v_k, or L_K). Its output bias plays the role of
+    the paper's constant baseline; the paper's signal normalization is not used.
+    """
+
+    def __init__(self, x_shape: tuple[int, ...], hidden: int = 100):
+        super().__init__()
+        self.x_ndim = len(x_shape)
+        self.net = nn.Sequential(nn.Linear(math.prod(x_shape), hidden), nn.Tanh(), nn.Linear(hidden, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.flatten(-self.x_ndim)).squeeze(-1)
+
+
+def baseline_module(baseline: str, x_shape: tuple[int, ...]) -> nn.Module | None:
+    """The state a baseline keeps (to attach as ``model.baseline``), or None if it keeps none."""
+    cls = BASELINE_MODULES.get(baseline)
+    return None if cls is None else cls(tuple(x_shape))
+
+
+def _module(d: Draw, baseline: str) -> nn.Module:
+    module = getattr(d.model, "baseline", None)
+    if not isinstance(module, BASELINE_MODULES[baseline]):
+        raise ConfigError(f"objective.baseline={baseline} needs model.baseline, which model.build attaches when configured")
+    return module
+
+
+@register_baseline("none")
+def no_baseline(d: Draw, v: torch.Tensor, shape: Shape):
+    return shape.share(v), 0.0
+
+
+@register_baseline("moving_average", MovingAverage)
+def moving_average(d: Draw, v: torch.Tensor, shape: Shape):
+    module = _module(d, "moving_average")
+    advantage = shape.share(v - module.value)
+    module.update(shape.value(v))
+    return advantage, 0.0
+
+
+@register_baseline("nvil", NVIL)
+def nvil(d: Draw, v: torch.Tensor, shape: Shape):
+    b = _module(d, "nvil")(d.x)  # (B,)
+    target = shape.value(v).detach()  # (B,)
+    return shape.share(v - b.detach()), -((target - b) ** 2)
+
+
+@register_baseline("loo")
+def leave_one_out(d: Draw, v: torch.Tensor, shape: Shape):
+    """A_k = value(v) - value(v with v_k replaced by mean_{j != k} v_j) (Mnih & Rezende 2016).
+
+    For the ELBO this is (v_k - mean_{j != k} v_j) / K; for the IWAE it is VIMCO's
+    L_K - log mean(sum_{j != k} w_j + exp(mean_{j != k} log w_j)). The baseline of z_k
+    uses the other samples only, so the estimate stays unbiased.
+    """
+    k = len(v)
+    others = (v.sum(0, keepdim=True) - v) / (k - 1)  # (K, B)
+    swapped = v.unsqueeze(0).repeat(k, 1, 1)  # (K, K, B): row k has v_k swapped out
+    idx = torch.arange(k, device=v.device)
+    swapped[idx, idx] = others
+    return shape.value(v).unsqueeze(0) - shape.value(swapped, dim=1), 0.0
