@@ -5,7 +5,12 @@
 ``data.path`` (a file or a folder) or the ``REPARAM_DATA`` folder; with
 ``data.download=true`` it is fetched once from ``data.url`` and checked against
 ``data.sha256``. ``file``: any ``.npz`` (Keras layout, or a single array) or ``.npy``
-array of images with values in [0, 1] or 0..255.
+array of images with values in [0, 1] or 0..255. ``folder``: every PNG/JPEG image under
+``data.path`` (all of one size), split at random like a single array.
+
+Layout: grey images are (N, H, W), colour images (N, H, W, C) (channels last, as numpy
+and PIL hold them). A trailing channel of size 1 is dropped; an array that looks
+channels-first, (N, C, H, W) with C in {1, 3, 4}, is refused with the transpose to apply.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ def to_unit(images: np.ndarray, what: str) -> torch.Tensor:
         raise DataError(f"{what} holds {images.dtype} values, not numbers")
     if images.ndim < 2 or images.shape[0] == 0:
         raise DataError(f"{what} has shape {images.shape}; expected (N, H, W) images with N >= 1")
+    images = channels_last(images, what)
     x = images.astype(np.float32)
     if not np.isfinite(x).all():
         raise DataError(f"{what} holds NaN or infinite values; clean the array first")
@@ -57,6 +63,18 @@ def to_unit(images: np.ndarray, what: str) -> torch.Tensor:
     if images.dtype == np.uint8 or hi > 1.0:
         x /= 255.0
     return torch.from_numpy(np.ascontiguousarray(x))
+
+
+def channels_last(images: np.ndarray, what: str) -> np.ndarray:
+    """(N, H, W, 1) -> (N, H, W); refuse (N, C, H, W) with a hint; anything else unchanged."""
+    if images.ndim != 4:
+        return images
+    if images.shape[1] in (1, 3, 4) and images.shape[3] not in (1, 3, 4):
+        raise DataError(
+            f"{what} has shape {images.shape}, which looks channels-first; reparam stores images "
+            "(N, H, W, C): save np.moveaxis(x, 1, -1)"
+        )
+    return images[..., 0] if images.shape[3] == 1 else images
 
 
 def _labels(y) -> torch.Tensor | None:
@@ -98,12 +116,49 @@ def load_arrays(path: Path, test_fraction: float, seed: int = 0) -> Data:
         return Data(train, test, _labels(arrays.get("y_train")), _labels(arrays.get("y_test")), path.stem)
     if len(arrays) != 1:
         raise DataError(f"{path} holds arrays {sorted(arrays)}; expected x_train and x_test, or a single array")
-    x = to_unit(next(iter(arrays.values())), str(path))
+    return split(to_unit(next(iter(arrays.values())), str(path)), test_fraction, seed, str(path), path.stem)
+
+
+def split(x: torch.Tensor, test_fraction: float, seed: int, what: str, name: str) -> Data:
+    """Hold out a random ``test_fraction`` of x (N, *x_shape) (at least one image each side)."""
     if len(x) < 2:
-        raise DataError(f"{path} holds {len(x)} image; need at least 2 to hold one out")
+        raise DataError(f"{what} holds {len(x)} image; need at least 2 to hold one out")
     n_test = min(len(x) - 1, max(1, round(len(x) * test_fraction)))
     perm = torch.from_numpy(np.random.default_rng(seed).permutation(len(x)))
-    return Data(x[perm[:-n_test]], x[perm[-n_test:]], None, None, path.stem)
+    return Data(x[perm[:-n_test]], x[perm[-n_test:]], None, None, name)
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def _read_image(path: Path) -> np.ndarray:
+    """One image as uint8 (H, W) for grey or (H, W, 3) for anything else (alpha dropped)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("L" if im.mode in ("L", "1", "I;16", "I") else "RGB"))
+    except (OSError, UnidentifiedImageError, ValueError) as e:
+        raise DataError(f"cannot read image {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+
+
+def load_folder(folder: Path, test_fraction: float, seed: int = 0) -> Data:
+    """Every PNG/JPEG under ``folder`` (sorted, recursively) as one (N, H, W[, C]) array.
+
+    All images must share one shape; grey images in a colour folder are promoted to RGB.
+    """
+    if not folder.is_dir():
+        raise DataError(f"data.path {folder} is not a folder of images")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise DataError(f"{folder} holds no .png, .jpg or .jpeg images")
+    images = [_read_image(p) for p in files]
+    if any(im.ndim == 3 for im in images):
+        images = [np.repeat(im[..., None], 3, -1) if im.ndim == 2 else im for im in images]
+    for p, im in zip(files, images):
+        if im.shape != images[0].shape:
+            raise DataError(f"images in {folder} differ in shape: {files[0].name} is {images[0].shape}, {p.name} is {im.shape}; resize them to one size")
+    return split(to_unit(np.stack(images), str(folder)), test_fraction, seed, str(folder), folder.name)
 
 
 def sha256(path: Path) -> str:
@@ -152,6 +207,7 @@ SOURCES = {
     "digits": lambda cfg: load_digits(),
     "mnist": lambda cfg: load_arrays(mnist_path(cfg), cfg.test_fraction),
     "file": lambda cfg: load_arrays(Path(cfg.path).expanduser(), cfg.test_fraction),
+    "folder": lambda cfg: load_folder(Path(cfg.path).expanduser(), cfg.test_fraction),
 }
 
 

@@ -11,7 +11,7 @@ from torch.distributions import Distribution
 from . import estimators, latents, likelihoods
 from .latents import Family
 from .likelihoods import Head
-from .networks import Decoder, Encoder
+from .networks import ARCHS
 
 if TYPE_CHECKING:
     from .config import Config
@@ -35,7 +35,7 @@ class VAE(nn.Module):
 
     def posterior(self, x: torch.Tensor) -> Distribution:
         """q(z|x)."""
-        return self.family.posterior(self.encoder(x))
+        return self.family.posterior(self.encoder(x).float())  # fp32 even under autocast
 
     def prior(self) -> Distribution:
         """p(z)."""
@@ -43,11 +43,11 @@ class VAE(nn.Module):
 
     def likelihood(self, z: torch.Tensor) -> Distribution:
         """p(x|z)."""
-        return self.head(self.decoder(self.family.decoder_input(z)))
+        return self.head(self.decoder(self.family.decoder_input(z)).float())
 
     def decode_mean(self, z: torch.Tensor) -> torch.Tensor:
         """The mean image of p(x|z), shape (*batch, *x_shape)."""
-        return self.head.mean(self.decoder(self.family.decoder_input(z)))
+        return self.head.mean(self.decoder(self.family.decoder_input(z)).float())
 
     def kl(self, q: Distribution, z: torch.Tensor | None = None) -> torch.Tensor:
         """KL(q || p(z)) per example (closed form, or Monte Carlo from z)."""
@@ -57,13 +57,19 @@ class VAE(nn.Module):
         self.family.on_step(step)
 
 
-def build(cfg: "Config", x_shape: tuple[int, ...]) -> VAE:
-    """Assemble a VAE from a resolved config and the data's image shape."""
+def build(cfg: "Config", x_shape: tuple[int, ...], encoder: nn.Module | None = None, decoder: nn.Module | None = None) -> VAE:
+    """Assemble a VAE from a resolved config and the data's image shape (channels-last).
+
+    ``model.arch`` picks the networks; ``encoder`` or ``decoder`` replaces the configured
+    one with any module honouring the contract: encoder x (*batch, *x_shape) ->
+    (*batch, family.raw_size), decoder z (*batch, D) -> (*batch, head.raw_size).
+    """
     family = latents.get(cfg.latent.family, cfg.latent.dim, **cfg.latent.options)
     head = likelihoods.get(cfg.likelihood.name, x_shape, **cfg.likelihood.options)
-    hidden, act = cfg.model.hidden, cfg.model.activation
-    encoder = Encoder(x_shape, hidden, family.raw_size, act)
-    decoder = Decoder(family.dim, list(reversed(hidden)), head.raw_size, act)
+    if encoder is None or decoder is None:
+        enc, dec = ARCHS.lookup(cfg.model.arch)(cfg.model, tuple(x_shape), family.raw_size, family.dim, head.raw_size)
+        encoder = enc if encoder is None else encoder
+        decoder = dec if decoder is None else decoder
     vae = VAE(encoder, family, decoder, head)
     baseline = estimators.baseline_module(cfg.objective.baseline, x_shape)
     if baseline is not None:  # the score function's running or learned baseline: trained and saved with the model

@@ -1,4 +1,15 @@
-"""Architectures. Encoders emit raw tensors only; families and heads give them meaning."""
+"""Architectures. Encoders emit raw tensors only; families and heads give them meaning.
+
+Image layout, once for the whole package: images are stored channels-last, (N, H, W) for
+grey and (N, H, W, C) for colour, so ``x_shape`` is (H, W) or (H, W, C). Convolutions see
+the same memory as (N, C, H, W) through a permute (which is torch's channels_last format,
+no copy). A decoder's raw output is the channels-last flattening of a per-pixel parameter
+map (H, W, P): likelihood heads read it back with ``raw.unflatten(-1, (H, W, P))``.
+
+Architectures are registered by name (``model.arch``): a builder takes the model config,
+``x_shape``, the family's raw size, the latent dimension and the head's raw size, and
+returns (encoder, decoder).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +20,7 @@ import torch
 from torch import nn
 
 from .errors import ConfigError
+from .registry import Registry
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "tanh": nn.Tanh,
@@ -57,3 +69,92 @@ class Decoder(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z)
+
+
+ARCHS: Registry = Registry("model.arch")
+
+
+@ARCHS.register("mlp")
+def build_mlp(cfg, x_shape: tuple[int, ...], enc_out: int, dim: int, dec_out: int) -> tuple[nn.Module, nn.Module]:
+    """Dense encoder and mirrored decoder over flattened images."""
+    return Encoder(x_shape, cfg.hidden, enc_out, cfg.activation), Decoder(dim, list(reversed(cfg.hidden)), dec_out, cfg.activation)
+
+
+@ARCHS.register("conv")
+def build_conv(cfg, x_shape: tuple[int, ...], enc_out: int, dim: int, dec_out: int) -> tuple[nn.Module, nn.Module]:
+    """DCGAN-style strided convolutions (Radford et al. 2016), without batch norm."""
+    enc = ConvEncoder(x_shape, cfg.channels, cfg.hidden, enc_out, cfg.activation)
+    dec = ConvDecoder(dim, x_shape, cfg.channels, cfg.hidden, dec_out, cfg.activation)
+    return enc, dec
+
+
+def image_layout(x_shape: Sequence[int], levels: int) -> tuple[int, int, int]:
+    """(H, W, C) of a channels-last image shape; ConfigError if convolutions cannot take it."""
+    if len(x_shape) not in (2, 3):
+        raise ConfigError(f"model.arch=conv needs images (H, W) or (H, W, C); the data has shape {tuple(x_shape)}")
+    h, w = x_shape[:2]
+    c = x_shape[2] if len(x_shape) == 3 else 1
+    step = 2**levels
+    if h % step or w % step:
+        raise ConfigError(
+            f"model.arch=conv with {levels} stride-2 layers needs H and W divisible by {step}; images are {h}x{w} "
+            "(shorten model.channels)"
+        )
+    return h, w, c
+
+
+class ConvEncoder(nn.Module):
+    """x (*batch, H, W[, C]) -> raw (*batch, out).
+
+    One 4x4 stride-2 convolution per entry of ``channels`` (each halves H and W), then
+    dense layers ``hidden`` to ``out``. 28x28 -> 14 -> 7; 32x32 -> 16 -> 8.
+    """
+
+    def __init__(self, x_shape, channels: Sequence[int], hidden: Sequence[int], out: int, act: str = "relu"):
+        super().__init__()
+        self.x_ndim = len(x_shape)
+        self.h, self.w, self.c = image_layout(x_shape, len(channels))
+        layers: list[nn.Module] = []
+        for c_in, c_out in zip([self.c, *channels[:-1]], channels):
+            layers += [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1), activation(act)()]
+        self.convs = nn.Sequential(*layers)
+        flat = channels[-1] * (self.h >> len(channels)) * (self.w >> len(channels))
+        self.dense = mlp([flat, *hidden, out], act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch = x.shape[: x.ndim - self.x_ndim]
+        if self.c == 1:  # grey: (H, W) and (1, H, W) are the same memory
+            h = x.reshape(-1, 1, self.h, self.w)
+        else:  # (N, C, H, W) view of channels-last memory: torch's channels_last format, no copy
+            h = x.reshape(-1, self.h, self.w, self.c).permute(0, 3, 1, 2)
+        return self.dense(self.convs(h).flatten(1)).reshape(*batch, -1)
+
+
+class ConvDecoder(nn.Module):
+    """z (*batch, D) -> raw (*batch, H * W * P), the channels-last flattening of (H, W, P).
+
+    Dense layers to a (channels[-1], H / 2^L, W / 2^L) map, one 4x4 stride-2 transposed
+    convolution per entry of ``channels`` (reversed), then a 3x3 convolution to the P =
+    out / (H W) parameters per pixel. Leading dims of z (e.g. samples K) are flattened
+    into the batch and restored after.
+    """
+
+    def __init__(self, dim: int, x_shape, channels: Sequence[int], hidden: Sequence[int], out: int, act: str = "relu"):
+        super().__init__()
+        self.h, self.w, _ = image_layout(x_shape, len(channels))
+        if out % (self.h * self.w):
+            raise ConfigError(f"a conv decoder emits whole pixels, but the likelihood wants {out} numbers for {self.h}x{self.w}")
+        rev = list(reversed(channels))
+        self.top = (rev[0], self.h >> len(channels), self.w >> len(channels))
+        self.dense = nn.Sequential(mlp([dim, *reversed(hidden), math.prod(self.top)], act), activation(act)())
+        layers: list[nn.Module] = []
+        for c_in, c_out in zip(rev, [*rev[1:], rev[-1]]):
+            layers += [nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1), activation(act)()]
+        self.deconvs = nn.Sequential(*layers)
+        self.out = nn.Conv2d(rev[-1], out // (self.h * self.w), 3, padding=1)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        batch = z.shape[:-1]
+        h = self.dense(z.reshape(-1, z.shape[-1])).view(-1, *self.top)
+        h = self.out(self.deconvs(h))  # (N, P, H, W)
+        return h.permute(0, 2, 3, 1).reshape(*batch, -1)

@@ -55,7 +55,7 @@ def test_component_options_are_kept_flat_in_the_resolved_dict():
         ("model.hidden=[0]", "model.hidden sizes must be positive"),
         ("data.binarize=maybe", "data.binarize must be one of"),
         ("latent.family=nope", "valid: gaussian"),
-        ("likelihood.name=poisson", "valid: bernoulli, gaussian"),
+        ("likelihood.name=poisson", "valid: bernoulli, continuous_bernoulli, discretized_logistic, gaussian"),
         ("likelihood.scale=0.1", "likelihood.scale"),  # bernoulli takes no scale
         ("objective.name=nope", "unknown objective"),
         ("train.device=tpu", "train.device must be one of"),
