@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from safetensors.torch import save as st_save
 
-from . import runs
+from . import distributed, runs
 from .errors import RunError
 
 if TYPE_CHECKING:
@@ -45,12 +45,28 @@ def capture(t: "Trainer") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     optim, groups = runs.optimizer_tensors(t.opt)
     tensors = {**_prefixed("model", t.model.state_dict()), **optim}
     tensors.update({"rng.torch": torch.get_rng_state(), "rng.data": t.gen.get_state()})
-    tensors.update(_prefixed("sums", t.sums))
+    if t.device.type == "cuda":
+        tensors["rng.cuda"] = torch.cuda.get_rng_state(t.device)
+    if t.dist.enabled:  # every rank's sampling stream (a collective: all ranks are here)
+        tensors.update({f"rng.rank{r}": s for r, s in enumerate(distributed.gather_rng(t.dist, t.device))})
+    tensors.update(_prefixed("sums", t.reduced_sums()))
     if t.perm is not None:
         tensors["perm"] = t.perm
     meta = {k: getattr(t, k) for k in ("step", "epoch", "pos", "rollbacks", "skipped_steps")}
-    meta.update(seconds=t.elapsed(), param_groups=groups, x_shape=list(t.model.x_shape))
+    meta.update(seconds=t.elapsed(), param_groups=groups, x_shape=list(t.model.x_shape), world=t.dist.world, scaler=t.amp.state())
     return tensors, meta
+
+
+def _restore_rng(t: "Trainer", tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    """This rank's sampling stream: its saved state, or (another process count) a fresh one."""
+    own = tensors.get(f"rng.rank{t.dist.rank}") if meta.get("world", 1) == t.dist.world else None
+    if t.dist.enabled and own is None:
+        torch.manual_seed(distributed.rank_seed(t.cfg.seed + meta["step"], t.dist.rank))
+    else:
+        torch.set_rng_state(tensors["rng.torch"] if own is None else own)
+    if t.device.type == "cuda" and "rng.cuda" in tensors and not t.dist.enabled:
+        torch.cuda.set_rng_state(tensors["rng.cuda"], t.device)
+    t.gen.set_state(tensors["rng.data"])
 
 
 def restore(t: "Trainer", tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
@@ -59,10 +75,10 @@ def restore(t: "Trainer", tensors: dict[str, torch.Tensor], meta: dict[str, Any]
     runs.check_state_dict(t.model, weights, Path("checkpoint"))
     t.model.load_state_dict(weights)
     runs.restore_optimizer(t.opt, tensors, meta["param_groups"])
-    torch.set_rng_state(tensors["rng.torch"])
-    t.gen.set_state(tensors["rng.data"])
+    t.amp.load_state(meta.get("scaler") or {})
+    _restore_rng(t, tensors, meta)
     t.sums = _unprefixed("sums", tensors)
-    t.perm = tensors.get("perm")
+    t.perm = None if tensors.get("perm") is None else tensors["perm"].to(t.device)
     for key in ("step", "epoch", "pos", "rollbacks", "skipped_steps"):
         setattr(t, key, meta[key])
     t.restore_clock(meta["seconds"])
@@ -79,14 +95,18 @@ def save(t: "Trainer", keep: int) -> Path | None:
         return None
     tensors, meta = capture(t)
     folder = t.run_dir / FOLDER
-    folder.mkdir(exist_ok=True)
     path = folder / f"step-{t.step:09d}.safetensors"
+    if not t.dist.is_main:
+        distributed.barrier(t.dist)  # rank 0 writes; the others wait until the file exists
+        return path
+    folder.mkdir(exist_ok=True)
     payload = st_save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata={"format": runs.FORMAT, "meta": json.dumps(meta)})
     runs.atomic_write_bytes(path, payload)
     runs.save_tensors(t.run_dir / runs.WEIGHTS, t.model.state_dict(), {"step": str(t.step)})
     runs.write_json(t.run_dir / runs.STATE_JSON, {"step": t.step, "epoch": t.epoch, "x_shape": meta["x_shape"], "checkpoint": path.name})
     for old in list_checkpoints(t.run_dir)[:-keep]:
         old.unlink(missing_ok=True)
+    distributed.barrier(t.dist)
     return path
 
 

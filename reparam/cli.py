@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -61,6 +62,8 @@ def cmd_train(a: argparse.Namespace) -> int:
         if a.quiet:
             cfg.train.progress = False
         run_dir = train(cfg, a.out or default_out(cfg), overwrite=a.overwrite)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 speaks for the job
+        return 0
     summary = json.loads((run_dir / "summary.json").read_text())
     print(
         f"test ELBO {summary['elbo']:.2f} nats, NLL {summary['nll']:.2f} ± {summary['nll_se']:.2f} "

@@ -27,8 +27,8 @@ MNIST_SHA256 = "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1
 
 @dataclass
 class DataConfig:
-    name: str = "digits"  # digits | mnist | file
-    path: str = ""  # a file, or a folder holding mnist.npz; else $REPARAM_DATA
+    name: str = "digits"  # digits | mnist | file | folder
+    path: str = ""  # a file, a folder holding mnist.npz, or (folder) a folder of PNG/JPEG images
     binarize: str = "dynamic"  # none | static | dynamic
     download: bool = False  # fetch MNIST from `url` when no local copy is found
     url: str = MNIST_URL
@@ -37,20 +37,25 @@ class DataConfig:
 
     def validate(self) -> None:
         _one_of("data.binarize", self.binarize, ("none", "static", "dynamic"))
-        _one_of("data.name", self.name, ("digits", "mnist", "file"))
+        _one_of("data.name", self.name, ("digits", "mnist", "file", "folder"))
         _check(0.0 < self.test_fraction < 1.0, "data.test_fraction must lie in (0, 1)")
         _check(self.name != "file" or bool(self.path), "data.name=file needs data.path=FILE")
+        _check(self.name != "folder" or bool(self.path), "data.name=folder needs data.path=DIR (PNG/JPEG images)")
 
 
 @dataclass
 class ModelConfig:
-    arch: str = "mlp"
-    hidden: list[int] = field(default_factory=lambda: [256, 128])
+    arch: str = "mlp"  # mlp | conv (images (H, W) or (H, W, C) with H, W divisible by 2**len(channels))
+    hidden: list[int] = field(default_factory=lambda: [256, 128])  # dense layers (after the convs for conv)
     activation: str = "tanh"
+    channels: list[int] = field(default_factory=lambda: [32, 64])  # conv: one stride-2 conv per entry
 
     def validate(self) -> None:
-        _one_of("model.arch", self.arch, ("mlp",))
+        from . import networks
+
+        _one_of("model.arch", self.arch, tuple(networks.ARCHS.names()))
         _check(all(h > 0 for h in self.hidden), f"model.hidden sizes must be positive, got {self.hidden}")
+        _check(len(self.channels) >= 1 and all(c > 0 for c in self.channels), f"model.channels must be positive sizes, got {self.channels}")
 
 
 @dataclass
@@ -124,7 +129,10 @@ class TrainConfig:
     lr: float = 1e-3
     eval_k: int = 500  # importance samples for the final log-likelihood
     eval_every: int = 1  # epochs between held-out evaluations
-    device: str = "cpu"
+    device: str = "cpu"  # cpu | cuda | auto (cuda when a GPU is present)
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 needs CUDA and uses a GradScaler)
+    channels_last: bool = False  # conv weights in channels_last memory format (faster on tensor cores)
+    compile: bool = False  # torch.compile the encoder and decoder
     threads: int = 0  # torch.set_num_threads; 0 keeps torch's default
     progress: bool = True
     report: bool = True  # write RUN/report.html with every figure at the end
@@ -147,6 +155,7 @@ class TrainConfig:
         _check(self.lr > 0, f"train.lr must be > 0, got {self.lr}")
         _check(self.threads >= 0, f"train.threads must be >= 0, got {self.threads}")
         _one_of("train.device", self.device, ("cpu", "cuda", "auto"))
+        _one_of("train.precision", self.precision, ("fp32", "bf16", "fp16"))
 
 
 SECTIONS: dict[str, type] = {

@@ -1,0 +1,135 @@
+"""Multi-process data parallel training with torch.distributed, launched by ``torchrun``.
+
+``torchrun --nproc_per_node N -m reparam train ...`` sets RANK, WORLD_SIZE and
+LOCAL_RANK; only then is a process group started (gloo on CPU, nccl on GPU), so one
+process pays nothing. Every rank holds the whole data set in memory and draws the same
+permutation and the same binarization noise from the shared seed; rank r trains on its
+contiguous slice of each global batch, so the global batch (and the learning rate)
+equal those of one process with the same ``train.batch_size``. Gradients are averaged by
+DistributedDataParallel with each rank's loss scaled by world / global batch, which makes
+the averaged gradient exactly that of the global batch mean even when the last batch of
+an epoch splits unevenly. The sampling noise of z differs per rank (its own seed stream;
+each rank's RNG state goes into the checkpoints). Only rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Dist:
+    """This process's place in the job: rank of world (world 1: not distributed)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def shard(self, n: int) -> slice:
+        """Rank r's contiguous part of n items (as torch.tensor_split: the first n % world get one more)."""
+        q, extra = divmod(n, self.world)
+        start = self.rank * q + min(self.rank, extra)
+        return slice(start, start + q + (self.rank < extra))
+
+
+SINGLE = Dist()
+
+
+def from_env() -> Dist:
+    """The torchrun variables if they are set (and name more than one process), else SINGLE."""
+    if "WORLD_SIZE" not in os.environ:
+        return SINGLE
+    try:
+        world, rank = int(os.environ["WORLD_SIZE"]), int(os.environ.get("RANK", "0"))
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+    except ValueError:
+        raise ConfigError("WORLD_SIZE, RANK and LOCAL_RANK must be integers (set by torchrun)") from None
+    return Dist(rank, world, local) if world > 1 else SINGLE
+
+
+def check_sizes(d: Dist, n_train: int, n_test: int, batch_size: int) -> None:
+    """ConfigError when some rank would get no data."""
+    for what, n in (("training", n_train), ("test", n_test)):
+        if d.world > n:
+            raise ConfigError(f"{d.world} processes but the {what} set holds {n} images; use --nproc_per_node <= {n}")
+    if d.world > batch_size:
+        raise ConfigError(f"{d.world} processes but train.batch_size={batch_size}; each process needs at least one image per batch")
+
+
+def init(d: Dist, device: torch.device) -> None:
+    """Join the process group torchrun set up (env:// rendezvous)."""
+    if not d.enabled or dist.is_initialized():
+        return
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+
+
+def shutdown(d: Dist) -> None:
+    if d.enabled and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def rank_seed(seed: int, rank: int) -> int:
+    """A seed for rank r's sampling noise, distinct per rank, 63 bits."""
+    return (seed * 0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019 * (rank + 1)) % 2**63
+
+
+class Objective(nn.Module):
+    """The objective as a module (DDP synchronizes gradients of what its forward computes)."""
+
+    def __init__(self, model: nn.Module, fn):
+        super().__init__()
+        self.model, self.fn = model, fn
+
+    def forward(self, x: torch.Tensor, **kwargs):
+        return self.fn(self.model, x, **kwargs)
+
+
+def wrap(model: nn.Module, fn, d: Dist, device: torch.device) -> DistributedDataParallel:
+    """DDP around objective(model, x); buffers are not broadcast (every rank computes them alike)."""
+    ids = [device] if device.type == "cuda" else None
+    return DistributedDataParallel(Objective(model, fn), device_ids=ids, broadcast_buffers=False)
+
+
+def sum_(t: torch.Tensor) -> torch.Tensor:
+    """Sum of t over ranks (a new tensor)."""
+    out = t.detach().clone()
+    dist.all_reduce(out)
+    return out
+
+
+def gather_rng(d: Dist, device: torch.device) -> list[torch.Tensor]:
+    """Every rank's CPU torch RNG state (uint8), in rank order, on every rank."""
+    state = torch.get_rng_state().to(device)
+    out = [torch.empty_like(state) for _ in range(d.world)]
+    dist.all_gather(out, state)
+    return [s.cpu() for s in out]
+
+
+def barrier(d: Dist) -> None:
+    if d.enabled:
+        dist.barrier()
+
+
+def any_rank(d: Dist, flag: bool, device: torch.device) -> bool:
+    """True on every rank if ``flag`` is true on any (so all ranks stop at the same step)."""
+    if not d.enabled:
+        return flag
+    return bool(sum_(torch.tensor(float(flag), device=device)) > 0)
