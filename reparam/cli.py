@@ -74,11 +74,15 @@ def cmd_train(a: argparse.Namespace) -> int:
 
 
 def cmd_eval(a: argparse.Namespace) -> int:
+    import torch
+
     from . import data, evaluate, runs
 
     if a.k < 1:
         raise ReparamError(f"--k must be >= 1, got {a.k}")
     model = runs.load(a.run)
+    if model.config.train.threads:  # the run's thread count (one thread beats two on a busy machine)
+        torch.set_num_threads(model.config.train.threads)
     test = data.load(model.config.data).test
     out = evaluate.evaluate(model, test, a.k)
     if a.json:
