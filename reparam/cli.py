@@ -115,7 +115,7 @@ def cmd_sample(a: argparse.Namespace) -> int:
 
 #: Modules that add subcommands: each defines ``add_commands(sub)``, where ``sub`` is the
 #: argparse subparsers object; each command sets ``func(args) -> int``.
-COMMAND_MODULES: tuple[str, ...] = ("reparam.report.commands", "reparam.explore.commands")
+COMMAND_MODULES: tuple[str, ...] = ("reparam.report.commands", "reparam.explore.commands", "reparam.gradvar_cli")
 
 
 def parser() -> Parser:

@@ -203,7 +203,8 @@ class DReG(StickingTheLanding):
 
     Encoder: sum_k w~_k^2 (d log w_k / d z_k)(d z_k / d phi), unbiased for grad_phi L_K;
     decoder: sum_k w~_k grad_theta log w_k, the plain IWAE gradient. Implemented as
-    sum_k w~_k log w_k(stopped q) with a hook that scales the gradient reaching z_k by
+    t = sum_k w~_k log w_k(stopped q), whose gradient reaching z_k is w~_k d log w_k/dz_k,
+    with a hook that multiplies it by (1 - beta) + beta w~_k: the total coefficient is
     c_k = (1 - beta) w~_k + beta w~_k^2, which is w~_k^2 at beta = 1 and generalizes the
     identity E[w~_k d_phi log q(z_k)] = E[d w~_k / d z_k  d z_k / d phi] to the tempered
     weights of KL warm-up.
@@ -216,7 +217,7 @@ class DReG(StickingTheLanding):
         lw = self.stopped(d, beta)  # (K, B)
         w = torch.softmax(lw.detach(), 0)
         if d.z.requires_grad:
-            scale = ((1 - beta) * w + beta * w * w).unsqueeze(-1)  # (K, B, 1)
+            scale = ((1 - beta) + beta * w).unsqueeze(-1)  # (K, B, 1); times t's own w_k: c_k
             d.z.register_hook(lambda g: g * scale)
         return swap_gradient(bound, (w * lw).sum(0))
 

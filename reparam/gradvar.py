@@ -1,0 +1,260 @@
+"""The gradient-variance lab: how noisy is each estimator's gradient, on your own model?
+
+For one fixed minibatch x (B, *x_shape) and each estimator e, draw M independent
+gradient estimates g_1..g_M of grad_params (-mean_b bound_b) (each a fresh set of K
+samples per example) and report, per parameter j, the mean m_j = mean_i g_ij and the
+unbiased variance s_j^2 = sum_i (g_ij - m_j)^2 / (M - 1); then, overall and per layer
+group (encoder, decoder):
+
+    variance  = mean_j s_j^2                       (the mean over parameters)
+    snr       = mean_j |m_j| / s_j                 (over parameters with s_j > 0;
+                                                    Rainforth et al. 2018 use the same ratio)
+    cosine    = <m, m_pathwise> / (|m| |m_pathwise|)   (mean gradients, all parameters)
+    seconds   = wall time per estimate (forward, backward, bookkeeping)
+
+Parameters of a score-function baseline (``model.baseline``) are trained alongside but
+are not part of the model's gradient and are left out. The mean gradient is an
+estimate itself: with M replicates its standard error per parameter is s_j / sqrt(M).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from contextlib import contextmanager
+from typing import Callable
+
+import torch
+from torch import nn
+
+from . import estimators, objectives
+
+WARMUP = 20  # estimates that warm up a fresh moving-average baseline (not measured)
+GROUPS = {"encoder": ("encoder",), "decoder": ("decoder", "head")}
+
+
+def parse_spec(spec: str) -> dict[str, str]:
+    """'score:loo' -> {'estimator': 'score', 'baseline': 'loo'}; 'stl' -> baseline 'none'."""
+    estimator, _, baseline = spec.partition(":")
+    return {"estimator": estimator.strip(), "baseline": baseline.strip() or "none"}
+
+
+def default_specs(has_rsample: bool, objective: str, k: int) -> list[str]:
+    """Every estimator (and score baseline) that applies to this family, bound and K."""
+    specs = []
+    for name in estimators.supported(has_rsample, objective, k):
+        if name == "score":
+            specs += ["score", "score:moving_average", "score:nvil"] + (["score:loo"] if k > 1 else [])
+        else:
+            specs.append(name)
+    return specs
+
+
+def check_specs(specs: list[str], has_rsample: bool, objective: str, k: int, family: str) -> None:
+    """ConfigError (one line) for the first spec that does not apply."""
+    for spec in specs:
+        s = parse_spec(spec)
+        estimators.check(s["estimator"], s["baseline"], objective, k, has_rsample, f"latent.family={family}")
+
+
+def groups(model: nn.Module) -> dict[str, list[nn.Parameter]]:
+    """Parameters by layer group: encoder, decoder (decoder and likelihood head)."""
+    out = {}
+    for group, children in GROUPS.items():
+        params = [p for c in children if hasattr(model, c) for p in getattr(model, c).parameters()]
+        out[group] = [p for p in params if p.requires_grad]
+    return out
+
+
+def _flat(params: list[nn.Parameter]) -> torch.Tensor:
+    """The current .grad of params as one float64 vector (zeros where no gradient arrived)."""
+    parts = [torch.zeros(p.numel(), dtype=torch.float64) if p.grad is None else p.grad.detach().flatten().double() for p in params]
+    return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.float64)
+
+
+def gradient_stats(step: Callable[[], None], param_groups: dict[str, list], replicates: int) -> dict:
+    """Run ``step`` (which must leave fresh gradients in .grad) M times; moments per group.
+
+    Returns {'groups': {name: {'mean': (P,), 'var': (P,)}}, 'seconds': per estimate}.
+    Sums are kept in float64, so memory stays O(parameters) for any M.
+    """
+    if replicates < 2:
+        raise ValueError("gradient_stats needs at least 2 replicates")
+    sums = {g: [0.0, 0.0] for g in param_groups}
+    start = time.perf_counter()
+    for _ in range(replicates):
+        step()
+        for g, params in param_groups.items():
+            v = _flat(params)
+            sums[g][0] = sums[g][0] + v
+            sums[g][1] = sums[g][1] + v * v
+    seconds = (time.perf_counter() - start) / replicates
+    out = {}
+    for g, (s1, s2) in sums.items():
+        mean = s1 / replicates
+        var = ((s2 - replicates * mean * mean) / (replicates - 1)).clamp_min(0.0)
+        out[g] = {"mean": mean, "var": var}
+    return {"groups": out, "seconds": seconds}
+
+
+def summarize(stats: dict) -> dict:
+    """Scalars from gradient_stats: variance and SNR overall and per group."""
+    mean = torch.cat([s["mean"] for s in stats["groups"].values()])
+    var = torch.cat([s["var"] for s in stats["groups"].values()])
+    out = {**_scalars(mean, var), "seconds_per_estimate": stats["seconds"], "groups": {}}
+    for g, s in stats["groups"].items():
+        out["groups"][g] = _scalars(s["mean"], s["var"])
+    return out
+
+
+def _scalars(mean: torch.Tensor, var: torch.Tensor) -> dict:
+    std = var.sqrt()
+    ok = std > 0
+    snr = float((mean[ok].abs() / std[ok]).mean()) if bool(ok.any()) else math.nan
+    return {"variance": float(var.mean()) if len(var) else math.nan, "snr": snr, "parameters": int(len(var))}
+
+
+def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(torch.dot(a, b) / (a.norm() * b.norm()).clamp_min(1e-300))
+
+
+@contextmanager
+def baseline_for(model: nn.Module, baseline: str):
+    """Give ``model`` the state the baseline needs for this measurement, then restore it.
+
+    A run trained without that baseline gets a fresh one (yields True then): an untrained
+    NVIL network (close to no baseline at all), or a moving average that
+    :func:`measure_one` first warms up on WARMUP estimates.
+    """
+    had = getattr(model, "baseline", None)
+    fresh = estimators.baseline_module(baseline, model.x_shape)
+    swap = fresh is not None and not isinstance(had, type(fresh))
+    if swap:
+        model.baseline = fresh.to(next(model.parameters()).device)
+    try:
+        yield swap
+    finally:
+        if swap:
+            del model.baseline
+            if had is not None:
+                model.baseline = had
+
+
+def measure_one(model: nn.Module, objective, x: torch.Tensor, kwargs: dict, replicates: int) -> dict:
+    """gradient_stats for one estimator: step = backward of -mean(surrogate) on x."""
+
+    def step() -> None:
+        model.zero_grad(set_to_none=True)
+        bound, _ = objective(model, x, **kwargs)
+        (-bound.mean()).backward()
+
+    with baseline_for(model, kwargs["baseline"]) as fresh:
+        if fresh:
+            model.baseline.train()  # a fresh moving average learns the signal's level first
+        for _ in range(WARMUP if fresh else 1):  # also keeps first-call overheads out of the timing
+            step()
+        if fresh:
+            model.baseline.eval()
+        stats = gradient_stats(step, groups(model), replicates)
+    model.zero_grad(set_to_none=True)
+    return stats
+
+
+def measure(model: nn.Module, ocfg, x: torch.Tensor, specs: list[str], replicates: int, k: int | None = None) -> dict:
+    """The lab's numbers for each spec ('pathwise', 'score:loo', ...) on minibatch x.
+
+    ``ocfg`` is the run's ObjectiveConfig (bound, K, beta); ``k`` overrides K. The model is
+    measured in eval mode (a moving-average baseline is read, not updated) and returned
+    in the mode it came in.
+    """
+    k = k or ocfg.k
+    objective, base = objectives.lookup(ocfg.name), {"k": k, "beta": float(ocfg.beta)}
+    was_training, rows, ref = model.training, {}, None
+    model.eval()
+    try:
+        for spec in specs:
+            stats = measure_one(model, objective, x, {**base, **parse_spec(spec)}, replicates)
+            row = summarize(stats)
+            mean = torch.cat([s["mean"] for s in stats["groups"].values()])
+            if spec in ("pathwise", "iwae") and ref is None:
+                ref = mean
+            rows[spec] = (row, mean)
+    finally:
+        model.train(was_training)
+    for spec, (row, mean) in rows.items():
+        row["cosine_pathwise"] = None if ref is None else cosine(mean, ref)
+    result = {name: row for name, (row, _) in rows.items()}
+    return {"objective": ocfg.name, "k": k, "batch": len(x), "replicates": replicates, "estimators": result}
+
+
+# --- where the lab runs: a run's checkpoint, a config at initialization, a training run --
+
+
+def fixed_batch(train_x: torch.Tensor, cfg, batch: int, seed: int = 0) -> torch.Tensor:
+    """The first ``batch`` training images, binarized once with a fixed seed if the data
+    is dynamically binarized (every estimate then sees the very same x)."""
+    from . import data as data_mod
+
+    x = train_x[:batch]
+    if cfg.data.binarize == "dynamic":
+        x = data_mod.binarize(x, torch.Generator(device=x.device).manual_seed(seed))
+    return x
+
+
+def load_target(path: str, batch: int, seed: int = 0):
+    """(model, config, x): a run folder's checkpoint, or a TOML config's model at initialization."""
+    from pathlib import Path
+
+    from . import config, data as data_mod, runs
+    from .errors import ReparamError
+    from .model import build
+
+    p = Path(path)
+    if p.is_dir():
+        model = runs.load(p)
+        cfg = model.config
+        x_train = data_mod.load(cfg.data).train
+    elif p.is_file():
+        cfg = config.load(p)
+        x_train = data_mod.load(cfg.data).train
+        torch.manual_seed(cfg.seed)
+        model = build(cfg, tuple(x_train.shape[1:]))
+    else:
+        raise ReparamError(f"{path} is neither a run folder nor a config file")
+    return model, cfg, fixed_batch(x_train, cfg, batch, seed)
+
+
+def training_hooks(trainer) -> list[Callable[[dict], None]]:
+    """With ``train.gradvar_every = N`` > 0: a hook that measures every N epochs.
+
+    The hook appends one JSON line per measurement to RUN/gradvar.jsonl (epoch, step,
+    and the numbers of :func:`measure` for every estimator that applies). It draws from
+    its own seeded random stream, so training continues exactly as without it.
+    """
+    cfg = trainer.cfg
+    dist = getattr(trainer, "dist", None)
+    if not cfg.train.gradvar_every or (dist is not None and dist.enabled):  # one process only
+        return []
+    x = fixed_batch(trainer.train_x, cfg, min(cfg.train.batch_size, len(trainer.train_x)), cfg.seed)
+    has = estimators.has_rsample(trainer.model.family)
+    specs = default_specs(has, cfg.objective.name, cfg.objective.k)
+
+    def hook(record: dict) -> None:
+        if record["epoch"] % cfg.train.gradvar_every:
+            return
+        with torch.random.fork_rng(devices=[x.device.index or 0] if x.is_cuda else []):
+            torch.manual_seed(cfg.seed + record["epoch"])
+            result = measure(trainer.model, cfg.objective, x, specs, cfg.train.gradvar_replicates)
+        append_jsonl(trainer.run_dir / "gradvar.jsonl", {"epoch": record["epoch"], "step": record["step"], **result})
+
+    return [hook]
+
+
+def append_jsonl(path, obj: dict) -> None:
+    """Rewrite the JSON-lines file atomically with one more line."""
+    import json
+
+    from .runs import atomic_write_bytes, read_jsonl
+
+    lines = read_jsonl(path) + [obj]
+    atomic_write_bytes(path, "".join(json.dumps(o, sort_keys=True) + "\n" for o in lines).encode())
