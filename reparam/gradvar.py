@@ -40,13 +40,14 @@ def parse_spec(spec: str) -> dict[str, str]:
 
 
 def default_specs(has_rsample: bool, objective: str, k: int) -> list[str]:
-    """Every estimator (and score baseline) that applies to this family, bound and K."""
-    specs = []
-    for name in estimators.supported(has_rsample, objective, k):
-        if name == "score":
-            specs += ["score", "score:moving_average", "score:nvil"] + (["score:loo"] if k > 1 else [])
-        else:
-            specs.append(name)
+    """Every estimator (and score baseline) that applies to this family, bound and K.
+
+    Pathwise first (the reference); ``iwae`` is left out, being pathwise on the IWAE bound.
+    """
+    ok = set(estimators.supported(has_rsample, objective, k))
+    specs = [name for name in ("pathwise", "stl", "dreg") if name in ok]
+    if "score" in ok:
+        specs += ["score", "score:moving_average", "score:nvil"] + (["score:loo"] if k > 1 else [])
     return specs
 
 
@@ -176,7 +177,7 @@ def measure(model: nn.Module, ocfg, x: torch.Tensor, specs: list[str], replicate
             stats = measure_one(model, objective, x, {**base, **parse_spec(spec)}, replicates)
             row = summarize(stats)
             mean = torch.cat([s["mean"] for s in stats["groups"].values()])
-            if spec in ("pathwise", "iwae") and ref is None:
+            if spec == "pathwise" or (spec == "iwae" and ref is None):
                 ref = mean
             rows[spec] = (row, mean)
     finally:
