@@ -175,9 +175,10 @@ def eval_table(rows: list[dict], n: int, k: int) -> str:
 
 
 def markdown(train_rows, eval_rows, a, load: tuple[float, float], note: str) -> str:
-    return f"""Command: `python benchmarks/speed.py --threads {a.threads} --rounds {a.rounds} --eval-n {a.eval_n}`.
+    flags = f"--threads {a.threads} --rounds {a.rounds} --eval-n {a.eval_n}" + (" --compile" if a.compile else "")
+    return f"""Command: `python benchmarks/speed.py {flags}`.
 Model 784-200-200-50 (tanh, Bernoulli decoder, Adam 1e-3), MNIST 60,000 training images with
-dynamic binarization, {a.threads} threads for both libraries, timed alternately in one run,
+dynamic binarization, {a.threads} thread(s) for both libraries, timed alternately in one run,
 median of {a.rounds} rounds. {note} 1-minute load average {load[0]:.2f} before, {load[1]:.2f} after
 (the machine is shared; other processes ran at the same time).
 
