@@ -82,10 +82,16 @@ def build_mlp(cfg, x_shape: tuple[int, ...], enc_out: int, dim: int, dec_out: in
 
 @ARCHS.register("conv")
 def build_conv(cfg, x_shape: tuple[int, ...], enc_out: int, dim: int, dec_out: int) -> tuple[nn.Module, nn.Module]:
-    """DCGAN-style strided convolutions (Radford et al. 2016), without batch norm."""
+    """DCGAN-style strided convolutions (Radford et al. 2016), GroupNorm in place of batch norm."""
     enc = ConvEncoder(x_shape, cfg.channels, cfg.hidden, enc_out, cfg.activation)
     dec = ConvDecoder(dim, x_shape, cfg.channels, cfg.hidden, dec_out, cfg.activation)
     return enc, dec
+
+
+def norm(channels: int) -> nn.GroupNorm:
+    """GroupNorm (Wu & He 2018): normalizes each example on its own, so a step does not depend
+    on how a batch is split across processes (BatchNorm would), and small batches are fine."""
+    return nn.GroupNorm(math.gcd(8, channels), channels)
 
 
 def image_layout(x_shape: Sequence[int], levels: int) -> tuple[int, int, int]:
@@ -106,8 +112,8 @@ def image_layout(x_shape: Sequence[int], levels: int) -> tuple[int, int, int]:
 class ConvEncoder(nn.Module):
     """x (*batch, H, W[, C]) -> raw (*batch, out).
 
-    One 4x4 stride-2 convolution per entry of ``channels`` (each halves H and W), then
-    dense layers ``hidden`` to ``out``. 28x28 -> 14 -> 7; 32x32 -> 16 -> 8.
+    One 4x4 stride-2 convolution per entry of ``channels`` (each halves H and W; GroupNorm
+    after all but the first, as DCGAN leaves the input layer unnormalized), then dense layers ``hidden`` to ``out``. 28x28 -> 14 -> 7; 32x32 -> 16 -> 8.
     """
 
     def __init__(self, x_shape, channels: Sequence[int], hidden: Sequence[int], out: int, act: str = "relu"):
@@ -115,8 +121,9 @@ class ConvEncoder(nn.Module):
         self.x_ndim = len(x_shape)
         self.h, self.w, self.c = image_layout(x_shape, len(channels))
         layers: list[nn.Module] = []
-        for c_in, c_out in zip([self.c, *channels[:-1]], channels):
-            layers += [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1), activation(act)()]
+        for i, (c_in, c_out) in enumerate(zip([self.c, *channels[:-1]], channels)):
+            conv = nn.Conv2d(c_in, c_out, 4, stride=2, padding=1, bias=not i)  # a bias before a norm is void
+            layers += [conv, *([norm(c_out)] if i else []), activation(act)()]
         self.convs = nn.Sequential(*layers)
         flat = channels[-1] * (self.h >> len(channels)) * (self.w >> len(channels))
         self.dense = mlp([flat, *hidden, out], act)
@@ -134,7 +141,7 @@ class ConvDecoder(nn.Module):
     """z (*batch, D) -> raw (*batch, H * W * P), the channels-last flattening of (H, W, P).
 
     Dense layers to a (channels[-1], H / 2^L, W / 2^L) map, one 4x4 stride-2 transposed
-    convolution per entry of ``channels`` (reversed), then a 3x3 convolution to the P =
+    convolution (with GroupNorm) per entry of ``channels`` (reversed), then a 3x3 convolution to the P =
     out / (H W) parameters per pixel. Leading dims of z (e.g. samples K) are flattened
     into the batch and restored after.
     """
@@ -149,7 +156,7 @@ class ConvDecoder(nn.Module):
         self.dense = nn.Sequential(mlp([dim, *reversed(hidden), math.prod(self.top)], act), activation(act)())
         layers: list[nn.Module] = []
         for c_in, c_out in zip(rev, [*rev[1:], rev[-1]]):
-            layers += [nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1), activation(act)()]
+            layers += [nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1, bias=False), norm(c_out), activation(act)()]
         self.deconvs = nn.Sequential(*layers)
         self.out = nn.Conv2d(rev[-1], out // (self.h * self.w), 3, padding=1)
 
