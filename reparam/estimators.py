@@ -232,6 +232,8 @@ class ScoreFunction(Estimator):
     E_q[A_k grad log q], with A_k = the learning signal minus a baseline (``baselines.py``).
     ELBO: per-sample signal v_k = log p(x|z_k) (+ beta (log p(z_k) - log q(z_k|x)) when the
     KL is Monte Carlo), A_k = (v_k - b_k) / K. IWAE: v_k = log w_k, A_k = L_K - b_k.
+    Free bits act through the closed-form KL; with a Monte Carlo KL the signal carries the
+    plain KL, unfloored.
     """
 
     pathwise = False

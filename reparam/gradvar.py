@@ -202,8 +202,9 @@ def fixed_batch(train_x: torch.Tensor, cfg, batch: int, seed: int = 0) -> torch.
     return x
 
 
-def load_target(path: str, batch: int, seed: int = 0):
-    """(model, config, x): a run folder's checkpoint, or a TOML config's model at initialization."""
+def load_target(path: str, batch: int, seed: int = 0, overrides: list[str] | tuple = ()):
+    """(model, config, x): a run folder's checkpoint, or a TOML config's model at initialization
+    (with ``key=value`` overrides, as for ``reparam train``)."""
     from pathlib import Path
 
     from . import config, data as data_mod, runs
@@ -212,11 +213,13 @@ def load_target(path: str, batch: int, seed: int = 0):
 
     p = Path(path)
     if p.is_dir():
+        if overrides:
+            raise ReparamError(f"key=value overrides apply to a config file, not to the run folder {path}")
         model = runs.load(p)
         cfg = model.config
         x_train = data_mod.load(cfg.data).train
     elif p.is_file():
-        cfg = config.load(p)
+        cfg = config.load(p, overrides)
         x_train = data_mod.load(cfg.data).train
         torch.manual_seed(cfg.seed)
         model = build(cfg, tuple(x_train.shape[1:]))

@@ -1,4 +1,4 @@
-"""``reparam gradvar RUN_OR_CONFIG``: the gradient-variance lab on the command line.
+"""``reparam gradvar RUN_OR_CONFIG [KEY=VALUE ...]``: the gradient-variance lab on the command line.
 
 Prints a table, writes gradvar.json and gradvar.png (variance and SNR per estimator and
 layer group, log scale) into --out (default: the run folder, or the current folder for a
@@ -63,7 +63,7 @@ def cmd_gradvar(a: argparse.Namespace) -> int:
         raise ReparamError(f"--replicates must be >= 2 (a variance needs two estimates), got {a.replicates}")
     if a.batch < 1 or (a.k is not None and a.k < 1):
         raise ReparamError("--batch and --k must be >= 1")
-    model, cfg, x = load_target(a.target, a.batch, a.seed)
+    model, cfg, x = load_target(a.target, a.batch, a.seed, a.settings)
     k = a.k or cfg.objective.k
     has = estimators.has_rsample(model.family)
     specs = [s for s in a.estimators.split(",") if s] if a.estimators else default_specs(has, cfg.objective.name, k)
@@ -84,6 +84,7 @@ def cmd_gradvar(a: argparse.Namespace) -> int:
 def add_commands(sub) -> None:
     g = sub.add_parser("gradvar", help="gradient variance and SNR of each estimator on one minibatch")
     g.add_argument("target", metavar="RUN_OR_CONFIG", help="a run folder (its checkpoint) or a TOML config (at initialization)")
+    g.add_argument("settings", nargs="*", metavar="KEY=VALUE", help="overrides for a config file (e.g. objective.k=5)")
     g.add_argument("--estimators", help="comma-separated, e.g. pathwise,score,score:loo,stl,dreg (default: all that apply)")
     g.add_argument("--replicates", type=int, default=100, help="gradient estimates per estimator (default 100)")
     g.add_argument("--batch", type=int, default=100, help="minibatch size (default 100)")

@@ -122,6 +122,15 @@ def test_cli_bad_target_and_discrete_pathwise(tmp_path, capsys):
     toml.write_text('[model]\nhidden = [8]\n[latent]\nfamily = "bernoulli-exact"\ndim = 4\n')
     assert main(["gradvar", str(toml), "--estimators", "pathwise", "--replicates", "2", "--out", str(tmp_path)]) == 2
     assert "supports: score" in capsys.readouterr().err
+    assert main(["gradvar", str(toml), "latent.dim=0", "--out", str(tmp_path)]) == 2
+    assert "latent.dim" in capsys.readouterr().err
+
+
+def test_cli_overrides_a_config(tiny_toml, tmp_path, capsys):
+    args = ["gradvar", str(tiny_toml), "objective.name=elbo", "objective.k=2", "--estimators", "pathwise,score:loo"]
+    assert main([*args, "--replicates", "2", "--batch", "4", "--json", "--out", str(tmp_path)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["objective"] == "elbo" and result["k"] == 2
 
 
 # --- during training ------------------------------------------------------------------------
