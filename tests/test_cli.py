@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from reparam import cli
 from tests.conftest import TINY
 
 
@@ -21,6 +22,16 @@ def assert_user_error(proc: subprocess.CompletedProcess, needle: str) -> None:
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
     assert "Traceback" not in proc.stderr and needle in lines[0], lines[0]
+
+
+def in_process(capsys, *args: str) -> subprocess.CompletedProcess:
+    """Run the CLI's main() here (no interpreter start-up); same exit code and stderr."""
+    try:
+        code = cli.main(list(args))
+    except SystemExit as e:  # argparse usage errors
+        code = e.code
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, out, err)
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -97,7 +108,7 @@ def test_existing_run_is_refused_and_unchanged(cli_run):
         (["nosuchcommand"], "invalid choice"),
     ],
 )
-def test_bad_input_is_one_line_and_exit_2(args, needle, cli_run, tmp_path):
+def test_bad_input_is_one_line_and_exit_2(args, needle, cli_run, tmp_path, capsys):
     import numpy as np
 
     big = tmp_path / "big.npy"
@@ -111,8 +122,14 @@ def test_bad_input_is_one_line_and_exit_2(args, needle, cli_run, tmp_path):
     if "likelihood.name=bernoulli" in args:
         args.append("data.binarize=none")
     before = snapshot(cli_run)
-    assert_user_error(reparam(*args), needle)
+    assert_user_error(in_process(capsys, *args), needle)
     assert snapshot(cli_run) == before
+
+
+def test_a_user_error_from_a_real_process_has_no_traceback(tmp_path):
+    """The in-process cases above, checked once end to end through the interpreter."""
+    assert_user_error(reparam("train", *TINY, "latent.dimm=3", "--out", str(tmp_path / "r")), "latent.dimm")
+    assert not (tmp_path / "r").exists()
 
 
 @pytest.fixture

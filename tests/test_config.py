@@ -54,8 +54,8 @@ def test_component_options_are_kept_flat_in_the_resolved_dict():
         ("model.hidden=5", "model.hidden must be a list"),
         ("model.hidden=[0]", "model.hidden sizes must be positive"),
         ("data.binarize=maybe", "data.binarize must be one of"),
-        ("latent.family=nope", "valid: gaussian"),
-        ("likelihood.name=poisson", "valid: bernoulli, continuous_bernoulli, discretized_logistic, gaussian"),
+        ("latent.family=nope", "unknown latent family 'nope'; valid: bernoulli"),
+        ("likelihood.name=poisson", "unknown likelihood 'poisson'; valid: bernoulli"),
         ("likelihood.scale=0.1", "likelihood.scale"),  # bernoulli takes no scale
         ("objective.name=nope", "unknown objective"),
         ("train.device=tpu", "train.device must be one of"),
