@@ -10,6 +10,12 @@ DistributedDataParallel with each rank's loss scaled by world / global batch, wh
 the averaged gradient exactly that of the global batch mean even when the last batch of
 an epoch splits unevenly. The sampling noise of z differs per rank (its own seed stream;
 each rank's RNG state goes into the checkpoints). Only rank 0 writes files.
+
+Several machines: start the same command on each, with torchrun's rendezvous options, e.g.
+``torchrun --nnodes 2 --nproc_per_node 8 --rdzv_backend c10d --rdzv_endpoint HOST:29400
+--rdzv_id JOB -m reparam train ... --out RUN``. Every node needs the data at the same path,
+and RUN should be on a file system all nodes see (rollback and --resume read checkpoints
+on every rank).
 """
 
 from __future__ import annotations
