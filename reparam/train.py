@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable
@@ -76,11 +77,11 @@ def announce(cfg: Config, dist: Dist) -> None:
         )
 
 
-def _run(trainer: Trainer, data: data_mod.Data, progress: bool) -> Path:
+def _run(trainer: Trainer, data: data_mod.Data, progress: bool, report: bool = True) -> Path:
     with stop_on_signals(trainer):
         trainer.fit(progress)
     trainer.finish(data)
-    if trainer.cfg.train.report and trainer.dist.is_main:
+    if report and trainer.cfg.train.report and trainer.dist.is_main:
         from .report import write_report
 
         write_report(trainer.run_dir, seed=trainer.cfg.seed)
@@ -89,7 +90,14 @@ def _run(trainer: Trainer, data: data_mod.Data, progress: bool) -> Path:
 
 
 def train(cfg: Config, out: str | Path, overwrite: bool = False, hooks: Iterable[Hook] = (), progress: bool | None = None, model: VAE | None = None) -> Path:
-    """Train the configured VAE (or ``model``, e.g. with your own networks); returns the run folder."""
+    """Train the configured VAE (or ``model``, e.g. with your own networks); returns the run folder.
+
+    A run of your own networks cannot be rebuilt from config.json, so it gets no report;
+    load its weights into your VAE with ``safetensors.torch.load_file(RUN / "model.safetensors")``.
+    """
+    custom = model is not None
+    if custom and cfg.train.report:
+        warnings.warn("train.report skipped: a VAE with your own networks cannot be rebuilt from config.json", stacklevel=2)
     data, model, dist = _setup(cfg, model)
     try:
         run_dir = Path(out)
@@ -100,7 +108,7 @@ def train(cfg: Config, out: str | Path, overwrite: bool = False, hooks: Iterable
         announce(cfg, dist)
         trainer = Trainer(cfg, model, data, run_dir, hooks, dist)
         trainer.hooks += gradvar.training_hooks(trainer)  # train.gradvar_every
-        return _run(trainer, data, cfg.train.progress if progress is None else progress)
+        return _run(trainer, data, cfg.train.progress if progress is None else progress, report=not custom)
     finally:
         distributed.shutdown(dist)
 
