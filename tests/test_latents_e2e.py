@@ -60,7 +60,7 @@ def test_temperature_schedule_runs_through_the_generic_hook(tmp_path):
 
 
 BAD = {
-    "unknown family": (["latent.family=nope"], "valid: bernoulli, beta, categorical"),
+    "unknown family": (["latent.family=nope"], "unknown latent family 'nope'; valid: bernoulli"),
     "option the family lacks": (["latent.family=gaussian", "latent.temperature=0.5"], "latent.temperature"),
     "temperature <= 0": (["latent.family=bernoulli", "latent.temperature=0"], "latent.temperature must be a number > 0"),
     "dim 0": (["latent.family=beta", "latent.dim=0"], "latent.dim must be a positive integer"),
