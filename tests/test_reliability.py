@@ -151,3 +151,17 @@ def test_gradient_clipping_bounds_the_update(tmp_path):
     cfg = tiny_config("train.clip_grad=1e-3", "train.epochs=1", "train.lr=1e-3")
     run = train(cfg, tmp_path / "run")
     assert math.isfinite(runs.read_json(run / runs.SUMMARY)["elbo"])
+
+
+def test_resume_refuses_a_damaged_checkpoint(tmp_path, capsys):
+    from reparam import cli
+
+    run = train(tiny_config("train.epochs=1"), tmp_path / "run")
+    newest = checkpoint.list_checkpoints(run)[-1]
+    before = {p.name: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    newest.write_bytes(newest.read_bytes()[:300])  # truncated, as a bad copy would leave it
+    assert cli.main(["train", "--resume", str(run), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a valid safetensors" in err[0] and newest.name in err[0]
+    after = {p.name: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert {k: v for k, v in after.items() if k != newest.name} == {k: v for k, v in before.items() if k != newest.name}
