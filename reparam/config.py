@@ -112,14 +112,16 @@ class ObjectiveConfig:
             (self.estimator, self.baseline) == ("auto", "none") or "estimator" in objectives.accepted(self.name),
             f"objective {self.name!r} takes no gradient estimator (objective.estimator, objective.baseline)",
         )
-        estimators.check(self.estimator, self.baseline, self.name, self.k, has_rsample=True)
+        if "estimator" in objectives.accepted(self.name):
+            estimators.check(self.estimator, self.baseline, self.name, self.k, has_rsample=True)
 
     def check_family(self, family) -> None:
         """The estimator against the family: a pathwise one needs rsample (estimators.check)."""
-        from . import estimators
+        from . import estimators, objectives
 
-        has = estimators.has_rsample(family)
-        estimators.check(self.estimator, self.baseline, self.name, self.k, has, f"latent.family={family.name}")
+        if "estimator" in objectives.accepted(self.name):  # a bound without estimators draws its own z
+            has = estimators.has_rsample(family)
+            estimators.check(self.estimator, self.baseline, self.name, self.k, has, f"latent.family={family.name}")
 
 
 @dataclass

@@ -58,7 +58,7 @@ def supported(has_rsample: bool, objective: str, k: int) -> list[str]:
     """Estimators usable with a family (with or without rsample), a bound and K."""
     ok = []
     for name, cls in sorted(ESTIMATORS.items()):
-        if (has_rsample or not cls.pathwise) and objective in cls.bounds and k >= cls.min_k:
+        if (has_rsample or not cls.pathwise) and cls.applies_to(objective) and k >= cls.min_k:
             ok.append(name)
     return ok
 
@@ -81,7 +81,7 @@ def check(estimator: str, baseline: str, objective: str, k: int, has_rsample: bo
             f"objective.estimator={estimator} needs a latent family with rsample (a reparameterized "
             f"sample); {family} has none and supports: {ok}"
         )
-    if objective not in cls.bounds:
+    if not cls.applies_to(objective):
         raise ConfigError(f"objective.estimator={estimator} applies to objective.name={' or '.join(cls.bounds)}, not {objective}")
     if k < cls.min_k:
         raise ConfigError(f"objective.estimator={estimator} needs K > 1 samples (objective.k > 1), got k={k}")
@@ -150,11 +150,15 @@ class Estimator:
 
     name = ""
     pathwise = True  # needs rsample
-    bounds: tuple[str, ...] = ("elbo", "iwae")
+    bounds: tuple[str, ...] | None = ("elbo", "iwae")  # None: any bound that draws through estimators.draw
     min_k = 1
 
     def __init__(self, baseline: str = "none"):
         self.baseline = baseline
+
+    @classmethod
+    def applies_to(cls, objective: str) -> bool:
+        return cls.bounds is None or objective in cls.bounds
 
     def elbo(self, d: Draw, bound: torch.Tensor, beta: float) -> torch.Tensor:
         return bound
@@ -166,6 +170,8 @@ class Estimator:
 @register("pathwise")
 class Pathwise(Estimator):
     """The reparameterization trick: autograd of the bound through z = g(eps, phi)."""
+
+    bounds = None
 
 
 @register("iwae")

@@ -139,7 +139,7 @@ def test_estimator_keeps_the_bound_value(objective, spec):
     """The surrogate's value is the bound itself (its terms), whatever the estimator."""
     estimator, _, baseline = spec.partition(":")
     model, x = tiny_model(f"objective.name={objective}", "objective.k=3")
-    if objective not in estimators.ESTIMATORS[estimator].bounds:
+    if not estimators.ESTIMATORS[estimator].applies_to(objective):
         pytest.skip(f"{estimator} does not apply to {objective}")
     module = estimators.baseline_module(baseline or "none", model.x_shape)
     if module is not None:
@@ -206,3 +206,15 @@ def test_bad_estimator_settings_are_one_line_and_exit_2(overrides, needle, capsy
     assert main(["train", *overrides, "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
     assert needle in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_a_bound_without_estimators_keeps_validating(monkeypatch):
+    """A registered objective that draws its own z takes the defaults, and refuses an estimator."""
+
+    def custom(model, x, k=1, beta=1.0):
+        return objectives.elbo(model, x, k=k, beta=beta)
+
+    monkeypatch.setitem(objectives.OBJECTIVES, "custom", custom)
+    assert config.load(None, ["objective.name=custom", "latent.family=bernoulli-exact"]).objective.name == "custom"
+    with pytest.raises(ConfigError, match="takes no gradient estimator"):
+        config.load(None, ["objective.name=custom", "objective.estimator=score"])
