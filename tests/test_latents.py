@@ -56,7 +56,11 @@ ids = [r.id for r in ROWS]
 
 
 def test_every_registered_family_has_a_row():
-    assert sorted(latents.names()) == sorted({r.family for r in ROWS})
+    """Families with rsample are verified here; the exact discrete ones (no rsample, score
+    function only) in tests/test_estimators.py's EXACT table."""
+    from tests.test_estimators import EXACT
+
+    assert sorted(latents.names()) == sorted({r.family for r in ROWS} | {f for f, _, _ in EXACT})
 
 
 # --- shapes and gradients -------------------------------------------------------------
