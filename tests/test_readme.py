@@ -51,6 +51,8 @@ def test_readme_command_runs(argv, tiny_run, tmp_path):
         argv = [a if not a.startswith("train.epochs=") else "train.epochs=3" for a in argv] + ["--quiet"]
     elif argv[0] == "train":
         argv += [*TINY, "--out", str(tmp_path / "run")]
+    if argv[0] == "gradvar":
+        argv += ["--replicates", "5", "--batch", "20", "--out", str(tmp_path)]
     if "--out" in argv and argv[0] in ("sample", "report"):
         argv[argv.index("--out") + 1] = str(tmp_path / Path(argv[argv.index("--out") + 1]).name)
     if argv[0] == "explore":
