@@ -18,8 +18,10 @@ from reparam.train import Diverged, train
 from tests.conftest import tiny_config
 
 # Small enough to run several times; checkpoints every 4 steps so kills land mid-epoch.
-ARGS = ["train.epochs=4", "train.eval_k=20", "train.progress=false", "model.hidden=[32]", "latent.dim=4",
+# 12 epochs of 24 steps: 288 steps, 72 checkpoints.
+ARGS = ["train.epochs=12", "train.eval_k=20", "train.progress=false", "model.hidden=[32]", "latent.dim=4",
         "train.checkpoint_every=4", "train.threads=1", "train.batch_size=64", "train.report=false"]
+TOTAL_STEPS = 12 * 24
 
 
 def launch(*args: str) -> subprocess.Popen:
@@ -44,12 +46,18 @@ def reference(tmp_path_factory) -> Path:
     return out
 
 
-def kill_after_first_checkpoint(proc: subprocess.Popen, run: Path, delay: float) -> bool:
-    """SIGKILL ``proc`` ``delay`` s after its first checkpoint; False if it finished first."""
-    deadline = time.monotonic() + 120
-    while not checkpoint.list_checkpoints(run) and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    time.sleep(delay)
+def newest_step(run: Path) -> int:
+    found = checkpoint.list_checkpoints(run)
+    return int(found[-1].stem.split("-")[1]) if found else -1
+
+
+def kill_at_step(proc: subprocess.Popen, run: Path, target: int, jitter: float) -> bool:
+    """SIGKILL ``proc`` once its newest checkpoint reaches ``target`` (plus ``jitter`` s, so the
+    kill lands between checkpoints, mid-write or mid-step); False if it finished first."""
+    deadline = time.monotonic() + 300
+    while newest_step(run) < target and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.002)
+    time.sleep(jitter)
     if proc.poll() is not None:
         return False
     proc.send_signal(signal.SIGKILL)
@@ -59,17 +67,18 @@ def kill_after_first_checkpoint(proc: subprocess.Popen, run: Path, delay: float)
 
 def test_sigkill_at_random_points_then_resume_is_bitwise_identical(reference, tmp_path):
     rng = random.Random(1234)
+    targets = sorted(rng.sample(range(4, TOTAL_STEPS // 2), 3))  # three kills, then a run to the end
     run = tmp_path / "run"
     kills = 0
     proc = launch("train", *ARGS, "--out", str(run))
-    for _ in range(3):
-        kills += kill_after_first_checkpoint(proc, run, rng.uniform(0.0, 1.5))
+    for target in targets:
+        kills += kill_at_step(proc, run, target, rng.uniform(0.0, 0.01))
         if proc.returncode == 0:
             break
         proc = launch("train", "--resume", str(run), "--quiet")
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
-    assert kills >= 1, "the run finished before any kill landed; nothing was tested"
+    assert kills >= 2, f"only {kills} of the kills landed before the run ended"
     assert_bitwise_equal(weights(reference), weights(run))
     ref_metrics = [{k: v for k, v in m.items() if k != "seconds"} for m in runs.read_jsonl(reference / runs.METRICS)]
     got_metrics = [{k: v for k, v in m.items() if k != "seconds"} for m in runs.read_jsonl(run / runs.METRICS)]
@@ -79,8 +88,8 @@ def test_sigkill_at_random_points_then_resume_is_bitwise_identical(reference, tm
 def test_sigterm_checkpoints_and_says_how_to_resume(reference, tmp_path):
     run = tmp_path / "run"
     proc = launch("train", *ARGS, "--out", str(run))
-    while not checkpoint.list_checkpoints(run) and proc.poll() is None:
-        time.sleep(0.02)
+    while newest_step(run) < 8 and proc.poll() is None:
+        time.sleep(0.002)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     if proc.returncode == 0:
