@@ -41,9 +41,12 @@ def _draw(model, xb: torch.Tensor, k: int, first: int, seed: int) -> torch.Tenso
     chunking, so chunked and unchunked estimates agree for a fixed seed. Only z is drawn
     here (K x b x D numbers, no pixels), through the family's own ``rsample``.
     """
+    # On the CPU seed only the CPU generator: torch.manual_seed also queues lazy seeding of
+    # every accelerator backend: 74 µs per call against 1 µs (0.7 s per 10,000 test images).
+    reseed = torch.random.default_generator.manual_seed if xb.device.type == "cpu" else torch.manual_seed
     zs = []
     for i in range(len(xb)):
-        torch.manual_seed((seed * 0x9E3779B1 + first + i) % 2**32)  # mt19937 keeps 32 bits
+        reseed((seed * 0x9E3779B1 + first + i) % 2**32)  # mt19937 keeps 32 bits
         zs.append(model.posterior(xb[i : i + 1]).rsample((k,)))  # (K, 1, D)
     return torch.cat(zs, 1)
 
