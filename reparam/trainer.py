@@ -22,7 +22,7 @@ import torch
 from torch.nn.utils import clip_grads_with_norm_, get_total_norm
 from tqdm.auto import tqdm
 
-from . import checkpoint, distributed, evaluate, objectives, pictures, runs
+from . import checkpoint, diagnostics, distributed, evaluate, objectives, pictures, runs
 from . import data as data_mod
 from .config import Config
 from .devices import Amp
@@ -201,6 +201,8 @@ class Trainer:
     def evaluate_epoch(self, train_terms: dict[str, float]) -> dict:
         self.model.eval()
         test = self.test_terms()
+        if self.dist.is_main:  # on rank 0's images: the posterior-collapse dashboard over training
+            test.update(diagnostics.epoch_dashboard(self.model, self.test_x))
         self.model.train()
         record = {"epoch": self.epoch, "step": self.step, "seconds": self.elapsed(), "skipped_steps": self.skipped_steps}
         record.update(train_terms)
