@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.common import MNIST, update_section  # noqa: E402
 
 #: Options that make a family usable at latent.dim = DIM (categorical: 2 variables x 5 classes).
-OPTIONS = {"categorical": ["latent.classes=5"]}
+OPTIONS = {"categorical": ["latent.classes=5"], "categorical-exact": ["latent.classes=5"]}
 DIM = 10
 HIDDEN = "[200,200]"
 PUBLISHED = """Published points of comparison (test log-likelihood, nats; long training, other networks):
