@@ -1,9 +1,9 @@
-"""Copy the headline table of every BENCHMARKS.md section into the README's Results section.
+"""Copy the tables of every BENCHMARKS.md section into the README's Results section.
 
     python benchmarks/readme_results.py
 
 Each benchmark script writes its full section to BENCHMARKS.md (with the machine and the
-command); this puts the first table of each section into README.md between the
+command); this puts the tables of each section into README.md between the
 ``<!-- results -->`` and ``<!-- /results -->`` markers, so the README never holds a number
 that BENCHMARKS.md, and through it a script, does not.
 """
@@ -32,19 +32,22 @@ def sections(text: str) -> dict[str, str]:
     return dict(re.findall(r"<!-- begin (\S+) -->\n(.*?)<!-- end \1 -->", text, re.S))
 
 
-def first_table(body: str) -> str:
-    lines = body.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.startswith("|")), None)
-    if start is None:
-        return ""
-    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
-    return "\n".join(lines[start:end])
+def tables(body: str) -> str:
+    """Every Markdown table of a section, in order, separated by a blank line."""
+    blocks, current = [], []
+    for line in body.splitlines() + [""]:
+        if line.startswith("|"):
+            current.append(line)
+        elif current:
+            blocks.append("\n".join(current))
+            current = []
+    return "\n\n".join(blocks)
 
 
 def results(text: str) -> str:
     parts = []
     for name, body in sections(text).items():
-        table = first_table(body)
+        table = tables(body)
         if table:
             title = TITLES.get(name, name)
             parts.append(f"**{title}** (`benchmarks/{name}.py`; details in BENCHMARKS.md)\n\n{table}\n")
