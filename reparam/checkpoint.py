@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from safetensors.torch import save as st_save
 
 from . import distributed, runs
 from .errors import RunError
@@ -100,8 +99,7 @@ def save(t: "Trainer", keep: int) -> Path | None:
         distributed.barrier(t.dist)  # rank 0 writes; the others wait until the file exists
         return path
     folder.mkdir(exist_ok=True)
-    payload = st_save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata={"format": runs.FORMAT, "meta": json.dumps(meta)})
-    runs.atomic_write_bytes(path, payload)
+    runs.save_tensors(path, tensors, {"meta": json.dumps(meta)})
     runs.save_tensors(t.run_dir / runs.WEIGHTS, t.model.state_dict(), {"step": str(t.step)})
     runs.write_json(t.run_dir / runs.STATE_JSON, {"step": t.step, "epoch": t.epoch, "x_shape": meta["x_shape"], "checkpoint": path.name})
     for old in list_checkpoints(t.run_dir)[:-keep]:
