@@ -82,6 +82,7 @@ def restore(t: "Trainer", tensors: dict[str, torch.Tensor], meta: dict[str, Any]
         setattr(t, key, meta[key])
     t.restore_clock(meta["seconds"])
     t.model.on_step(t.step)  # schedules are functions of the step
+    t.apply_lr()
 
 
 def finite(model: torch.nn.Module) -> bool:

@@ -8,6 +8,7 @@ Unknown sections and keys are rejected with the list of valid ones. The ``latent
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 import typing
 from dataclasses import dataclass, field
@@ -129,6 +130,8 @@ class TrainConfig:
     epochs: int = 100
     batch_size: int = 100
     lr: float = 1e-3
+    lr_schedule: str = "constant"  # constant | cosine | exponential, over all steps (stretched if resumed with more epochs)
+    lr_final: float = 0.0  # cosine/exponential: the rate at the last step (exponential: > 0)
     eval_k: int = 500  # importance samples for the final log-likelihood
     eval_every: int = 1  # epochs between held-out evaluations
     device: str = "cpu"  # cpu | cuda | auto (cuda when a GPU is present)
@@ -155,9 +158,24 @@ class TrainConfig:
             _check(getattr(self, key) >= 0, f"train.{key} must be >= 0, got {getattr(self, key)}")
         _check(0 < self.lr_backoff < 1, f"train.lr_backoff must lie in (0, 1), got {self.lr_backoff}")
         _check(self.lr > 0, f"train.lr must be > 0, got {self.lr}")
+        self.validate_schedule()
         _check(self.threads >= 0, f"train.threads must be >= 0, got {self.threads}")
         _one_of("train.device", self.device, ("cpu", "cuda", "auto"))
         _one_of("train.precision", self.precision, ("fp32", "bf16", "fp16"))
+
+    def validate_schedule(self) -> None:
+        from . import schedules
+
+        _one_of("train.lr_schedule", self.lr_schedule, tuple(schedules.SCHEDULES))
+        _check(math.isfinite(self.lr_final) and self.lr_final >= 0, f"train.lr_final must be a finite rate >= 0, got {self.lr_final}")
+        _check(
+            self.lr_schedule != "exponential" or self.lr_final > 0,
+            f"train.lr_final must be > 0 for train.lr_schedule=exponential (it decays by a constant factor), got {self.lr_final}",
+        )
+        _check(
+            self.lr_schedule != "constant" or self.lr_final == 0,
+            f"train.lr_final applies to train.lr_schedule=cosine or exponential; with constant the rate stays train.lr (got train.lr_final={self.lr_final})",
+        )
 
 
 SECTIONS: dict[str, type] = {

@@ -4,6 +4,8 @@ The loop knows nothing about families, likelihoods or bounds: it calls the confi
 objective, minimizes ``-bound.mean()``, and calls ``model.on_step`` for schedules. Its
 whole state (weights, optimizer, RNGs, the epoch's data order and position) goes into
 every checkpoint, so ``resume`` continues a killed run bit for bit (see checkpoint.py).
+The learning rate is a pure function of the global step (schedules.py): recomputed, never
+restored, so a resume with more epochs stretches the schedule over the new total.
 Under torchrun the same loop runs on every rank (see distributed.py); with one process
 none of the distributed branches is taken.
 """
@@ -22,7 +24,7 @@ import torch
 from torch.nn.utils import clip_grads_with_norm_, get_total_norm
 from tqdm.auto import tqdm
 
-from . import checkpoint, diagnostics, distributed, evaluate, objectives, pictures, runs
+from . import checkpoint, diagnostics, distributed, evaluate, objectives, pictures, runs, schedules
 from . import data as data_mod
 from .config import Config
 from .devices import Amp
@@ -74,6 +76,7 @@ class Trainer:
         self.metrics: list[dict] = []
         self.stop_signal: int | None = None
         self.restore_clock(0.0)
+        self.apply_lr()
 
     def elapsed(self) -> float:
         return round(self._offset + time.perf_counter() - self._clock, 3)
@@ -84,6 +87,22 @@ class Trainer:
     @property
     def steps_per_epoch(self) -> int:
         return math.ceil(len(self.train_x) / self.cfg.train.batch_size)
+
+    @property
+    def total_steps(self) -> int:
+        return self.cfg.train.epochs * self.steps_per_epoch
+
+    def apply_lr(self) -> float:
+        """Set the rate for the step at ``self.step``: the schedule's, times lr_backoff**rollbacks.
+
+        Called whenever the step or the rollback count changes, so the optimizer (and every
+        checkpoint) always holds the rate of the next step. A float per group, only if changed.
+        """
+        lr = schedules.lr_at(self.cfg.train, self.step, self.total_steps, self.rollbacks)
+        for group in self.opt.param_groups:
+            if group["lr"] != lr:
+                group["lr"] = lr
+        return lr
 
     def next_batch(self) -> torch.Tensor:
         """The batch at ``pos`` of this epoch's permutation, binarized afresh if dynamic.
@@ -136,6 +155,7 @@ class Trainer:
         out = self.train_step(self.next_batch())
         self.pos, self.step = self.pos + 1, self.step + 1
         self.model.on_step(self.step)
+        self.apply_lr()
         if out is None:
             return self.on_bad_step()
         self.bad_streak = 0
@@ -166,9 +186,7 @@ class Trainer:
         checkpoint.restore(self, *checkpoint.latest(self.run_dir))
         self.rollbacks, self.skipped_steps = counts
         self.bad_streak = 0
-        lr = t.lr * t.lr_backoff**self.rollbacks
-        for group in self.opt.param_groups:
-            group["lr"] = lr
+        lr = self.apply_lr()
         warnings.warn(f"non-finite steps: rolled back to step {self.step}, learning rate now {lr:g}", stacklevel=2)
 
     def reduced_sums(self) -> dict[str, torch.Tensor]:
@@ -205,6 +223,7 @@ class Trainer:
             test.update(diagnostics.epoch_dashboard(self.model, self.test_x))
         self.model.train()
         record = {"epoch": self.epoch, "step": self.step, "seconds": self.elapsed(), "skipped_steps": self.skipped_steps}
+        record["lr"] = self.opt.param_groups[0]["lr"]  # the rate of the next step (lr_final at the end)
         record.update(train_terms)
         record.update({f"test_{k}": v for k, v in test.items()})
         self.metrics.append(record)
@@ -225,7 +244,7 @@ class Trainer:
             self.rollback()
 
     def fit(self, progress: bool = True) -> None:
-        total = self.cfg.train.epochs * self.steps_per_epoch
+        total = self.total_steps
         if not checkpoint.list_checkpoints(self.run_dir):
             self.checkpoint()  # step 0: a point to roll back to
         self.model.train()
