@@ -84,11 +84,11 @@ def cmd_eval(a: argparse.Namespace) -> int:
     if model.config.train.threads:  # the run's thread count (one thread beats two on a busy machine)
         torch.set_num_threads(model.config.train.threads)
     test = data.load(model.config.data).test
-    out = evaluate.evaluate(model, test, a.k)
+    out = evaluate.evaluate(model, test, a.k, precision=a.precision)
     if a.json:
         print(json.dumps(out, sort_keys=True))
         return 0
-    print(f"test set     {out['n']} images, k = {out['k']} importance samples")
+    print(f"test set     {out['n']} images, k = {out['k']} importance samples ({out['precision']} decoder)")
     print(f"ELBO         {out['elbo']:.3f} nats  (log p(x|z) {out['log_px_z']:.3f}, KL {out['kl']:.3f})")
     print(f"NLL          {out['nll']:.3f} ± {out['nll_se']:.3f} nats   ({out['bits_per_dim']:.4f} bits/dim)")
     print(f"ESS          {out['ess']:.1f} of {out['k']}")
@@ -132,6 +132,10 @@ def parser() -> Parser:
     e.add_argument("run")
     e.add_argument("--k", type=int, default=1000, help="importance samples per image (default 1000)")
     e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.add_argument(
+        "--precision", choices=("fp32", "bf16"), default="fp32",
+        help="decoder matmuls in bfloat16: ~1.5-2x faster IS on CPUs with AVX512-BF16 and on GPUs (default fp32)",
+    )  # fmt: skip
     e.set_defaults(func=cmd_eval)
     s = sub.add_parser("sample", help="a PNG grid of decoded prior samples")
     s.add_argument("run")

@@ -102,6 +102,7 @@ def test_existing_run_is_refused_and_unchanged(cli_run):
         (["eval", "/no/such/run"], "does not exist"),
         (["eval", "EMPTY"], "config.json is missing"),
         (["eval", "RUN", "--k", "0"], "--k must be >= 1"),
+        (["eval", "RUN", "--precision", "fp16"], "invalid choice: 'fp16'"),
         (["sample", "RUN", "--n", "0"], "--n must be >= 1"),
         (["sample", "RUN", "--out", "/no/such/dir/x.png"], "does not exist"),
         (["train", "--frobnicate"], "unrecognized arguments"),
