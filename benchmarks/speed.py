@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -117,8 +118,9 @@ def rate(images: int, seconds: list[float]) -> float:
     return images / statistics.median(seconds)
 
 
-def bench_training(data, pythae, rounds: int, batch_sizes: list[int], compiled: list[bool]) -> list[dict]:
-    rows = []
+def bench_training(data, pythae, rounds: int, batch_sizes: list[int], compiled: list[bool]) -> tuple[list[dict], torch.nn.Module]:
+    """Training rows, and reparam's model as trained at the first batch size (for the IS rows)."""
+    rows, trained = [], None
     n = len(data.train)
     for bs in batch_sizes:
         trainers = {c: reparam_trainer(data, bs, c) for c in compiled}
@@ -134,22 +136,44 @@ def bench_training(data, pythae, rounds: int, batch_sizes: list[int], compiled: 
                 times.setdefault("Pythae 0.1.2", []).append(pythae.call("train_epoch", batch_size=bs)["seconds"])
             times.setdefault("matmuls alone", []).append(matmul_floor(bs, n))
         rows += [{"batch": bs, "who": who, "images_per_s": rate(n, s), "seconds": s} for who, s in times.items()]
-    return rows
+        trained = trained or trainers[False].model
+    return rows, trained
 
 
-def bench_eval(data, pythae, rounds: int, n: int, k: int, batch_sizes: list[int]) -> list[dict]:
-    trainer = reparam_trainer(data, 100, False)
-    model, x = trainer.model.eval(), trainer.test_x[:n]
+def decoder_floor(model, rows: int, total: int) -> float:
+    """Seconds for the decoder's matrix multiplications alone on ``total`` latent samples."""
+    torch.manual_seed(0)
+    mats = [m.weight.detach().T.contiguous() for m in model.decoder.modules() if isinstance(m, torch.nn.Linear)]
+    h0 = torch.randn(rows, mats[0].shape[0])
+    start = time.perf_counter()
+    for _ in range(-(-total // rows)):
+        h = h0
+        for w in mats:
+            h = h @ w
+    return time.perf_counter() - start
+
+
+def bench_eval(model, x, pythae, rounds: int, k: int, batch_sizes: list[int]) -> tuple[list[dict], dict]:
+    """IS throughput rows, and the bf16-minus-fp32 difference of log p(x) on the same draws."""
+    model = model.eval()
+    n = len(x)
     evaluate.log_likelihood(model, x[:2], k)  # warm-up
     times: dict[str, list[float]] = {}
+    out: dict[str, torch.Tensor] = {}
     for _ in range(rounds):
-        start = time.perf_counter()
-        evaluate.log_likelihood(model, x, k)
-        times.setdefault("reparam (chunked, inference mode)", []).append(time.perf_counter() - start)
+        for precision in ("fp32", "bf16"):
+            start = time.perf_counter()
+            out[precision] = evaluate.log_likelihood(model, x, k, precision=precision)[0].double()
+            times.setdefault(f"reparam, precision={precision}", []).append(time.perf_counter() - start)
         for bs in batch_sizes if pythae else []:
-            out = pythae.call("nll", n=n, k=k, batch_size=bs)
-            times.setdefault(f"Pythae 0.1.2 get_nll, batch_size={bs}", []).append(out["seconds"])
-    return [{"who": who, "rate": rate(n * k, s), "seconds": s} for who, s in times.items()]
+            res = pythae.call("nll", n=n, k=k, batch_size=bs)
+            times.setdefault(f"Pythae 0.1.2 get_nll, batch_size={bs}", []).append(res["seconds"])
+        rows = max(1, evaluate.MAX_ELEMENTS // math.prod(model.x_shape))
+        times.setdefault("decoder matmuls alone (fp32)", []).append(decoder_floor(model, rows, n * k))
+    diff = out["bf16"] - out["fp32"]
+    bias = {"mean": float(diff.mean()), "se": float(diff.std() / math.sqrt(n)), "max": float(diff.abs().max()),
+            "nll": float(-out["fp32"].mean()), "nll_se": float(out["fp32"].std() / math.sqrt(n))}  # fmt: skip
+    return [{"who": who, "rate": rate(n * k, s), "seconds": s} for who, s in times.items()], bias
 
 
 def training_table(rows: list[dict]) -> str:
@@ -167,15 +191,39 @@ def training_table(rows: list[dict]) -> str:
 
 
 def eval_table(rows: list[dict], n: int, k: int) -> str:
-    ref = rows[0]["rate"]
-    lines = [f"| code | images x samples / s (n={n}, K={k}) | s (median) | reparam's speed-up |", "|---|---|---|---|"]
+    ref, ref16 = rows[0]["rate"], rows[1]["rate"]
+    lines = [
+        f"| code | images x samples / s (n={n}, K={k}) | s (median) | reparam fp32's speed-up | reparam bf16's speed-up |",
+        "|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['who']} | {r['rate']:,.0f} | {statistics.median(r['seconds']):.2f} | {ref / r['rate']:.1f}x |")
+        lines.append(
+            f"| {r['who']} | {r['rate']:,.0f} | {statistics.median(r['seconds']):.2f} "
+            f"| {ref / r['rate']:.2f}x | {ref16 / r['rate']:.2f}x |"
+        )
     return "\n".join(lines)
 
 
-def markdown(train_rows, eval_rows, a, load: tuple[float, float], note: str) -> str:
+def is_section(eval_rows: list[dict], bias: dict, a, trained: str) -> str:
+    return f"""**IS log-likelihood** on the first {a.eval_n} binarized test images, K = {a.k} importance samples
+each, with {trained} (reparam: `evaluate.log_likelihood`, each image encoded once, chunks of at
+most 2**21 decoded pixels; Pythae: `VAE.get_nll(data, n_samples={a.k}, batch_size=B)`, which
+encodes every sample's copy of the image). "decoder matmuls alone" is the fp32 floor: the
+decoder's three matrix multiplications for the same n x K latent samples, nothing else.
+`precision=bf16` (`reparam eval --precision bf16`) runs those in bfloat16 under autocast;
+on these draws it moved log p(x) by {bias['mean']:+.4f} ± {bias['se']:.4f} nats on average (at most
+{bias['max']:.3f} for one image), against an NLL of {bias['nll']:.2f} ± {bias['nll_se']:.2f}.
+
+{eval_table(eval_rows, a.eval_n, a.k)}
+"""
+
+
+def markdown(train_rows, eval_rows, bias: dict, a, load: tuple[float, float], note: str) -> str:
     flags = f"--threads {a.threads} --rounds {a.rounds} --eval-n {a.eval_n}" + (" --compile" if a.compile else "")
+    if a.parts != "train,eval":
+        flags += f" --parts {a.parts}"
+    training = training_table(train_rows) if train_rows else "(not run: `--parts` left training out)"
+    trained = "the model of the batch-100 training rows" if train_rows else "a model trained for two epochs here"
     return f"""Command: `python benchmarks/speed.py {flags}`.
 Model 784-200-200-50 (tanh, Bernoulli decoder, Adam 1e-3), MNIST 60,000 training images with
 dynamic binarization, {a.threads} thread(s) for both libraries, timed alternately in one run,
@@ -190,13 +238,9 @@ time" is how many times reparam's (no compile) epoch time each row takes; "matmu
 time the same matrix multiplications take alone (forward, weight and input gradients of the six
 layers, one epoch of steps) divided by the row's time: 100% would be the floor.
 
-{training_table(train_rows)}
+{training}
 
-**IS log-likelihood** on the first {a.eval_n} binarized test images, K = {a.k} importance samples
-each (reparam: `evaluate.log_likelihood`, chunks of at most 2**21 decoded pixels; Pythae:
-`VAE.get_nll(data, n_samples={a.k}, batch_size=B)`).
-
-{eval_table(eval_rows, a.eval_n, a.k)}
+{is_section(eval_rows, bias, a, trained) if eval_rows else "(IS rows not run: `--parts` left them out)"}
 """
 
 
@@ -208,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--k", type=int, default=1000)
     p.add_argument("--batch-sizes", default="100,1000")
     p.add_argument("--compile", action="store_true", help="also time reparam with torch.compile")
+    p.add_argument("--parts", default="train,eval", choices=("train,eval", "train", "eval"))
     p.add_argument("--no-pythae", action="store_true")
     p.add_argument("--no-write", action="store_true", help="print, do not touch BENCHMARKS.md")
     a = p.parse_args(argv)
@@ -219,13 +264,23 @@ def main(argv: list[str] | None = None) -> int:
     note = f"Pythae: torch {pythae.info['torch']}, {pythae.info['threads']} threads." if pythae else "Pythae was skipped."
     load0 = os.getloadavg()[0]
     sizes = [int(b) for b in a.batch_sizes.split(",")]
-    train_rows = bench_training(data, pythae, a.rounds, sizes, [False, True] if a.compile else [False])
-    eval_rows = bench_eval(data, pythae, a.rounds, a.eval_n, a.k, sizes)
+    train_rows, eval_rows, bias = [], [], {}
+    if "train" in a.parts:
+        train_rows, model = bench_training(data, pythae, a.rounds, sizes, [False, True] if a.compile else [False])
+    else:
+        t = reparam_trainer(data, 100, False)
+        for _ in range(2):
+            reparam_epoch(t)
+        model = t.model
+    if "eval" in a.parts:
+        eval_rows, bias = bench_eval(model, data.test[: a.eval_n].to(torch.float32), pythae, a.rounds, a.k, sizes)
     if pythae:
         pythae.close()
-    md = markdown(train_rows, eval_rows, a, (load0, os.getloadavg()[0]), note)
+    md = markdown(train_rows, eval_rows, bias, a, (load0, os.getloadavg()[0]), note)
     print(md)
-    if not a.no_write:
+    if a.parts != "train,eval":
+        print("speed: a partial run (--parts) is printed only; BENCHMARKS.md keeps the last full run", file=sys.stderr)
+    elif not a.no_write:
         common.update_section("speed", md)
     return 0
 
