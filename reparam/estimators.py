@@ -17,25 +17,19 @@ Notation: K samples z_k ~ q(z|x) per example, log w_k = log p(x|z_k) + beta (log
 | ``score`` | sum_k A_k grad log q(z_k|x), z detached, plus the z-free terms | elbo, iwae | Williams 1992 |
 
 ``auto`` (the default) is ``pathwise`` where the family has ``rsample`` and ``score``
-otherwise. The score estimator takes a baseline (``objective.baseline``), registered below:
-``none``, ``moving_average``, ``nvil`` (a learned b(x), Mnih & Gregor 2014) and ``loo``
-(leave-one-out over the K samples, VIMCO, Mnih & Rezende 2016). ``moving_average`` and
-``nvil`` keep state: :func:`baseline_module` builds it and ``model.build`` attaches it as
-``model.baseline``, so the optimizer trains it and checkpoints carry it.
+otherwise. The score estimator takes a baseline (``objective.baseline``) from
+:mod:`reparam.baselines`.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from enum import Enum
 from typing import Any, Callable
 
 import torch
 from torch.distributions import Distribution
 
-from torch import nn
-
+from .baselines import BASELINES, Shape, check_baseline
 from .errors import ConfigError
 
 ESTIMATORS: dict[str, type["Estimator"]] = {}
@@ -254,132 +248,7 @@ class ScoreFunction(Estimator):
         v = d.log_px_z + beta * (d.log_pz() - d.log_q())
         return self.surrogate(d, bound, v.detach(), Shape.LOGMEANEXP)
 
-    def surrogate(self, d: Draw, bound: torch.Tensor, v: torch.Tensor, shape: "Shape") -> torch.Tensor:
+    def surrogate(self, d: Draw, bound: torch.Tensor, v: torch.Tensor, shape: Shape) -> torch.Tensor:
         advantage, extra = BASELINES[self.baseline](d, v, shape)  # (K, B), (B,)
         t = (advantage.detach() * d.log_q()).sum(0) + extra
         return bound + (t - t.detach())
-
-
-# --- baselines for the score function ---------------------------------------------------
-
-
-class Shape(Enum):
-    """How a bound combines per-sample values v (K, B): the mean (ELBO) or log-mean-exp (IWAE)."""
-
-    MEAN = "mean"
-    LOGMEANEXP = "logmeanexp"
-
-    def value(self, v: torch.Tensor, dim: int = 0) -> torch.Tensor:
-        if self is Shape.MEAN:
-            return v.mean(dim)
-        return torch.logsumexp(v, dim) - math.log(v.shape[dim])
-
-    def share(self, v: torch.Tensor) -> torch.Tensor:
-        """Learning signal of each sample without a baseline, (K, B): v_k / K, or L_K."""
-        return v / len(v) if self is Shape.MEAN else self.value(v).expand_as(v)
-
-
-Baseline = Callable[[Draw, torch.Tensor, Shape], tuple[torch.Tensor, torch.Tensor | float]]
-BASELINES: dict[str, Baseline] = {}
-BASELINE_MODULES: dict[str, type[nn.Module]] = {}
-
-
-def register_baseline(name: str, module: type[nn.Module] | None = None) -> Callable[[Baseline], Baseline]:
-    def deco(fn: Baseline) -> Baseline:
-        BASELINES[name] = fn
-        if module is not None:
-            BASELINE_MODULES[name] = module
-        return fn
-
-    return deco
-
-
-def check_baseline(baseline: str, estimator: str, k: int) -> None:
-    if baseline not in BASELINES:
-        raise ConfigError(f"unknown objective.baseline {baseline!r}; valid: {', '.join(BASELINES)}")
-    if baseline != "none" and estimator != "score":
-        raise ConfigError(f"objective.baseline={baseline} applies to objective.estimator=score, not {estimator}")
-    if baseline == "loo" and k < 2:
-        raise ConfigError(f"objective.baseline=loo (leave-one-out) needs K > 1 samples (objective.k > 1), got k={k}")
-
-
-class MovingAverage(nn.Module):
-    """b = exponential moving average of the minibatch's mean learning signal (decay 0.9).
-
-    Updated after use and only in training mode, so b never depends on the current z.
-    """
-
-    def __init__(self, x_shape: tuple[int, ...], decay: float = 0.9):
-        super().__init__()
-        self.decay = decay
-        self.register_buffer("value", torch.zeros(()))
-
-    def update(self, target: torch.Tensor) -> None:
-        if self.training:
-            self.value.mul_(self.decay).add_((1 - self.decay) * target.detach().mean())
-
-
-class NVIL(nn.Module):
-    """b(x), an MLP x -> 100 tanh -> 1 (Mnih & Gregor 2014, section 3.3), (B, *x_shape) -> (B,).
-
-    Trained by the same optimizer on (L(x) - b(x))^2, where L(x) is the per-example
-    learning signal (the ELBO's mean_k v_k, or L_K). Its output bias plays the role of
-    the paper's constant baseline; the paper's signal normalization is not used.
-    """
-
-    def __init__(self, x_shape: tuple[int, ...], hidden: int = 100):
-        super().__init__()
-        self.x_ndim = len(x_shape)
-        self.net = nn.Sequential(nn.Linear(math.prod(x_shape), hidden), nn.Tanh(), nn.Linear(hidden, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x.flatten(-self.x_ndim)).squeeze(-1)
-
-
-def baseline_module(baseline: str, x_shape: tuple[int, ...]) -> nn.Module | None:
-    """The state a baseline keeps (to attach as ``model.baseline``), or None if it keeps none."""
-    cls = BASELINE_MODULES.get(baseline)
-    return None if cls is None else cls(tuple(x_shape))
-
-
-def _module(d: Draw, baseline: str) -> nn.Module:
-    module = getattr(d.model, "baseline", None)
-    if not isinstance(module, BASELINE_MODULES[baseline]):
-        raise ConfigError(f"objective.baseline={baseline} needs model.baseline, which model.build attaches when configured")
-    return module
-
-
-@register_baseline("none")
-def no_baseline(d: Draw, v: torch.Tensor, shape: Shape):
-    return shape.share(v), 0.0
-
-
-@register_baseline("moving_average", MovingAverage)
-def moving_average(d: Draw, v: torch.Tensor, shape: Shape):
-    module = _module(d, "moving_average")
-    advantage = shape.share(v - module.value)
-    module.update(shape.value(v))
-    return advantage, 0.0
-
-
-@register_baseline("nvil", NVIL)
-def nvil(d: Draw, v: torch.Tensor, shape: Shape):
-    b = _module(d, "nvil")(d.x)  # (B,)
-    target = shape.value(v).detach()  # (B,)
-    return shape.share(v - b.detach()), -((target - b) ** 2)
-
-
-@register_baseline("loo")
-def leave_one_out(d: Draw, v: torch.Tensor, shape: Shape):
-    """A_k = value(v) - value(v with v_k replaced by mean_{j != k} v_j) (Mnih & Rezende 2016).
-
-    For the ELBO this is (v_k - mean_{j != k} v_j) / K; for the IWAE it is VIMCO's
-    L_K - log mean(sum_{j != k} w_j + exp(mean_{j != k} log w_j)). The baseline of z_k
-    uses the other samples only, so the estimate stays unbiased.
-    """
-    k = len(v)
-    others = (v.sum(0, keepdim=True) - v) / (k - 1)  # (K, B)
-    swapped = v.unsqueeze(0).repeat(k, 1, 1)  # (K, K, B): row k has v_k swapped out
-    idx = torch.arange(k, device=v.device)
-    swapped[idx, idx] = others
-    return shape.value(v).unsqueeze(0) - shape.value(swapped, dim=1), 0.0

@@ -27,7 +27,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from . import estimators, objectives
+from . import baselines, estimators, objectives
 
 WARMUP = 20  # estimates that warm up a fresh moving-average baseline (not measured)
 GROUPS = {"encoder": ("encoder",), "decoder": ("decoder", "head")}
@@ -128,7 +128,7 @@ def baseline_for(model: nn.Module, baseline: str):
     :func:`measure_one` first warms up on WARMUP estimates.
     """
     had = getattr(model, "baseline", None)
-    fresh = estimators.baseline_module(baseline, model.x_shape)
+    fresh = baselines.baseline_module(baseline, model.x_shape)
     swap = fresh is not None and not isinstance(had, type(fresh))
     if swap:
         model.baseline = fresh.to(next(model.parameters()).device)

@@ -14,7 +14,7 @@ import json
 import pytest
 import torch
 
-from reparam import config, estimators, latents, objectives
+from reparam import baselines, config, estimators, latents, objectives
 from reparam.cli import main
 from reparam.errors import ConfigError
 from reparam.gradvar import gradient_stats, groups
@@ -46,7 +46,7 @@ def tiny_model(*overrides: str):
 def mean_gradient(model, x, objective: str, k: int, spec: str, seed: int = 0) -> dict:
     """Mean and standard error of M gradient estimates of -mean(bound), per parameter group."""
     estimator, _, baseline = spec.partition(":")
-    module = estimators.baseline_module(baseline or "none", model.x_shape)
+    module = baselines.baseline_module(baseline or "none", model.x_shape)
     if module is not None:  # an untrained NVIL net or a zero moving average: any fixed b keeps it unbiased
         model.baseline = module
     fn = objectives.lookup(objective)
@@ -141,7 +141,7 @@ def test_estimator_keeps_the_bound_value(objective, spec):
     model, x = tiny_model(f"objective.name={objective}", "objective.k=3")
     if not estimators.ESTIMATORS[estimator].applies_to(objective):
         pytest.skip(f"{estimator} does not apply to {objective}")
-    module = estimators.baseline_module(baseline or "none", model.x_shape)
+    module = baselines.baseline_module(baseline or "none", model.x_shape)
     if module is not None:
         model.baseline = module
     bound, terms = objectives.lookup(objective)(model, x, k=3, estimator=estimator, baseline=baseline or "none")
