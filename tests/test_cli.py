@@ -4,38 +4,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from reparam import cli
 from tests.conftest import TINY
-
-
-def reparam(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "reparam", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
-
-
-def assert_user_error(proc: subprocess.CompletedProcess, needle: str) -> None:
-    assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert "Traceback" not in proc.stderr and needle in lines[0], lines[0]
-
-
-def in_process(capsys, *args: str) -> subprocess.CompletedProcess:
-    """Run the CLI's main() here (no interpreter start-up); same exit code and stderr."""
-    try:
-        code = cli.main(list(args))
-    except SystemExit as e:  # argparse usage errors
-        code = e.code
-    out, err = capsys.readouterr()
-    return subprocess.CompletedProcess(args, code, out, err)
-
-
-def snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+from tests.helpers import assert_user_error, in_process, reparam, snapshot
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,9 +19,9 @@ import torch
 from reparam import latents
 from reparam.explore import Explorer, ServeError, make_server
 from reparam.explore.server import resolve
-from reparam.report import latent
 from tests.conftest import ROOT
-from tests.test_report import ARTIFACTS, assert_one_line_error, browser, open_page, read_png, reparam, view_of  # noqa: F401
+from tests.helpers import assert_user_error, in_process
+from tests.test_report import ARTIFACTS, browser, open_page, read_png, view_of  # noqa: F401
 
 
 @pytest.fixture(scope="module")
@@ -166,13 +165,13 @@ def test_remote_bind_needs_allow_remote():
 
 
 def test_cli_bad_input(tiny_run, tmp_path, capsys):
-    assert_one_line_error(reparam(capsys, "explore", str(tmp_path), "--port", "0"), "config.json is missing")
-    assert_one_line_error(reparam(capsys, "explore", str(tiny_run), "--host", "0.0.0.0"), "--allow-remote")
+    assert_user_error(in_process(capsys, "explore", str(tmp_path), "--port", "0"), "config.json is missing")
+    assert_user_error(in_process(capsys, "explore", str(tiny_run), "--host", "0.0.0.0"), "--allow-remote")
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = str(busy.getsockname()[1])
-        assert_one_line_error(reparam(capsys, "explore", str(tiny_run), "--port", port), "already in use")
+        assert_user_error(in_process(capsys, "explore", str(tiny_run), "--port", port), "already in use")
 
 
 def test_cli_serves_until_interrupted(tiny_run):

@@ -14,13 +14,12 @@ import torch
 from matplotlib.image import imread
 
 from reparam import latents
-from reparam.cli import main
 from reparam.model import build
 from reparam.report import write_comparison, write_report
 from reparam.report import latent, space
-from reparam.report.figures import FIGURES
 from reparam.report.run import RunView, open_run
 from tests.conftest import ROOT, tiny_config
+from tests.helpers import assert_user_error, in_process
 
 PNG = b"\x89PNG\r\n\x1a\n"
 ARTIFACTS = ROOT / "artifacts"
@@ -28,19 +27,6 @@ CHROMIUM = Path(os.environ.get("REPARAM_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]  # fmt: skip
 ALWAYS = {"curves", "kl_per_dim", "reconstructions", "samples", "traversals", "interpolations", "codes"}
-
-
-def reparam(capsys, *args: str) -> tuple[int, str, str]:
-    """Run the CLI in this process (no interpreter start-up): (exit code, stdout, stderr)."""
-    code = main(list(args))
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def assert_one_line_error(result: tuple[int, str, str], needle: str) -> None:
-    code, _, err = result
-    lines = err.strip().splitlines()
-    assert code == 2 and len(lines) == 1 and needle in lines[0] and "Traceback" not in err, err
 
 
 def read_png(payload: bytes):
@@ -194,14 +180,14 @@ def test_comparison_puts_runs_side_by_side(tiny_run, tmp_path):
 
 def test_cli_report_prints_the_page(reported, capsys):
     before = (reported / "report.html").stat().st_mtime_ns
-    code, out, _ = reparam(capsys, "report", str(reported))
-    assert code == 0 and out.strip() == str(reported / "report.html")
+    proc = in_process(capsys, "report", str(reported))
+    assert proc.returncode == 0 and proc.stdout.strip() == str(reported / "report.html")
     assert (reported / "report.html").stat().st_mtime_ns > before
 
 
 def test_cli_report_bad_input(tiny_run, tmp_path, capsys):
-    assert_one_line_error(reparam(capsys, "report", str(tmp_path)), "config.json is missing")
-    assert_one_line_error(reparam(capsys, "report", str(tiny_run), "--out", str(tmp_path / "no" / "x.html")), "does not exist")
+    assert_user_error(in_process(capsys, "report", str(tmp_path)), "config.json is missing")
+    assert_user_error(in_process(capsys, "report", str(tiny_run), "--out", str(tmp_path / "no" / "x.html")), "does not exist")
 
 
 def test_report_in_a_browser(reported, browser):

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +13,7 @@ import torch
 from reparam import checkpoint, config, data, devices, distributed, model, objectives, runs
 from reparam.errors import ConfigError, DataError
 from reparam.trainer import Trainer
+from tests.helpers import python
 
 # 40 random 8x8 grey images: 34 train, 6 test; batch 16 -> 3 steps per epoch (the last of 2).
 DDP_ARGS = ["model.arch=conv", "model.channels=[4,8]", "model.hidden=[16]", "latent.dim=3", "train.batch_size=16",
@@ -22,13 +21,8 @@ DDP_ARGS = ["model.arch=conv", "model.channels=[4,8]", "model.hidden=[16]", "lat
             "train.checkpoint_every=1", "train.keep_checkpoints=20", "data.name=file"]
 
 
-def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    full = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=full, timeout=300)
-
-
 def torchrun(*args: str) -> subprocess.CompletedProcess:
-    return run_cli("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "reparam", "train", *args,
+    return python("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "reparam", "train", *args,
                    env={"OMP_NUM_THREADS": "1"})
 
 
@@ -97,7 +91,7 @@ def test_a_distributed_run_resumes_bit_for_bit(ddp_run, tmp_path):
         if int(path.stem.split("-")[1]) > 3:
             path.unlink()
     (cut / runs.SUMMARY).unlink()
-    proc = run_cli("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "reparam", "train",
+    proc = python("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "reparam", "train",
                    "--resume", str(cut), "--quiet", env={"OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     a, b = runs.load_tensors(ddp_run / runs.WEIGHTS), runs.load_tensors(cut / runs.WEIGHTS)
@@ -120,12 +114,12 @@ def one_line_error(proc: subprocess.CompletedProcess, needle: str) -> None:
 
 def test_more_processes_than_images_is_one_line(grey_file):
     env = {"WORLD_SIZE": "50", "RANK": "0", "LOCAL_RANK": "0"}
-    proc = run_cli("-m", "reparam", "train", "data.name=file", f"data.path={grey_file}", "train.report=false", env=env)
+    proc = python("-m", "reparam", "train", "data.name=file", f"data.path={grey_file}", "train.report=false", env=env)
     one_line_error(proc, "50 processes but the training set holds 34 images")
 
 
 def test_fp16_on_cpu_is_one_line(tmp_path):
-    proc = run_cli("-m", "reparam", "train", "train.precision=fp16", "--out", str(tmp_path / "r"))
+    proc = python("-m", "reparam", "train", "train.precision=fp16", "--out", str(tmp_path / "r"))
     one_line_error(proc, "train.precision=fp16 needs a CUDA GPU")
     assert not (tmp_path / "r").exists()
 
@@ -175,7 +169,7 @@ def test_image_folder_loads_and_mismatched_shapes_are_one_line(tmp_path):
     got = data.load(config.load(None, ["data.name=folder", f"data.path={tmp_path}", "data.binarize=none"]).data)
     assert got.x_shape == (20, 20, 3) and len(got.train) + len(got.test) == 6
     Image.fromarray(images[0][:4]).save(tmp_path / "odd.png")
-    proc = run_cli("-m", "reparam", "train", "data.name=folder", f"data.path={tmp_path}", "--out", str(tmp_path / "r"))
+    proc = python("-m", "reparam", "train", "data.name=folder", f"data.path={tmp_path}", "--out", str(tmp_path / "r"))
     one_line_error(proc, "differ in shape")
 
 

@@ -12,7 +12,7 @@ from reparam import checkpoint, runs, schedules
 from reparam.config import TrainConfig
 from reparam.train import resume, train
 from tests.conftest import TINY, tiny_config
-from tests.test_cli import assert_user_error, in_process
+from tests.helpers import assert_user_error, in_process
 from tests.test_reliability import assert_bitwise_equal, weights
 
 LR, FINAL = 3e-3, 1e-4
