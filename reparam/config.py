@@ -157,7 +157,7 @@ class TrainConfig:
         for key in ("checkpoint_every", "clip_grad", "max_rollbacks", "gradvar_every"):
             _check(getattr(self, key) >= 0, f"train.{key} must be >= 0, got {getattr(self, key)}")
         _check(0 < self.lr_backoff < 1, f"train.lr_backoff must lie in (0, 1), got {self.lr_backoff}")
-        _check(self.lr > 0, f"train.lr must be > 0, got {self.lr}")
+        _check(math.isfinite(self.lr) and self.lr > 0, f"train.lr must be a finite rate > 0, got {self.lr}")
         self.validate_schedule()
         _check(self.threads >= 0, f"train.threads must be >= 0, got {self.threads}")
         _one_of("train.device", self.device, ("cpu", "cuda", "auto"))
