@@ -6,11 +6,9 @@ import http.client
 import json
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -133,17 +131,6 @@ def test_foreign_host_header_is_refused(server):
     assert get(server, "/", host=f"localhost:{server.server_address[1]}")[0] == 200
 
 
-def test_decode_latency_is_well_under_100_ms(server, explorer):
-    z = explorer.centre.clone()
-    times = []
-    for k in range(40):
-        z[int(explorer.ranking.order[0])] = -2 + 0.1 * k
-        start = time.perf_counter()
-        assert get(server, "/api/decode.png?z=" + z_param(z))[0] == 200
-        times.append(time.perf_counter() - start)
-    assert statistics.median(times) < 0.05, times
-
-
 @pytest.mark.parametrize("family", latents.names())
 def test_every_family_can_be_explored(family):
     ex = Explorer(view_of(family))
@@ -151,6 +138,9 @@ def test_every_family_can_be_explored(family):
     assert sorted(meta["order"]) == list(range(ex.dim)) and len(meta["ranges"]) == ex.dim
     assert all(lo <= s <= hi for (lo, hi), s in zip(meta["ranges"], meta["start"]))
     read_png(ex.decode_png(ex.latent_arg(",".join(map(str, meta["start"])))))
+    far = ex.latent_arg(",".join(["-7"] + ["5"] * (ex.dim - 1)))  # sliders pushed past any support
+    assert bool(ex.model.family.prior().support.check(far).all())
+    read_png(ex.decode_png(far))
     assert len(ex.encode(0)["z"]) == ex.dim
     for kind in meta["kinds"]:
         read_png(ex.interpolate_png(0, 1, 0.5, kind))

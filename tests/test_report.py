@@ -132,6 +132,27 @@ def test_every_family_gets_its_figures(family):
         read_png(payload)
 
 
+@pytest.mark.parametrize("family", latents.names())
+def test_constrain_maps_any_latent_into_the_support_and_keeps_those_inside(family):
+    """The explorer's sliders can leave the support (a simplex, a sphere, bits); constrain
+    brings them back, and leaves prior draws, which are inside, where they are."""
+    fam = latents.get(family, 4)
+    inside = fam.sample_prior(50)
+    torch.testing.assert_close(fam.constrain(inside), inside)
+    wild = torch.randn(60, 4, generator=torch.Generator().manual_seed(0)) * 3
+    wild[0] = 0  # no direction, no simplex point
+    c = fam.constrain(wild)
+    assert bool(fam.prior().support.check(c).all()), c
+    assert torch.isfinite(fam.prior().log_prob(c)).all()
+    torch.testing.assert_close(fam.constrain(c), c)
+    if family.startswith("categorical"):  # a support torch calls real: check the groups directly
+        groups = c.unflatten(-1, (-1, fam.classes))
+        probs = groups if family == "categorical-exact" else groups.exp()
+        torch.testing.assert_close(probs.sum(-1), torch.ones(groups.shape[:-1]))
+        if family == "categorical-exact":
+            assert bool(((groups == 0) | (groups == 1)).all())
+
+
 def test_manifold_only_for_a_two_dimensional_latent():
     two = view_of("gaussian", 2)
     grid = latent.manifold(two.model, two.test, 15)

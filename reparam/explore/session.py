@@ -72,14 +72,14 @@ class Explorer:
         }
 
     def latent_arg(self, text: str) -> torch.Tensor:
-        """'0.1,-2,...' -> a (D,) latent; BadRequest unless exactly D finite numbers."""
+        """'0.1,-2,...' -> a (D,) latent in the family's support; BadRequest unless exactly D finite numbers."""
         try:
             values = [float(v) for v in text.split(",")]
         except ValueError:
             raise BadRequest("z must be comma-separated numbers") from None
         if len(values) != self.dim or not all(math.isfinite(v) for v in values):
             raise BadRequest(f"z must hold {self.dim} finite numbers")
-        return torch.tensor(values, dtype=self.centre.dtype)
+        return self.model.family.constrain(torch.tensor(values, dtype=self.centre.dtype))  # sliders may leave the support
 
     def index_arg(self, text: str) -> int:
         if not text.isdigit() or int(text) >= len(self.view.test):

@@ -142,6 +142,14 @@ class Family(nn.Module):
             return (1 - t) * a + t * b
         return (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
 
+    def constrain(self, z: torch.Tensor) -> torch.Tensor:
+        """The nearest latent in the support to a hand-edited z (*batch, D) (explorer sliders).
+
+        Default: z itself (a support of all of R^D). Bounded, discrete or coupled supports
+        override it; every override leaves latents already in the support unchanged.
+        """
+        return z
+
     def sample_prior(self, n: int, temperature: float = 1.0) -> torch.Tensor:
         """n draws from p(z) at a temperature: (n, D).
 

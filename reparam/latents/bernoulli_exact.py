@@ -80,6 +80,10 @@ class ExactBernoulliFamily(Family):
         z[:, d] = (torch.arange(steps, device=point.device) >= steps / 2).to(point.dtype)
         return z
 
+    def constrain(self, z: torch.Tensor) -> torch.Tensor:
+        """The nearest bits: 1 where z > 1/2, else 0."""
+        return (z > 0.5).to(z.dtype)
+
     def interpolation_kinds(self) -> tuple[str, ...]:
         return ("linear",)
 

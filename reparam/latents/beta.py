@@ -6,7 +6,7 @@ import torch
 from torch.distributions import Beta, Independent
 
 from ..errors import ConfigError
-from ..numerics import positive
+from ..numerics import clamp_probs, positive
 from . import register
 from .base import Family
 
@@ -42,6 +42,10 @@ class UnitIntervalFamily(Family):
         z = point.expand(steps, self.dim).clone()  # (steps, D)
         z[:, d] = torch.linspace(0.02, 0.98, steps, dtype=point.dtype, device=point.device)
         return z
+
+    def constrain(self, z: torch.Tensor) -> torch.Tensor:
+        """Into the open unit interval, [eps, 1 - eps] per coordinate."""
+        return clamp_probs(z)
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, prior=Beta({self.prior_alpha:g}, {self.prior_beta:g})"

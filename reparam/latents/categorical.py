@@ -88,6 +88,10 @@ class RelaxedCategoricalFamily(RelaxedFamily):
         z[:, group] = ((1 - t) * point[group].exp() + t * target).clamp_min(1e-12).log()
         return z
 
+    def constrain(self, z: torch.Tensor) -> torch.Tensor:
+        """Valid log class probabilities: each variable's scores through log_softmax."""
+        return F.log_softmax(z.unflatten(-1, (self.variables, self.classes)), -1).flatten(-2)
+
     def interpolation_kinds(self) -> tuple[str, ...]:
         return ("linear",)
 

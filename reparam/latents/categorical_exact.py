@@ -78,6 +78,10 @@ class ExactCategoricalFamily(Family):
         z[late, n * self.classes : (n + 1) * self.classes] = F.one_hot(torch.tensor(k), self.classes).to(point)
         return z
 
+    def constrain(self, z: torch.Tensor) -> torch.Tensor:
+        """One-hot per variable: the class with the largest value."""
+        return self._onehot_of(z)
+
     def interpolation_kinds(self) -> tuple[str, ...]:
         return ("linear",)
 

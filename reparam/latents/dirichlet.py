@@ -54,5 +54,10 @@ class DirichletFamily(Family):
         z[:, d] = t.squeeze(-1)
         return z
 
+    def constrain(self, z: torch.Tensor) -> torch.Tensor:
+        """Onto the open simplex: negative parts cut to a tiny floor, then renormalized."""
+        z = z.clamp_min(torch.finfo(z.dtype).eps)
+        return z / z.sum(-1, keepdim=True)
+
     def extra_repr(self) -> str:
         return f"dim={self.dim}, alpha0={self.alpha0:g}"

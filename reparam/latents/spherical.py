@@ -192,6 +192,13 @@ class Spherical(Family):
         """The straight path projected back onto the sphere."""
         return unit(super().interpolate(a, b, t, kind))
 
+    def constrain(self, z: torch.Tensor) -> torch.Tensor:
+        """Onto the unit sphere, z / ||z|| (the zero vector, which has no direction, goes to e_1)."""
+        e1 = torch.zeros_like(z)
+        e1[..., 0] = 1
+        z = unit(z)
+        return torch.where(z.norm(dim=-1, keepdim=True) > 0, z, e1)
+
     def sample_prior(self, n: int, temperature: float = 1.0) -> torch.Tensor:
         """n uniform draws on the sphere; a temperature has no meaning for a uniform prior."""
         return self.prior().sample((n,))
