@@ -25,6 +25,8 @@ TITLES = {
     "latents": "Every latent family on MNIST",
     "estimators": "Gradient estimators on MNIST",
     "scale": "Conv VAE throughput, one and two processes",
+    "recipe": "The MNIST recipe against the paper's one-layer VAE",
+    "explore": "Explorer decode latency",
 }
 
 
