@@ -50,3 +50,10 @@ def update_section(name: str, body: str) -> None:
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
     atomic_write_bytes(BENCHMARKS, text.encode())
+
+
+def publish(name: str, body: str, write: bool = True) -> None:
+    """Print a benchmark's section and, unless told not to, write it into BENCHMARKS.md."""
+    print(body)
+    if write:
+        update_section(name, body)

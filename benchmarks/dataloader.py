@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import MNIST, update_section  # noqa: E402
+from benchmarks.common import MNIST, publish  # noqa: E402
 from reparam import config, data  # noqa: E402
 from reparam.model import build  # noqa: E402
 from reparam.train import Trainer  # noqa: E402
@@ -87,8 +87,7 @@ def main() -> None:
         "| loop | images/s (median) | range |\n|---|---:|---:|\n"
         f"{rows}\n\nSpeed-up of in-memory batching: **{ours / theirs:.2f}x**.\n"
     )
-    print(body)
-    update_section("dataloader", body)
+    publish("dataloader", body)
 
 
 if __name__ == "__main__":

@@ -183,10 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     load0 = os.getloadavg()[0]
     results = [train_row(data, row, a) for row in a.rows.split(",") if row]
     md = markdown(results, a, (load0, os.getloadavg()[0]))
-    print(md)
     if not a.no_write:
         plot(results, PLOT)
-        common.update_section("estimators", md)
+    common.publish("estimators", md, write=not a.no_write)
     return 0
 
 

@@ -64,9 +64,7 @@ dimension {model.family.dim}, images {"x".join(map(str, model.x_shape))}.
 |---|---|---|
 | {a.n} | {median:.2f} | {p95:.2f} |
 """
-    print(md)
-    if not a.no_write:
-        common.update_section("explore", md)
+    common.publish("explore", md, write=not a.no_write)
     return 0
 
 

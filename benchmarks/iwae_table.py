@@ -139,9 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         data = load_data()
         rows = [run_row(data, m, k, a) for m, k in wanted]
     md = markdown(rows, a, (load0, os.getloadavg()[0]))
-    print(md)
-    if not a.no_write:
-        common.update_section("iwae_table", md)
+    common.publish("iwae_table", md, write=not a.no_write)
     return 0
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import MNIST, update_section  # noqa: E402
+from benchmarks.common import MNIST, publish  # noqa: E402
 
 #: Options that make a family usable at latent.dim = DIM (categorical: 2 variables x 5 classes).
 OPTIONS = {"categorical": ["latent.classes=5"], "categorical-exact": ["latent.classes=5"]}
@@ -111,9 +111,7 @@ def main(argv: list[str] | None = None) -> None:
             rows.append(run_family(family, epochs, a.k, a.is_n, Path(tmp)))
             print(f"{family}: {rows[-1]} ({time.perf_counter() - start:.0f} s)", flush=True)
     markdown = table(rows, epochs, a.k, a.is_n)
-    print(markdown)
-    if not a.no_write:
-        update_section("latents", markdown)
+    publish("latents", markdown, write=not a.no_write)
 
 
 def probe_epochs(budget: float, n_families: int, k: int, is_n: int) -> int:

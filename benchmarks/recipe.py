@@ -79,9 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(a.threads or model.config.train.threads or torch.get_num_threads())
     scored = evaluate.evaluate(model, data_mod.load(model.config.data).test, a.eval_k)
     md = markdown(model.config, runs.read_jsonl(run / "metrics.jsonl"), scored, a)
-    print(md)
-    if not a.no_write:
-        common.update_section("recipe", md)
+    common.publish("recipe", md, write=not a.no_write)
     return 0
 
 

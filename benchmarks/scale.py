@@ -158,8 +158,7 @@ def main() -> None:
     rates, loads = cpu_rows(args)
     gpu = gpu_rows(args) if torch.cuda.is_available() else []
     md = markdown(rates, loads, gpu, args)
-    print(md)
-    common.update_section("scale", md)
+    common.publish("scale", md)
 
 
 if __name__ == "__main__":

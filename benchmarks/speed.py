@@ -277,11 +277,10 @@ def main(argv: list[str] | None = None) -> int:
     if pythae:
         pythae.close()
     md = markdown(train_rows, eval_rows, bias, a, (load0, os.getloadavg()[0]), note)
-    print(md)
-    if a.parts != "train,eval":
+    partial = a.parts != "train,eval"
+    common.publish("speed", md, write=not (a.no_write or partial))
+    if partial:
         print("speed: a partial run (--parts) is printed only; BENCHMARKS.md keeps the last full run", file=sys.stderr)
-    elif not a.no_write:
-        common.update_section("speed", md)
     return 0
 
 
