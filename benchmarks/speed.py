@@ -136,7 +136,8 @@ def bench_training(data, pythae, rounds: int, batch_sizes: list[int], compiled: 
                 times.setdefault("Pythae 0.1.2", []).append(pythae.call("train_epoch", batch_size=bs)["seconds"])
             times.setdefault("matmuls alone", []).append(matmul_floor(bs, n))
         rows += [{"batch": bs, "who": who, "images_per_s": rate(n, s), "seconds": s} for who, s in times.items()]
-        trained = trained or trainers[False].model
+        if trained is None:
+            trained = trainers[False].model
     return rows, trained
 
 
