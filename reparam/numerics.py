@@ -53,3 +53,31 @@ def log1mexp(x: torch.Tensor) -> torch.Tensor:
 def unit(v: torch.Tensor) -> torch.Tensor:
     """v / ||v|| over the last dimension; the zero vector stays zero instead of NaN."""
     return v / v.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(v.dtype).tiny ** 0.5)
+
+
+def log_neg_log1mexp(x: torch.Tensor) -> torch.Tensor:
+    """log(-log(1 - exp(x))) for x < 0, finite where exp(x) underflows (then it is x)."""
+    far = x < -700.0  # -log(1 - e^x) = e^x (1 + e^x / 2 + ...), e^x below float64's range
+    return torch.where(far, x, torch.log(-log1mexp(torch.where(far, -1.0, x))))
+
+
+def log1mexp_neg_exp(x: torch.Tensor) -> torch.Tensor:
+    """log(1 - exp(-exp(x))) for any real x, accurate where exp(x) underflows (then it is x)."""
+    small = x < -20.0  # 1 - exp(-e^x) = e^x (1 - e^x / 2 + ...): keep two terms
+    tail = torch.where(small, x, -20.0)
+    return torch.where(small, tail - torch.exp(tail) / 2, torch.log(-torch.expm1(-torch.exp(torch.where(small, -20.0, x)))))
+
+
+def tanh_sinh(step: float = 0.2, log_floor: float = -700.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Nodes and weights of the tanh-sinh (double exponential) rule on (0, 1), in float64.
+
+    v = (1 + tanh(pi/2 sinh t)) / 2 at t = k * step, weight step * dv/dt (Takahasi & Mori 1974).
+    Nodes crowd doubly exponentially towards both ends, so integrands with logarithmic or
+    power singularities there converge fast. Returns (log v, w), nodes with log v > log_floor.
+    """
+    t = torch.arange(-6.5, 6.5 + step / 2, step, dtype=torch.float64)
+    s = math.pi / 2 * torch.sinh(t)
+    log_v, log_1mv = -F.softplus(-2 * s), -F.softplus(2 * s)  # v = sigmoid(2 s), accurate near 0 and 1
+    weight = (log_v + log_1mv + torch.log(math.pi * step * torch.cosh(t))).exp()  # dv/dt = v (1 - v) pi cosh t
+    keep = log_v > log_floor
+    return log_v[keep], weight[keep]
