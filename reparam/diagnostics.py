@@ -29,9 +29,11 @@ def posterior_points(model, x: torch.Tensor, batch_size: int = 1000) -> torch.Te
     return torch.cat(chunks)
 
 
-def activity(model, x: torch.Tensor) -> torch.Tensor:
-    """Cov_x(E_q[z_d | x]) per dimension d, (D,)."""
-    return posterior_points(model, x).double().var(0)
+@torch.inference_mode()
+def activity(model, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """Cov_x(E_q[z_d | x]) per dimension d, (D,), with E_q[z_d | x] from ``family.unit_mean``."""
+    means = [model.family.unit_mean(model.posterior(x[s : s + batch_size])) for s in range(0, len(x), batch_size)]
+    return torch.cat(means).double().var(0)
 
 
 def active_units(model, x: torch.Tensor, threshold: float = ACTIVE_THRESHOLD) -> int:

@@ -37,6 +37,28 @@ def uniform(shape: torch.Size, like: torch.Tensor) -> torch.Tensor:
     return clamp_probs(torch.rand(shape, dtype=like.dtype, device=like.device))
 
 
+def log_gamma(concentration: torch.Tensor) -> torch.Tensor:
+    """log G for G ~ Gamma(c, 1), one draw per element of c, reparameterized, finite for any c > 0.
+
+    For c < 1 a Gamma draw underflows in float32 (G ~ U^(1/c): c = 0.02 gives 1e-50), so
+    the log is drawn directly by shape augmentation, G_c = G_(c+1) U^(1/c) (Marsaglia &
+    Tsang 2000): log G = log G_(c+1) + log(U) / c. The gradient is torch's implicit Gamma
+    gradient for G_(c+1) plus the explicit path through log(U) / c, an exact
+    reparameterization of the same distribution (Naesseth et al. 2017, section 5).
+    """
+    boost = concentration < 1
+    shape = torch.where(boost, concentration + 1, concentration)
+    g = torch.distributions.Gamma(shape, torch.ones_like(shape), validate_args=False).rsample()
+    return g.log() + torch.where(boost, uniform(concentration.shape, concentration).log() / concentration, 0.0)
+
+
+def log_softplus(x: torch.Tensor) -> torch.Tensor:
+    """log(softplus(x)) = log(log(1 + e^x)), finite where softplus(x) underflows (then it is x)."""
+    small = x < -20.0  # log(1 + e^x) = e^x (1 - e^x / 2 + ...)
+    tail = torch.where(small, x, -20.0)
+    return torch.where(small, tail - torch.exp(tail) / 2, torch.log(F.softplus(torch.where(small, -20.0, x))))
+
+
 def log1mexp(x: torch.Tensor) -> torch.Tensor:
     """log(1 - exp(x)) for x < 0, accurate at both ends (Maechler 2012).
 
@@ -57,7 +79,7 @@ def unit(v: torch.Tensor) -> torch.Tensor:
 
 def log_neg_log1mexp(x: torch.Tensor) -> torch.Tensor:
     """log(-log(1 - exp(x))) for x < 0, finite where exp(x) underflows (then it is x)."""
-    far = x < -700.0  # -log(1 - e^x) = e^x (1 + e^x / 2 + ...), e^x below float64's range
+    far = x < math.log(torch.finfo(x.dtype).tiny)  # -log(1 - e^x) = e^x (1 + e^x / 2 + ...) below the dtype's range
     return torch.where(far, x, torch.log(-log1mexp(torch.where(far, -1.0, x))))
 
 

@@ -142,15 +142,15 @@ def expected_moments(row, fam, q):
         return (lambda z: z), dist.mean(), dist.var()
     if f == "categorical":
         return _categorical_moments(fam, q)
-    if f in ("beta", "kumaraswamy"):
+    if f in ("beta", "kumaraswamy"):  # the latent is logit(z): moments of z = sigmoid(y)
         a, b = (t[0].numpy() for t in (q.base_dist.concentration1, q.base_dist.concentration0))
         if f == "beta":
-            return (lambda z: z), stats.beta.mean(a, b), stats.beta.var(a, b)
+            return torch.sigmoid, stats.beta.mean(a, b), stats.beta.var(a, b)
         m1, m2 = b * special.beta(1 + 1 / a, b), b * special.beta(1 + 2 / a, b)  # E[z^n] = b B(1 + n/a, b)
-        return (lambda z: z), m1, m2 - m1**2
-    if f == "dirichlet":
+        return torch.sigmoid, m1, m2 - m1**2
+    if f == "dirichlet":  # the latent is log z
         alpha = q.concentration[0].numpy()
-        return (lambda z: z), stats.dirichlet.mean(alpha), stats.dirichlet.var(alpha)
+        return torch.exp, stats.dirichlet.mean(alpha), stats.dirichlet.var(alpha)
     return _spherical_moments(fam, q)
 
 
@@ -203,14 +203,17 @@ def scipy_log_prob(row, fam, q, z):
     if f == "bernoulli":
         tau = float(fam.temperature_now)
         return _logistic(q.base_dist.logits[0].numpy() / tau, 1 / tau).logpdf(zn).sum(-1)
-    if f in ("beta", "kumaraswamy"):
+    if f in ("beta", "kumaraswamy"):  # y = logit(u): log q(y) = log q(u) + log u + log(1 - u)
         a, b = (t[0].numpy() for t in (q.base_dist.concentration1, q.base_dist.concentration0))
+        u = special.expit(zn)
+        jacobian = np.log(u) + np.log1p(-u)
         if f == "beta":
-            return stats.beta.logpdf(zn, a, b).sum(-1)
-        # z^a ~ Beta(1, b): change of variables with |d z^a / dz| = a z^(a-1)
-        return (stats.beta.logpdf(zn**a, 1, b) + np.log(a) + (a - 1) * np.log(zn)).sum(-1)
-    if f == "dirichlet":
-        return np.array([stats.dirichlet.logpdf(v / v.sum(), q.concentration[0].numpy()) for v in zn])
+            return (stats.beta.logpdf(u, a, b) + jacobian).sum(-1)
+        # u^a ~ Beta(1, b): change of variables with |d u^a / du| = a u^(a-1)
+        return (stats.beta.logpdf(u**a, 1, b) + np.log(a) + (a - 1) * np.log(u) + jacobian).sum(-1)
+    if f == "dirichlet":  # y = log u, scored in its first D - 1 coordinates: Jacobian prod_(d<D) u_d
+        u = np.exp(zn)
+        return np.array([stats.dirichlet.logpdf(v / v.sum(), q.concentration[0].numpy()) for v in u]) + zn[:, :-1].sum(-1)
     if f == "spherical":
         return _spherical_scipy_log_prob(fam, q, zn)
     return None  # categorical: scipy has no Concrete distribution

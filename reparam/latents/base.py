@@ -101,6 +101,16 @@ class Family(nn.Module):
         """A representative latent of q for pictures and traversals: its mean, (*batch, dim)."""
         return q.mean
 
+    def unit_mean(self, q: Distribution) -> torch.Tensor:
+        """The posterior mean of each latent unit as the model uses it, (*batch, dim).
+
+        Active units count the dimensions d with Cov_x(E_q[z_d]) above a threshold (Burda
+        et al. 2016), read from this. Default: ``point(q)``. A family whose latent lives
+        in another space than the unit it stands for overrides it (a relaxed bit: the
+        probability sigmoid(logit), not the logit; a Beta logit: E[z] in (0, 1)).
+        """
+        return self.point(q)
+
     # Hooks for the report and the explorer. The defaults suit real-valued latents; a
     # family with a bounded, discrete or coupled support overrides the ones that differ.
 
@@ -164,7 +174,7 @@ class Family(nn.Module):
         return p.mean + temperature * (z - p.mean)
 
     def on_step(self, step: int) -> None:
-        """Called by the trainer before every optimizer step (temperature schedules)."""
+        """Called by the trainer after every optimizer step with the new step count (temperature schedules)."""
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}"

@@ -104,6 +104,10 @@ class RelaxedBernoulliFamily(RelaxedFamily):
         """The logits: the decoder then sees sigmoid(logits) = P(bit = 1), or the likelier bit."""
         return q.base_dist.logits
 
+    def unit_mean(self, q: Independent) -> torch.Tensor:
+        """P(bit = 1) = sigmoid(logits), the mean of the bit the relaxation stands for."""
+        return torch.sigmoid(q.base_dist.logits)
+
     def traverse(self, point: torch.Tensor, d: int, steps: int) -> torch.Tensor:
         """Flip bit d: y_d sweeps [-6, 6], so sigmoid(y_d) goes from 0.0025 to 0.9975."""
         z = point.expand(steps, self.dim).clone()  # (steps, D)

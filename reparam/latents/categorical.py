@@ -78,6 +78,10 @@ class RelaxedCategoricalFamily(RelaxedFamily):
         """log p_nk, flattened: the decoder then sees the class probabilities (or the modes)."""
         return self.logits(q).flatten(-2)
 
+    def unit_mean(self, q: TransformedDistribution) -> torch.Tensor:
+        """The class probabilities p_nk, flattened: the mean of the one-hot the relaxation stands for."""
+        return self.logits(q).exp().flatten(-2)
+
     def traverse(self, point: torch.Tensor, d: int, steps: int) -> torch.Tensor:
         """Move the mass of d's variable onto class d: p_t = (1 - t) p + t e_d, t in [0, 1]."""
         n, k = divmod(d, self.classes)

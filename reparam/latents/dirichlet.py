@@ -1,15 +1,70 @@
-"""Dirichlet latents on the simplex, reparameterized by implicit gradients (Figurnov et al. 2018)."""
+"""Dirichlet latents on the simplex, drawn and scored in log space, implicit gradients (Figurnov et al. 2018)."""
 
 from __future__ import annotations
 
 import torch
-from torch.distributions import Dirichlet
+import torch.nn.functional as F
+from torch.distributions import Dirichlet, Distribution, constraints, kl_divergence, register_kl
 
 from ..errors import ConfigError
-from ..numerics import positive
+from ..numerics import log_gamma, positive
 from . import register
 from .base import Family
 from .beta import check_positive
+
+
+class LogDirichlet(Distribution):
+    """y = log z for z ~ Dirichlet(alpha) on the simplex in R^D (so logsumexp(y) = 0).
+
+    Drawn as y = log G - logsumexp(log G), G_d ~ Gamma(alpha_d, 1) drawn in log space
+    (``numerics.log_gamma``): a concentration of 0.02 puts coordinates of z below 1e-50,
+    where float32 z underflows (torch clamps it to 1.2e-38) and every density computed
+    from it is wrong. Scored as the density of (y_1, ..., y_(D-1)), the free coordinates:
+    log q(y) = sum_d (alpha_d - 1) y_d + sum_(d<D) y_d + log Gamma(alpha_0) - sum_d log Gamma(alpha_d)
+    (the Dirichlet density times the Jacobian prod_(d<D) z_d). E[y_d] = psi(alpha_d) -
+    psi(alpha_0), Var[y_d] = psi'(alpha_d) - psi'(alpha_0); the KL between two of them is
+    the Dirichlet KL. Shapes: concentration (*batch, D), y (*sample, *batch, D).
+    """
+
+    arg_constraints = {"concentration": constraints.independent(constraints.positive, 1)}
+    support = constraints.real_vector
+    has_rsample = True
+
+    def __init__(self, concentration: torch.Tensor, validate_args=None):
+        self.concentration = concentration
+        super().__init__(concentration.shape[:-1], concentration.shape[-1:], validate_args=validate_args)
+
+    def expand(self, batch_shape, _instance=None):
+        return LogDirichlet(self.concentration.expand(torch.Size(batch_shape) + self.event_shape), validate_args=False)
+
+    def rsample(self, sample_shape=torch.Size()) -> torch.Tensor:
+        log_g = log_gamma(self.concentration.expand(self._extended_shape(sample_shape)))
+        return log_g - torch.logsumexp(log_g, -1, keepdim=True)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        if self._validate_args:
+            self._validate_sample(value)
+        alpha = self.concentration
+        norm = torch.lgamma(alpha.sum(-1)) - torch.lgamma(alpha).sum(-1)
+        return (alpha * value).sum(-1) - value[..., -1] + norm
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return torch.digamma(self.concentration) - torch.digamma(self.concentration.sum(-1, keepdim=True))
+
+    @property
+    def variance(self) -> torch.Tensor:
+        return torch.polygamma(1, self.concentration) - torch.polygamma(1, self.concentration.sum(-1, keepdim=True))
+
+    def unit(self) -> Dirichlet:
+        """The distribution of z = exp(y) on the simplex."""
+        return Dirichlet(self.concentration, validate_args=False)
+
+
+@register_kl(LogDirichlet, LogDirichlet)
+def kl_log_dirichlet(q: LogDirichlet, p: LogDirichlet) -> torch.Tensor:
+    """KL between the logs of two Dirichlets = the Dirichlet KL (closed form, torch)."""
+    return kl_divergence(q.unit(), p.unit())
 
 
 def check_simplex_dim(name: str, dim: int) -> None:
@@ -19,11 +74,12 @@ def check_simplex_dim(name: str, dim: int) -> None:
 
 @register("dirichlet")
 class DirichletFamily(Family):
-    """q(z|x) = Dirichlet(alpha(x)), p(z) = Dirichlet(alpha0 * 1), z on the simplex in R^D.
+    """q(z|x) = Dirichlet(alpha(x)), p(z) = Dirichlet(alpha0 * 1), z on the simplex in R^D, as log z.
 
     The encoder emits ``dim`` raw numbers, mapped to concentrations by softplus + floor.
-    torch draws z = g / sum(g) with g_d ~ Gamma(alpha_d, 1) and differentiates it
-    implicitly (Figurnov, Mohamed & Mnih 2018; Jankowiak & Obermeyer 2018), so the
+    The latent is y = log z (``decoder_input`` is exp(y) = z), drawn as y = log g -
+    logsumexp(log g) with g_d ~ Gamma(alpha_d, 1) in log space (see ``LogDirichlet``);
+    the Gamma draws are differentiated implicitly (Figurnov, Mohamed & Mnih 2018), so the
     gradient is exact up to torch's numerical approximation of dF/d alpha.
     KL, closed form: log Gamma(a0) - sum log Gamma(a_d) - log Gamma(D alpha0)
     + D log Gamma(alpha0) + sum (a_d - alpha0)(psi(a_d) - psi(a0)), a0 = sum a_d.
@@ -37,27 +93,45 @@ class DirichletFamily(Family):
         check_simplex_dim(self.name, dim)
         self.alpha0 = check_positive("alpha0", alpha0)
 
-    def posterior(self, raw: torch.Tensor) -> Dirichlet:
+    def posterior(self, raw: torch.Tensor) -> LogDirichlet:
         (raw_alpha,) = self.split(raw)  # (*batch, D)
-        return Dirichlet(positive(raw_alpha), validate_args=False)
+        return LogDirichlet(positive(raw_alpha), validate_args=False)
 
-    def prior(self) -> Dirichlet:
-        return Dirichlet(self._full(self.alpha0), validate_args=False)
+    def prior(self) -> LogDirichlet:
+        return LogDirichlet(self._full(self.alpha0), validate_args=False)
+
+    def decoder_input(self, z: torch.Tensor) -> torch.Tensor:
+        """exp(y): the point of the simplex."""
+        return z.exp()
+
+    def unit_mean(self, q: LogDirichlet) -> torch.Tensor:
+        """E_q[z] = alpha / alpha_0 on the simplex, (*batch, D)."""
+        return q.unit().mean
+
+    def point(self, q: LogDirichlet) -> torch.Tensor:
+        """log E_q[z]: the decoder then sees the posterior mean of z."""
+        return self.unit_mean(q).log()
 
     def traverse(self, point: torch.Tensor, d: int, steps: int) -> torch.Tensor:
-        """Move along the simplex: z_d sweeps (0.02, 0.98), the rest keep their proportions."""
+        """Move along the simplex: z_d sweeps (0.02, 0.98), the rest keep their proportions (as logs)."""
         t = torch.linspace(0.02, 0.98, steps, dtype=point.dtype, device=point.device).unsqueeze(-1)
-        rest = point.clone()
+        rest = point.exp()
         rest[d] = 0
         rest = rest / rest.sum().clamp_min(1e-12)  # (D,), sums to one without d
         z = (1 - t) * rest  # (steps, D)
         z[:, d] = t.squeeze(-1)
-        return z
+        return z.clamp_min(torch.finfo(z.dtype).tiny).log()
 
     def constrain(self, z: torch.Tensor) -> torch.Tensor:
-        """Onto the open simplex: negative parts cut to a tiny floor, then renormalized."""
-        z = z.clamp_min(torch.finfo(z.dtype).eps)
-        return z / z.sum(-1, keepdim=True)
+        """Onto the simplex: the log of the normalized exp(y) (log_softmax)."""
+        return F.log_softmax(z, -1)
+
+    def interpolation_kinds(self) -> tuple[str, ...]:
+        return ("linear",)
+
+    def interpolate(self, a: torch.Tensor, b: torch.Tensor, t: torch.Tensor, kind: str = "linear") -> torch.Tensor:
+        """Mix on the simplex, (1 - t) z_a + t z_b, and return the logs: (T, D)."""
+        return super().interpolate(a.exp(), b.exp(), t, kind).log()
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, alpha0={self.alpha0:g}"

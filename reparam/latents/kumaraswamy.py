@@ -3,36 +3,53 @@
 from __future__ import annotations
 
 import torch
-from torch.distributions import Beta, Independent, Kumaraswamy, register_kl
+import torch.nn.functional as F
+from torch.distributions import Beta, Distribution, Independent, Kumaraswamy, constraints, register_kl
+from torch.distributions.utils import broadcast_all
 
-from ..numerics import clamp_probs, log1mexp, log1mexp_neg_exp, log_neg_log1mexp, tanh_sinh, uniform
+from ..numerics import log1mexp_neg_exp, log_neg_log1mexp, log_softplus, tanh_sinh, uniform
 from . import register
-from .beta import UnitIntervalFamily
+from .beta import LogitBeta, UnitIntervalFamily
 
 
-class StableKumaraswamy(Kumaraswamy):
-    """torch's Kumaraswamy(a, b) with the inverse CDF and density evaluated in log space.
+class LogitKumaraswamy(Distribution):
+    """The logit y = log z - log(1 - z) of z ~ Kumaraswamy(a, b), drawn and scored in log space.
 
-    z = (1 - (1 - u)^(1/b))^(1/a), u ~ U(0, 1): log z = log(1 - exp(log(1 - u) / b)) / a.
-    log q(z) = log a + log b + (a - 1) log z + (b - 1) log(1 - z^a). torch's version
-    composes power transforms and returns z = 0 or 1 exactly (and log q = inf) for
-    small concentrations; here samples are clamped into (0, 1) instead.
+    Draw: v ~ U(0, 1), z = (1 - v^(1/b))^(1/a), through l = log(-log z) =
+    log(-log(1 - e^(log v / b))) - log a: log z = -e^l and log(1 - z) = log(1 - exp(-e^l)),
+    both exact however close z is to 0 or 1. Density (Kumaraswamy's times dz/dy = z (1 - z)):
+    log q(y) = log a + log b + a log z + (b - 1) log(1 - z^a) + log(1 - z), with
+    log z = log sigmoid(y) and log(1 - z^a) = log(1 - exp(-exp(log a + log(-log z)))).
+    Shapes: concentrations (*batch,), y (*sample, *batch).
     """
+
+    arg_constraints = {"concentration1": constraints.positive, "concentration0": constraints.positive}
+    support = constraints.real
+    has_rsample = True
+
+    def __init__(self, concentration1: torch.Tensor, concentration0: torch.Tensor, validate_args=None):
+        self.concentration1, self.concentration0 = broadcast_all(concentration1, concentration0)
+        super().__init__(self.concentration1.shape, validate_args=validate_args)
+
+    def expand(self, batch_shape, _instance=None):
+        return LogitKumaraswamy(self.concentration1.expand(batch_shape), self.concentration0.expand(batch_shape), validate_args=False)
 
     def rsample(self, sample_shape=torch.Size()) -> torch.Tensor:
         a, b = self.concentration1, self.concentration0  # (*batch,)
-        u = uniform(self._extended_shape(sample_shape), a)
-        log_z = log1mexp(torch.log1p(-u) / b) / a
-        return clamp_probs(log_z.exp())
-
-    def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
-        with torch.no_grad():
-            return self.rsample(sample_shape)
+        log_v = torch.log1p(-uniform(self._extended_shape(sample_shape), a))  # v = 1 - u ~ U(0, 1)
+        log_neg_log_z = log_neg_log1mexp(log_v / b) - a.log()
+        return -log_neg_log_z.exp() - log1mexp_neg_exp(log_neg_log_z)  # log z - log(1 - z)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        if self._validate_args:
+            self._validate_sample(value)
         a, b = self.concentration1, self.concentration0
-        log_z = clamp_probs(value).log()
-        return a.log() + b.log() + (a - 1) * log_z + (b - 1) * log1mexp(a * log_z)
+        log_1m_za = log1mexp_neg_exp(a.log() + log_softplus(-value))  # -log z = softplus(-y)
+        return a.log() + b.log() + a * F.logsigmoid(value) + (b - 1) * log_1m_za + F.logsigmoid(-value)
+
+    def unit(self) -> Kumaraswamy:
+        """The distribution of z = sigmoid(y) (torch's, for its moments and the KL)."""
+        return Kumaraswamy(self.concentration1, self.concentration0, validate_args=False)
 
 
 #: Fixed tanh-sinh rules for E_q[log(1 - z)] (see ``expected_log1m``): 63 nodes for
@@ -69,8 +86,8 @@ def expected_log1m(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return out.reshape(a.shape)
 
 
-@register_kl(StableKumaraswamy, Beta)
-def kl_kumaraswamy_beta(q: StableKumaraswamy, p: Beta) -> torch.Tensor:
+@register_kl(Kumaraswamy, Beta)
+def kl_kumaraswamy_beta(q: Kumaraswamy, p: Beta) -> torch.Tensor:
     """KL(Kumaraswamy(a, b) || Beta(alpha, beta)) (Nalisnick & Smyth 2017, sec. 3.2):
 
     (a - alpha) / a (-gamma - psi(b) - 1/b) + log(a b) + log B(alpha, beta) - (b - 1) / b
@@ -87,6 +104,12 @@ def kl_kumaraswamy_beta(q: StableKumaraswamy, p: Beta) -> torch.Tensor:
     return kl - (beta - 1) * expected_log1m(a, b).to(kl.dtype)
 
 
+@register_kl(LogitKumaraswamy, LogitBeta)
+def kl_logit_kumaraswamy_beta(q: LogitKumaraswamy, p: LogitBeta) -> torch.Tensor:
+    """The same KL for the logits (a bijection keeps it)."""
+    return kl_kumaraswamy_beta(q.unit(), p.unit())
+
+
 @register("kumaraswamy")
 class KumaraswamyFamily(UnitIntervalFamily):
     """q(z|x) = prod_d Kumaraswamy(a_d, b_d), p(z) = prod_d Beta(prior_alpha, prior_beta).
@@ -94,11 +117,12 @@ class KumaraswamyFamily(UnitIntervalFamily):
     The encoder emits ``2 * dim`` raw numbers, mapped to a, b by softplus + floor. The
     Kumaraswamy's CDF 1 - (1 - z^a)^b inverts in closed form, so z is an explicit
     differentiable function of (a, b) and uniform noise (Nalisnick & Smyth 2017,
-    "Stick-Breaking Variational Autoencoders"). KL to the Beta prior: closed form up to
-    one expectation computed by quadrature, see ``kl_kumaraswamy_beta``; exact when prior_beta = 1.
+    "Stick-Breaking Variational Autoencoders"); it is drawn and scored as logits (see
+    ``LogitKumaraswamy``). KL to the Beta prior: closed form up to one expectation
+    computed by quadrature, see ``kl_kumaraswamy_beta``; exact when prior_beta = 1.
     """
 
     def posterior(self, raw: torch.Tensor) -> Independent:
         a, b = self.concentrations(raw)  # (*batch, D) each
-        return Independent(StableKumaraswamy(a, b, validate_args=False), 1)
+        return Independent(LogitKumaraswamy(a, b, validate_args=False), 1)
 
