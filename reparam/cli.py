@@ -89,15 +89,28 @@ def cmd_eval(a: argparse.Namespace) -> int:
         print(json.dumps(out, sort_keys=True))
         return 0
     print(f"test set     {out['n']} images, k = {out['k']} importance samples ({out['precision']} decoder)")
-    print(f"ELBO         {out['elbo']:.3f} nats  (log p(x|z) {out['log_px_z']:.3f}, KL {out['kl']:.3f})")
-    print(f"NLL          {out['nll']:.3f} ± {out['nll_se']:.3f} nats   ({out['bits_per_dim']:.4f} bits/dim)")
-    print(f"ESS          {out['ess']:.1f} of {out['k']}")
+    print(f"model        {out['model']}")
+    _print_scores(out)
+    for key in ("discrete", "objective"):
+        if key in out:
+            block = out[key]
+            print(f"{key + ':':<13}{block['what']}" + (f" ({block['model']})" if "model" in block else ""))
+            _print_scores(block, indent="  ")
     print(f"active units {out['active_units']} of {out['latent_dim']} (Cov_x E_q[z_d] > 0.01)")
     print(f"I(x; z)      {out['mi']:.3f} ± {out['mi_se']:.3f} nats (at most log N = {out['mi_max']:.3f})")
     print(f"KL(q(z)||p)  {out['kl_marginal']:.3f} nats (aggregate posterior vs prior)")
     if out["kl_per_dim"] is not None:
         print("KL per dim   " + " ".join(f"{v:.2f}" for v in out["kl_per_dim"]))
     return 0
+
+
+def _print_scores(out: dict, indent: str = "") -> None:
+    """The ELBO line, and the NLL and ESS lines where the block has them."""
+    w = 13 - len(indent)
+    print(f"{indent}{'ELBO':<{w}}{out['elbo']:.3f} nats  (log p(x|z) {out['log_px_z']:.3f}, KL {out['kl']:.3f})")
+    if "nll" in out:
+        print(f"{indent}{'NLL':<{w}}{out['nll']:.3f} ± {out['nll_se']:.3f} nats   ({out['bits_per_dim']:.4f} bits/dim)")
+        print(f"{indent}{'ESS':<{w}}{out['ess']:.1f} of {out['k']}")
 
 
 def cmd_sample(a: argparse.Namespace) -> int:

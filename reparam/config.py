@@ -117,12 +117,13 @@ class ObjectiveConfig:
             estimators.check(self.estimator, self.baseline, self.name, self.k, has_rsample=True)
 
     def check_family(self, family) -> None:
-        """The estimator against the family: a pathwise one needs rsample (estimators.check)."""
+        """The bound and estimator against the family (estimators.check, objectives.check_family)."""
         from . import estimators, objectives
 
+        objectives.check_family(self.name, family)
         if "estimator" in objectives.accepted(self.name):  # a bound without estimators draws its own z
             has = estimators.has_rsample(family)
-            estimators.check(self.estimator, self.baseline, self.name, self.k, has, f"latent.family={family.name}")
+            estimators.check(self.estimator, self.baseline, self.name, self.k, has, f"latent.family={family.name}", family.kl_mismatch())
 
 
 @dataclass

@@ -121,6 +121,11 @@ def sum_(t: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def global_mean(t: torch.Tensor, global_batch: int) -> torch.Tensor:
+    """Mean over the global batch of this rank's rows t (B_rank, ...): (...), the same on every rank."""
+    return sum_(t.sum(0)) / global_batch
+
+
 def gather_rng(d: Dist, device: torch.device) -> list[torch.Tensor]:
     """Every rank's CPU torch RNG state (uint8), in rank order, on every rank."""
     state = torch.get_rng_state().to(device)

@@ -48,21 +48,26 @@ def names() -> list[str]:
     return ["auto", *sorted(ESTIMATORS)]
 
 
-def supported(has_rsample: bool, objective: str, k: int) -> list[str]:
-    """Estimators usable with a family (with or without rsample), a bound and K."""
+def supported(has_rsample: bool, objective: str, k: int, kl_mismatch: str | None = None) -> list[str]:
+    """Estimators usable with a family (with or without rsample, its ``kl_mismatch``), a bound and K."""
     ok = []
     for name, cls in sorted(ESTIMATORS.items()):
-        if (has_rsample or not cls.pathwise) and cls.applies_to(objective) and k >= cls.min_k:
+        fits = (has_rsample or not cls.pathwise) and not (cls.needs_density_kl and kl_mismatch)
+        if fits and cls.applies_to(objective) and k >= cls.min_k:
             ok.append(name)
     return ok
 
 
-def check(estimator: str, baseline: str, objective: str, k: int, has_rsample: bool, family: str = "this family") -> str:
+def check(
+    estimator: str, baseline: str, objective: str, k: int, has_rsample: bool, family: str = "this family",
+    kl_mismatch: str | None = None,
+) -> str:
     """Resolve ``auto`` and validate the combination; returns the estimator's name.
 
     Raises ConfigError (one line) for an unknown name, a pathwise estimator on a family
-    without rsample, an estimator or baseline that needs K > 1 at K = 1, or a bound the
-    estimator does not apply to.
+    without rsample, an estimator that rewrites the KL as E_q[log q - log p] on a family
+    whose KL is another (``Family.kl_mismatch``), an estimator or baseline that needs
+    K > 1 at K = 1, or a bound the estimator does not apply to.
     """
     if estimator == "auto":
         estimator = "pathwise" if has_rsample else "score"
@@ -75,6 +80,9 @@ def check(estimator: str, baseline: str, objective: str, k: int, has_rsample: bo
             f"objective.estimator={estimator} needs a latent family with rsample (a reparameterized "
             f"sample); {family} has none and supports: {ok}"
         )
+    if cls.needs_density_kl and kl_mismatch:
+        ok = ", ".join(supported(has_rsample, objective, k, kl_mismatch))
+        raise ConfigError(f"objective.estimator={estimator} rewrites the KL as E_q[log q(z|x) - log p(z)], but {kl_mismatch}; use one of: {ok}")
     if not cls.applies_to(objective):
         raise ConfigError(f"objective.estimator={estimator} applies to objective.name={' or '.join(cls.bounds)}, not {objective}")
     if k < cls.min_k:
@@ -95,7 +103,8 @@ class Draw:
 
     q: batch (B,), event (D,); z (K, B, D);
     log_px_z (K, B). z is reparameterized (``rsample``) for pathwise estimators and a
-    plain, detached draw for the score function.
+    plain, detached draw for the score function. ``free_bits`` is the bound's
+    ``objectives.FreeBits`` when it floors the KL (estimators keep the same mask).
     """
 
     model: Any
@@ -104,6 +113,7 @@ class Draw:
     z: torch.Tensor
     log_px_z: torch.Tensor
     estimator: "Estimator"
+    free_bits: Any = None
 
     def log_pz(self) -> torch.Tensor:
         """log p(z_k), (K, B)."""
@@ -111,11 +121,23 @@ class Draw:
 
     def log_q(self, stop: bool = False) -> torch.Tensor:
         """log q(z_k|x), (K, B); with ``stop`` the parameters of q are detached (z is not)."""
-        if not stop:
-            return self.q.log_prob(self.z)
+        return (self._q_stop() if stop else self.q).log_prob(self.z)
+
+    def log_ratio(self, stop: bool = False) -> torch.Tensor:
+        """log p(z_k) - log q(z_k|x), (K, B), the part of it the bound keeps under free bits."""
+        total = self.log_pz() - self.log_q(stop)
+        if self.free_bits is None:
+            return total
+        family = self.model.family
+        q = self.q if not stop else self._q_stop()
+        per_dim = None
+        if self.free_bits.group is not None:
+            per_dim = family.log_prob_per_dim(self.model.prior(), self.z) - family.log_prob_per_dim(q, self.z)
+        return self.free_bits.active(per_dim, total)
+
+    def _q_stop(self) -> Distribution:
         with torch.no_grad():  # q's parameters, without a path to phi
-            q_stop = self.model.posterior(self.x)
-        return q_stop.log_prob(self.z)
+            return self.model.posterior(self.x)
 
     def kl_uses_samples(self) -> bool:
         """True when the family's KL is a Monte Carlo estimate from z (no closed form)."""
@@ -129,7 +151,7 @@ class Draw:
 def draw(model, x: torch.Tensor, k: int, objective: str, estimator: str = "auto", baseline: str = "none") -> Draw:
     """Encode x (B, *x_shape), pick the estimator, draw z (K, B, D) and score log p(x|z)."""
     q = model.posterior(x)
-    est = ESTIMATORS[check(estimator, baseline, objective, k, q.has_rsample)](baseline)
+    est = ESTIMATORS[check(estimator, baseline, objective, k, q.has_rsample, kl_mismatch=model.family.kl_mismatch())](baseline)
     z = q.rsample((k,)) if est.pathwise else q.sample((k,))  # (K, B, D)
     return Draw(model, x, q, z, model.likelihood(z).log_prob(x), est)
 
@@ -144,6 +166,7 @@ class Estimator:
 
     name = ""
     pathwise = True  # needs rsample
+    needs_density_kl = False  # rewrites the KL as E_q[log q - log p] (see Family.kl_mismatch)
     bounds: tuple[str, ...] | None = ("elbo", "iwae")  # None: any bound that draws through estimators.draw
     min_k = 1
 
@@ -184,11 +207,15 @@ class StickingTheLanding(Estimator):
     (any K, where the bound is mean_k log w_k) the estimate stays unbiased and its
     variance vanishes when q is the exact posterior. For the IWAE bound with K > 1 the
     dropped term sum_k w~_k grad log q(z_k) does *not* have mean 0: STL is biased there
-    (Tucker et al. 2018, section 5), which DReG corrects.
+    (Tucker et al. 2018, section 5), which DReG corrects. Under free bits only the KL
+    groups above the floor enter (``Draw.log_ratio``), as in the bound; a family whose KL
+    is not KL(q || p) of its own densities (``Family.kl_mismatch``) is refused.
     """
 
+    needs_density_kl = True
+
     def stopped(self, d: Draw, beta: float) -> torch.Tensor:
-        return d.log_px_z + beta * (d.log_pz() - d.log_q(stop=True))  # (K, B)
+        return d.log_px_z + beta * d.log_ratio(stop=True)  # (K, B)
 
     def elbo(self, d: Draw, bound: torch.Tensor, beta: float) -> torch.Tensor:
         return swap_gradient(bound, self.stopped(d, beta).mean(0))
@@ -231,9 +258,8 @@ class ScoreFunction(Estimator):
     gradient and the z-free terms (a closed-form KL); the second term gives
     E_q[A_k grad log q], with A_k = the learning signal minus a baseline (``baselines.py``).
     ELBO: per-sample signal v_k = log p(x|z_k) (+ beta (log p(z_k) - log q(z_k|x)) when the
-    KL is Monte Carlo), A_k = (v_k - b_k) / K. IWAE: v_k = log w_k, A_k = L_K - b_k.
-    Free bits act through the closed-form KL; with a Monte Carlo KL the signal carries the
-    plain KL, unfloored.
+    KL is Monte Carlo, only its groups above the floor under free bits), A_k = (v_k - b_k) / K.
+    IWAE: v_k = log w_k, A_k = L_K - b_k. With a closed-form KL, free bits act through it.
     """
 
     pathwise = False
@@ -241,7 +267,7 @@ class ScoreFunction(Estimator):
     def elbo(self, d: Draw, bound: torch.Tensor, beta: float) -> torch.Tensor:
         v = d.log_px_z
         if d.kl_uses_samples():
-            v = v + beta * (d.log_pz() - d.log_q())
+            v = v + beta * d.log_ratio()
         return self.surrogate(d, bound, v.detach(), Shape.MEAN)
 
     def iwae(self, d: Draw, bound: torch.Tensor, beta: float) -> torch.Tensor:

@@ -39,23 +39,23 @@ def parse_spec(spec: str) -> dict[str, str]:
     return {"estimator": estimator.strip(), "baseline": baseline.strip() or "none"}
 
 
-def default_specs(has_rsample: bool, objective: str, k: int) -> list[str]:
+def default_specs(has_rsample: bool, objective: str, k: int, kl_mismatch: str | None = None) -> list[str]:
     """Every estimator (and score baseline) that applies to this family, bound and K.
 
     Pathwise first (the reference); ``iwae`` is left out, being pathwise on the IWAE bound.
     """
-    ok = set(estimators.supported(has_rsample, objective, k))
+    ok = set(estimators.supported(has_rsample, objective, k, kl_mismatch))
     specs = [name for name in ("pathwise", "stl", "dreg") if name in ok]
     if "score" in ok:
         specs += ["score", "score:moving_average", "score:nvil"] + (["score:loo"] if k > 1 else [])
     return specs
 
 
-def check_specs(specs: list[str], has_rsample: bool, objective: str, k: int, family: str) -> None:
+def check_specs(specs: list[str], has_rsample: bool, objective: str, k: int, family: str, kl_mismatch: str | None = None) -> None:
     """ConfigError (one line) for the first spec that does not apply."""
     for spec in specs:
         s = parse_spec(spec)
-        estimators.check(s["estimator"], s["baseline"], objective, k, has_rsample, f"latent.family={family}")
+        estimators.check(s["estimator"], s["baseline"], objective, k, has_rsample, f"latent.family={family}", kl_mismatch)
 
 
 def groups(model: nn.Module) -> dict[str, list[nn.Parameter]]:
@@ -164,12 +164,14 @@ def measure_one(model: nn.Module, objective, x: torch.Tensor, kwargs: dict, repl
 def measure(model: nn.Module, ocfg, x: torch.Tensor, specs: list[str], replicates: int, k: int | None = None) -> dict:
     """The lab's numbers for each spec ('pathwise', 'score:loo', ...) on minibatch x.
 
-    ``ocfg`` is the run's ObjectiveConfig (bound, K, beta); ``k`` overrides K. The model is
-    measured in eval mode (a moving-average baseline is read, not updated) and returned
-    in the mode it came in.
+    ``ocfg`` is the run's ObjectiveConfig (bound, K, beta after warm-up, free bits); ``k``
+    overrides K. The model is measured in eval mode (a moving-average baseline is read,
+    not updated) and returned in the mode it came in.
     """
     k = k or ocfg.k
-    objective, base = objectives.lookup(ocfg.name), {"k": k, "beta": float(ocfg.beta)}
+    objective = objectives.lookup(ocfg.name)
+    base = {key: v for key, v in objectives.call_kwargs(ocfg, ocfg.warmup).items() if key not in ("estimator", "baseline")}
+    base["k"] = k
     was_training, rows, ref = model.training, {}, None
     model.eval()
     try:
@@ -241,7 +243,7 @@ def training_hooks(trainer) -> list[Callable[[dict], None]]:
         return []
     x = fixed_batch(trainer.train_x, cfg, min(cfg.train.batch_size, len(trainer.train_x)), cfg.seed)
     has = estimators.has_rsample(trainer.model.family)
-    specs = default_specs(has, cfg.objective.name, cfg.objective.k)
+    specs = default_specs(has, cfg.objective.name, cfg.objective.k, trainer.model.family.kl_mismatch())
 
     def hook(record: dict) -> None:
         if record["epoch"] % cfg.train.gradvar_every:

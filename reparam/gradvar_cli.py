@@ -65,9 +65,9 @@ def cmd_gradvar(a: argparse.Namespace) -> int:
         raise ReparamError("--batch and --k must be >= 1")
     model, cfg, x = load_target(a.target, a.batch, a.seed, a.settings)
     k = a.k or cfg.objective.k
-    has = estimators.has_rsample(model.family)
-    specs = [s for s in a.estimators.split(",") if s] if a.estimators else default_specs(has, cfg.objective.name, k)
-    check_specs(specs, has, cfg.objective.name, k, cfg.latent.family)
+    has, mismatch = estimators.has_rsample(model.family), model.family.kl_mismatch()
+    specs = [s for s in a.estimators.split(",") if s] if a.estimators else default_specs(has, cfg.objective.name, k, mismatch)
+    check_specs(specs, has, cfg.objective.name, k, cfg.latent.family, mismatch)
     import torch
 
     torch.manual_seed(a.seed)

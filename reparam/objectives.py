@@ -39,16 +39,20 @@ def beta_at(cfg, step: int) -> float:
     return float(cfg.beta) * min(1.0, step / cfg.warmup)
 
 
-def call_kwargs(cfg, step: int) -> dict:
+def call_kwargs(cfg, step: int, batch_mean=None) -> dict:
     """Keyword arguments for the configured objective at training step ``step``.
 
     The one place where objective schedules live, so the trainer stays generic.
+    ``batch_mean`` averages a (B, G) tensor over the global batch (several processes);
+    free bits choose their mask with it.
     """
     kwargs = {"k": cfg.k, "beta": beta_at(cfg, step)}
     if (cfg.estimator, cfg.baseline) != ("auto", "none"):
         kwargs.update(estimator=cfg.estimator, baseline=cfg.baseline)
     if cfg.free_bits > 0:
         kwargs.update(free_bits=cfg.free_bits, free_bits_group=cfg.free_bits_group)
+        if batch_mean is not None:
+            kwargs.update(batch_mean=batch_mean)
     return kwargs
 
 
@@ -77,53 +81,91 @@ def lookup(name: str) -> Objective:
     return OBJECTIVES[name]
 
 
+#: Bounds whose importance weights are p(x|z) p(z) / q(z|x): they need KL(q || p) to be the
+#: KL of the family's own posterior and prior densities (see ``Family.kl_mismatch``).
+WEIGHTED = {"iwae"}
+
+
+def check_family(name: str, family) -> None:
+    """ConfigError (one line) if bound ``name`` cannot score this family's model."""
+    mismatch = family.kl_mismatch()
+    if name in WEIGHTED and mismatch:
+        raise ConfigError(f"objective.name={name} weighs samples by p(z) / q(z|x), but {mismatch}; use objective.name=elbo")
+
+
 def accepted(name: str) -> set[str]:
     """Names of the keyword arguments objective ``name`` takes."""
     return set(inspect.signature(lookup(name)).parameters) - {"model", "x"}
 
 
-def free_bits_kl(model, q: Distribution, kl: torch.Tensor, lam: float, group: int = 1) -> torch.Tensor:
-    """KL with free bits (Kingma et al. 2016, eq. 15), per example (B,).
+class FreeBits:
+    """Free bits (Kingma et al. 2016, eq. 15) on one minibatch: the KL per group, and which
+    groups sit above the floor.
 
     The bound's KL term becomes sum_g max(lambda, E_batch[KL_g]), where KL_g is the KL of
     latent group g (``group`` consecutive dimensions; 1 = per dimension) and the max is
     taken on the minibatch average, as in the paper. It is written per example as
     sum_g (KL_bg if E_batch[KL_g] > lambda else lambda), whose batch mean equals the
     paper's term exactly, so a group below lambda gets zero gradient. The batch is read
-    only to choose that mask. Families without a per-dimension KL (coupled dimensions,
-    Monte Carlo KL) get the floor on the total KL: max(lambda * D, E_batch[KL]).
+    only to choose that mask, through ``batch_mean`` ((B, G) -> (G,), the plain mean by
+    default; under several processes the mean over the global batch). Families without a
+    per-dimension KL (coupled dimensions, Monte Carlo KL) get the floor on the total KL:
+    max(lambda * D, E_batch[KL]), one group.
     """
-    per_dim = model.family.kl_per_dim(q)  # (B, D) or None
-    if per_dim is None:
-        parts, floor = kl.unsqueeze(-1), lam * model.family.dim  # (B, 1)
-    else:
-        d = per_dim.shape[-1]
-        if d % group:
-            raise ConfigError(f"objective.free_bits_group={group} does not divide latent.dim={d}")
-        parts, floor = per_dim.unflatten(-1, (d // group, group)).sum(-1), lam  # (B, G)
-    above = parts.detach().mean(0) > floor  # (G,): the batch average decides
-    return torch.where(above, parts, torch.full_like(parts, floor)).sum(-1)
+
+    def __init__(self, family, q: Distribution, kl: torch.Tensor, lam: float, group: int = 1, batch_mean=None):
+        per_dim = family.kl_per_dim(q)  # (B, D) or None
+        self.group = None if per_dim is None else group
+        if per_dim is None:
+            self.parts, self.floor = kl.unsqueeze(-1), lam * family.dim  # (B, 1)
+        else:
+            d = per_dim.shape[-1]
+            if d % group:
+                raise ConfigError(f"objective.free_bits_group={group} does not divide latent.dim={d}")
+            self.parts, self.floor = per_dim.unflatten(-1, (d // group, group)).sum(-1), lam  # (B, G)
+        mean = batch_mean(self.parts.detach()) if batch_mean is not None else self.parts.detach().mean(0)
+        self.above = mean > self.floor  # (G,)
+
+    def penalty(self) -> torch.Tensor:
+        """The floored KL per example, (B,)."""
+        return torch.where(self.above, self.parts, torch.full_like(self.parts, self.floor)).sum(-1)
+
+    def active(self, per_dim: torch.Tensor | None, total: torch.Tensor) -> torch.Tensor:
+        """The part of a per-sample KL-like term that the bound keeps: the groups above the floor.
+
+        per_dim (*S, B, D) (used when the KL is per dimension) or total (*S, B); returns (*S, B).
+        """
+        if self.group is None:
+            return total * self.above[0]
+        return (per_dim.unflatten(-1, (-1, self.group)).sum(-1) * self.above).sum(-1)
+
+
+def free_bits_kl(model, q: Distribution, kl: torch.Tensor, lam: float, group: int = 1, batch_mean=None) -> torch.Tensor:
+    """KL with free bits (Kingma et al. 2016, eq. 15), per example (B,): see :class:`FreeBits`."""
+    return FreeBits(model.family, q, kl, lam, group, batch_mean).penalty()
 
 
 @register("elbo")
 def elbo(
     model, x: torch.Tensor, k: int = 1, beta: float = 1.0, free_bits: float = 0.0, free_bits_group: int = 1,
-    estimator: str = "auto", baseline: str = "none",
+    estimator: str = "auto", baseline: str = "none", batch_mean=None,
 ) -> tuple[torch.Tensor, Terms]:
     """ELBO = E_q[log p(x|z)] - KL(q(z|x) || p(z)), averaged over k samples.
 
     x: (B, *x_shape). Returns the bound log p(x|z) - beta * KL (Higgins et al. 2017; beta=1
     is the ELBO; with ``free_bits`` > 0 the KL is floored per group, see
-    :func:`free_bits_kl`) of shape (B,) and the terms ``elbo``, ``log_px_z``, ``kl`` (B,),
-    which always describe the plain ELBO. ``estimator``/``baseline`` choose the gradient
-    (see estimators.py); the bound's value does not depend on them. The default draws z
-    with the reparameterization trick wherever the family has ``rsample``.
+    :class:`FreeBits`, its mask chosen with ``batch_mean``) of shape (B,) and the terms
+    ``elbo``, ``log_px_z``, ``kl`` (B,), which always describe the plain ELBO.
+    ``estimator``/``baseline`` choose the gradient (see estimators.py; each uses the same
+    free-bits mask); the bound's value does not depend on them. The default draws z with
+    the reparameterization trick wherever the family has ``rsample``.
     """
     d = estimators.draw(model, x, k, "elbo", estimator, baseline)  # z (K, B, D)
     log_px_z = d.log_px_z.mean(0)  # (B,), summed over pixels
     kl = model.kl(d.q, d.z)  # (B,)
-    penalty = free_bits_kl(model, d.q, kl, free_bits, free_bits_group) if free_bits > 0 else kl
-    bound = log_px_z - beta * penalty
+    if free_bits > 0:
+        d.free_bits = FreeBits(model.family, d.q, kl, free_bits, free_bits_group, batch_mean)
+    bound = log_px_z - beta * (kl if d.free_bits is None else d.free_bits.penalty())
     return d.estimator.elbo(d, bound, beta), {"elbo": log_px_z - kl, "log_px_z": log_px_z, "kl": kl}
 
 

@@ -126,13 +126,17 @@ class Trainer:
         Distributed: -bound.sum() * world / global batch, so DDP's gradient average is the
         gradient of the global batch mean.
         """
-        kwargs = objectives.call_kwargs(self.cfg.objective, self.step)
+        kwargs = objectives.call_kwargs(self.cfg.objective, self.step, self.batch_mean if self.ddp is not None else None)
         with self.amp.autocast():
             if self.ddp is None:
                 bound, terms = self.objective(self.model, x, **kwargs)
                 return -bound.mean(), terms  # the one reduction over the batch
             bound, terms = self.ddp(x, **kwargs)
             return -bound.sum() * (self.dist.world / self.global_batch), terms
+
+    def batch_mean(self, t: torch.Tensor) -> torch.Tensor:
+        """Mean over the global batch of this rank's rows t (B, ...) (free bits choose their mask with it)."""
+        return distributed.global_mean(t, self.global_batch)
 
     def train_step(self, x: torch.Tensor) -> dict[str, torch.Tensor] | None:
         """One optimizer step on x (B, *x_shape): batch-mean terms, or None if not finite."""

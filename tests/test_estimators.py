@@ -43,8 +43,9 @@ def tiny_model(*overrides: str):
     return model, x
 
 
-def mean_gradient(model, x, objective: str, k: int, spec: str, seed: int = 0) -> dict:
-    """Mean and standard error of M gradient estimates of -mean(bound), per parameter group."""
+def mean_gradient(model, x, objective: str, k: int, spec: str, seed: int = 0, **options) -> dict:
+    """Mean and standard error of M gradient estimates of -mean(bound), per parameter group
+    (``options``: more keyword arguments of the bound, e.g. free_bits)."""
     estimator, _, baseline = spec.partition(":")
     module = baselines.baseline_module(baseline or "none", model.x_shape)
     if module is not None:  # an untrained NVIL net or a zero moving average: any fixed b keeps it unbiased
@@ -53,7 +54,7 @@ def mean_gradient(model, x, objective: str, k: int, spec: str, seed: int = 0) ->
 
     def step():
         model.zero_grad(set_to_none=True)
-        bound, _ = fn(model, x, k=k, estimator=estimator, baseline=baseline or "none")
+        bound, _ = fn(model, x, k=k, estimator=estimator, baseline=baseline or "none", **options)
         (-bound.mean()).backward()
 
     torch.manual_seed(seed)
@@ -97,6 +98,21 @@ def test_estimator_mean_equals_reference_gradient(objective, k, spec, reference)
     model, x = tiny_model(f"objective.name={objective}", f"objective.k={k}")
     a = mean_gradient(model, x, objective, k, spec, seed=1)
     b = mean_gradient(model, x, objective, k, reference, seed=2)
+    assert_same_mean(a, b)
+
+
+@pytest.mark.parametrize("free_bits", [5.0, 0.12], ids=["all-below", "mixed"])
+def test_stl_keeps_the_free_bits_mask(free_bits):
+    """With free bits, STL's mean gradient is that of the floored bound (pathwise on the same
+    bound): KL groups below the floor give no gradient in either. At lambda = 5 every group is
+    below; at 0.12 the tiny model's two dimensions fall on both sides of it."""
+    model, x = tiny_model()
+    with torch.no_grad():
+        kl = model.family.kl_per_dim(model.posterior(x)).mean(0)
+    if free_bits < 1:
+        assert float(kl.min()) < free_bits < float(kl.max()), kl
+    a = mean_gradient(model, x, "elbo", 2, "stl", seed=1, free_bits=free_bits)
+    b = mean_gradient(model, x, "elbo", 2, "pathwise", seed=2, free_bits=free_bits)
     assert_same_mean(a, b)
 
 
@@ -196,6 +212,8 @@ BAD = [
     (["objective.baseline=nvil"], "objective.estimator=score"),
     (["objective.estimator=reinforce"], "valid: auto, dreg, iwae, pathwise, score, stl"),
     (["objective.estimator=score", "objective.baseline=mean"], "valid: none, moving_average, nvil, loo"),
+    (["latent.family=bernoulli", "latent.kl=discrete", "objective.estimator=stl"], "rewrites the KL as E_q"),
+    (["latent.family=categorical", "latent.kl=discrete", "objective.name=iwae", "objective.k=2"], "weighs samples by p"),
 ]
 
 

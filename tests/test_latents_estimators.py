@@ -79,7 +79,7 @@ def test_discrete_kl_matches_torch(row):
 def test_relaxed_bernoulli_kl_matches_quadrature():
     """Monte Carlo KL in logit space vs numerical integration of q log(q / p), per bit."""
     torch.manual_seed(6)
-    row = Row("b", "bernoulli", options={"temperature": 0.6, "prior_temperature": 0.9})
+    row = Row("b", "bernoulli", options={"temperature": 0.6, "prior_temperature": 0.9, "kl": "relaxed"})
     fam = row.build()
     q, p = fam.posterior(row.raw(fam)), fam.prior()
     tau, logits = 0.6, q.base_dist.logits[0].numpy()

@@ -161,3 +161,41 @@ def test_iwae_warmup_tempers_only_the_trained_bound(model_and_x):
     torch.manual_seed(6)
     tempered, terms2 = objectives.iwae(model, x, k=4, beta=0.0)
     assert torch.allclose(terms2["iwae"], terms["iwae"]) and not torch.allclose(tempered, bound)
+
+
+def _fb_posterior():
+    """32 examples, 2 dims: dim 0 informative in the first half only (KL ~ 2 vs ~ 0.02), dim 1 never."""
+    fam = latents.get("gaussian", 2)
+    loc = torch.zeros(32, 2)
+    loc[:16, 0] = 2.0
+    loc[16:, 0] = 0.2
+    loc[:, 1] = 0.1
+    return fam, fam.posterior(torch.cat([loc, torch.zeros(32, 2)], -1))
+
+
+def _free_bits_worker(rank: int, store: str, out: str) -> None:
+    import torch.distributed as dist
+
+    from reparam import distributed
+
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    fam, q = _fb_posterior()
+    shard = slice(16 * rank, 16 * (rank + 1))
+    q_r = fam.posterior(torch.cat([q.base_dist.loc[shard], q.logvar[shard]], -1))
+    fb = objectives.FreeBits(fam, q_r, fam.kl(q_r), 0.5, batch_mean=lambda t: distributed.global_mean(t, 32))
+    torch.save({"above": fb.above, "penalty": fb.penalty()}, f"{out}/rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_free_bits_mask_is_chosen_on_the_global_batch_under_two_processes(tmp_path):
+    """Two gloo processes, 16 examples each: the mask is the single-process mask of all 32
+    (dim 0 above the floor), although the second process alone would put dim 0 below it."""
+    fam, q = _fb_posterior()
+    single = objectives.FreeBits(fam, q, fam.kl(q), 0.5)
+    alone = objectives.FreeBits(fam, fam.posterior(torch.cat([q.base_dist.loc[16:], q.logvar[16:]], -1)), fam.kl(q)[16:], 0.5)
+    assert single.above.tolist() == [True, False] and alone.above.tolist() == [False, False]
+    torch.multiprocessing.spawn(_free_bits_worker, args=(str(tmp_path / "store"), str(tmp_path)), nprocs=2)
+    parts = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    for p in parts:
+        assert p["above"].tolist() == single.above.tolist()
+    torch.testing.assert_close(torch.cat([p["penalty"] for p in parts]), single.penalty().detach())

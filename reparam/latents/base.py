@@ -88,6 +88,35 @@ class Family(nn.Module):
         except NotImplementedError:
             return None
 
+    def discrete(self) -> "Family | None":
+        """The discrete family this one relaxes (same raw layout, decoder sees hard values), or None.
+
+        A relaxed family's run also reports the discrete model it relaxes (its ELBO and
+        log-likelihood), so relaxation and score function compare on the same model.
+        """
+        return None
+
+    def scored(self) -> "Family":
+        """The family whose model a run's ELBO and log-likelihood describe: itself by default.
+
+        A relaxed family trained with the discrete KL (Jang et al. 2017) optimizes a mixed
+        objective that is no density model's bound; its numbers describe the discrete model.
+        """
+        return self
+
+    def log_prob_per_dim(self, d: Distribution, z: torch.Tensor) -> torch.Tensor | None:
+        """log d(z_d) per dimension, (*sample, *batch, D), when d is ``Independent`` over the last
+        dimension (a factorized posterior or prior); None for coupled dimensions."""
+        return d.base_dist.log_prob(z) if isinstance(d, Independent) else None
+
+    def kl_mismatch(self) -> str | None:
+        """Why ``kl`` is not KL(q || p) between ``posterior`` and ``prior``, or None when it is.
+
+        Estimators that rewrite the KL as E_q[log q(z|x) - log p(z)] (sticking the landing)
+        and bounds that weigh samples by p(z) / q(z|x) (IWAE) need it to be.
+        """
+        return None
+
     def decoder_input(self, z: torch.Tensor) -> torch.Tensor:
         """What the decoder sees for latent z (*batch, D): z itself by default.
 

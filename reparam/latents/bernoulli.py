@@ -10,6 +10,7 @@ from torch.distributions import Distribution, Independent, constraints
 
 from ..numerics import uniform
 from . import register
+from .bernoulli_exact import ExactBernoulliFamily
 from .relaxed import RelaxedFamily
 
 
@@ -59,7 +60,7 @@ class RelaxedBernoulliFamily(RelaxedFamily):
 
     The latent z is the logit y (R^D); ``decoder_input`` maps it to sigmoid(y) in
     (0, 1)^D, or with ``hard`` to the bits 1[y > 0] with the straight-through gradient.
-    Prior: the relaxation of Bernoulli(1/2) at ``prior_temperature`` (logits 0). The
+    Prior: Bernoulli(1/2), relaxed at ``prior_temperature`` (1/2 by default) for kl='relaxed'. The
     encoder emits ``dim`` logits. KL 'relaxed': Monte Carlo in logit space (the KL is
     invariant to the bijection sigmoid). KL 'discrete': per bit,
     KL(Bernoulli(sigmoid(l)) || Bernoulli(1/2)) = p log p + (1 - p) log(1 - p) + log 2.
@@ -70,7 +71,7 @@ class RelaxedBernoulliFamily(RelaxedFamily):
 
     def __init__(
         self, dim: int, *, temperature: float = 1.0, temperature_min: float = 0.5, anneal_rate: float = 3e-5,
-        prior_temperature: float | None = None, hard: bool = False, kl: str = "relaxed",
+        prior_temperature: float | None = None, hard: bool = False, kl: str = "discrete",
     ):
         super().__init__(dim)
         self.setup(temperature, temperature_min, anneal_rate, prior_temperature, hard, kl)
@@ -81,6 +82,9 @@ class RelaxedBernoulliFamily(RelaxedFamily):
 
     def prior(self) -> Independent:
         return Independent(LogisticBinaryConcrete(self.prior_tau(), self._full(0.0), validate_args=False), 1)
+
+    def exact(self) -> ExactBernoulliFamily:
+        return ExactBernoulliFamily(self.dim)
 
     def decoder_input(self, z: torch.Tensor) -> torch.Tensor:
         soft = torch.sigmoid(z)  # (*batch, D)

@@ -11,6 +11,7 @@ from torch.distributions.relaxed_categorical import ExpRelaxedCategorical
 
 from ..errors import ConfigError
 from . import register
+from .categorical_exact import ExactCategoricalFamily
 from .relaxed import RelaxedFamily
 
 
@@ -26,7 +27,7 @@ class RelaxedCategoricalFamily(RelaxedFamily):
     Poole 2017), or with ``hard`` the one-hot of argmax y with the straight-through
     gradient. log q(y) = log (K-1)! + (K-1) log tau + sum_k (l_k - tau y_k)
     - K logsumexp_k(l_k - tau y_k), l = log_softmax(logits) (torch's ExpRelaxedCategorical).
-    Prior: the relaxed uniform categorical (logits 0) at ``prior_temperature``.
+    Prior: the uniform categorical, relaxed at ``prior_temperature`` for kl='relaxed'.
     KL 'relaxed': Monte Carlo; 'discrete': sum_n [sum_k p_nk log p_nk + log K].
     The pathwise gradient is unbiased for the relaxed objective E_q_tau[f(y)].
     The encoder emits ``dim`` logits. ``classes`` >= 2 must divide ``dim``.
@@ -36,13 +37,13 @@ class RelaxedCategoricalFamily(RelaxedFamily):
 
     def __init__(
         self, dim: int, *, classes: int = 4, temperature: float = 1.0, temperature_min: float = 0.5,
-        anneal_rate: float = 3e-5, prior_temperature: float | None = None, hard: bool = False, kl: str = "relaxed",
+        anneal_rate: float = 3e-5, prior_temperature: float | None = None, hard: bool = False, kl: str = "discrete",
     ):
         super().__init__(dim)
         if isinstance(classes, bool) or not isinstance(classes, int) or classes < 2 or dim % classes:
             raise ConfigError(f"latent.classes must be an integer >= 2 that divides latent.dim={dim}, got {classes!r}")
         self.classes, self.variables = classes, dim // classes
-        self.setup(temperature, temperature_min, anneal_rate, prior_temperature, hard, kl)
+        self.setup(temperature, temperature_min, anneal_rate, prior_temperature, hard, kl, classes)
 
     def _relaxed(self, tau: torch.Tensor, logits: torch.Tensor) -> TransformedDistribution:
         """logits (*batch, N, K) -> event (N K,), flattened."""
@@ -61,6 +62,9 @@ class RelaxedCategoricalFamily(RelaxedFamily):
     def prior(self) -> TransformedDistribution:
         zeros = self._full(0.0).unflatten(-1, (self.variables, self.classes))
         return self._relaxed(self.prior_tau(), zeros)
+
+    def exact(self) -> ExactCategoricalFamily:
+        return ExactCategoricalFamily(self.dim, classes=self.classes)
 
     def decoder_input(self, z: torch.Tensor) -> torch.Tensor:
         y = z.unflatten(-1, (self.variables, self.classes))  # (*batch, N, K)

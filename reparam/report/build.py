@@ -25,11 +25,22 @@ def diagnostics(view: RunView) -> dict:
     return {"active_units": int(r.active.sum()), "latent_dim": len(dims), "what": r.what, "dims": dims}
 
 
+def metric_rows(summary: dict) -> list[list]:
+    """(name, value) rows of the scalar metrics; a nested block (the discrete model a relaxed
+    family stands for, a trained objective) becomes rows named ``block: key``."""
+    rows = []
+    for key, value in sorted(summary.items()):
+        if isinstance(value, (int, float, str)):
+            rows.append([key, value])
+        elif isinstance(value, dict):
+            rows += [[f"{key}: {k}", v] for k, v in sorted(value.items()) if isinstance(v, (int, float, str))]
+    return rows
+
+
 def metrics_block(summary: dict) -> str:
     if not summary:
         return '<h2 id="metrics">Final metrics</h2><p class="muted">No summary.json: the run has not finished.</p>'
-    rows = [[k, v] for k, v in sorted(summary.items()) if isinstance(v, (int, float, str))]
-    return '<h2 id="metrics">Final metrics</h2>' + html.table(["metric", "value"], rows)
+    return '<h2 id="metrics">Final metrics</h2>' + html.table(["metric", "value"], metric_rows(summary))
 
 
 def run_page(view: RunView, pngs: dict[str, bytes]) -> str:
