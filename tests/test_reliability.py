@@ -174,3 +174,21 @@ def test_resume_refuses_a_damaged_checkpoint(tmp_path, capsys):
     assert len(err) == 1 and "not a valid safetensors" in err[0] and newest.name in err[0]
     after = {p.name: p.read_bytes() for p in run.rglob("*") if p.is_file()}
     assert {k: v for k, v in after.items() if k != newest.name} == {k: v for k, v in before.items() if k != newest.name}
+
+
+@pytest.mark.parametrize("name", ["gaussian", "nvil"])
+def test_a_checkpoint_written_by_version_0_1_resumes_to_its_own_final_weights(name, tmp_path):
+    """tests/data/checkpoint-v0.1-*: config.json and the step-7 checkpoint of a 16-step digits run
+    written by reparam 0.1 (the layout before the trainer owned its state; ``nvil`` keeps its score
+    baseline's weights under model.baseline.*), and that run's final weights. Resumed today, the
+    run ends on the very same weights, bit for bit."""
+    import shutil
+
+    from reparam.train import resume
+
+    source = Path(__file__).parent / "data" / f"checkpoint-v0.1-{name}"
+    run = tmp_path / name
+    shutil.copytree(source, run)
+    resume(run, progress=False)
+    got, want = runs.load_tensors(run / runs.WEIGHTS), runs.load_tensors(source / "final-weights.safetensors")
+    assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
