@@ -16,9 +16,14 @@ LOGVAR_MIN, LOGVAR_MAX = -20.0, 20.0
 POSITIVE_FLOOR = 1e-4
 
 
-def scale_from_logvar(logvar: torch.Tensor) -> torch.Tensor:
-    """sigma = exp(0.5 * logvar), with logvar clamped to [LOGVAR_MIN, LOGVAR_MAX]."""
-    return torch.exp(0.5 * logvar.clamp(LOGVAR_MIN, LOGVAR_MAX))
+def scale_from_logvar(logvar: torch.Tensor, logvar_max: float = LOGVAR_MAX) -> torch.Tensor:
+    """sigma = exp(0.5 * logvar), with logvar clamped to [LOGVAR_MIN, logvar_max]."""
+    return torch.exp(0.5 * logvar.clamp(LOGVAR_MIN, logvar_max))
+
+
+def bounded(raw: torch.Tensor, limit: float) -> torch.Tensor:
+    """limit * tanh(raw / limit): a smooth map from R onto (-limit, limit), the identity near 0."""
+    return limit * torch.tanh(raw / limit)
 
 
 def positive(raw: torch.Tensor, floor: float = POSITIVE_FLOOR) -> torch.Tensor:

@@ -40,6 +40,7 @@ ROWS = [
     Row("gaussian", "gaussian"),
     Row("gaussian-full", "gaussian-full"),
     Row("laplace", "laplace"),
+    Row("lognormal", "lognormal"),
     Row("bernoulli", "bernoulli", options={"temperature": 0.5, "kl": "relaxed"}),
     Row("bernoulli-hard-discrete", "bernoulli", options={"temperature": 0.5, "hard": True, "kl": "discrete"}, variant=True),
     Row("categorical", "categorical", dim=6, options={"classes": 3, "temperature": 0.5, "kl": "relaxed"}),
@@ -133,6 +134,9 @@ def expected_moments(row, fam, q):
         base = q.base_dist
         dist = (stats.laplace if f == "laplace" else stats.norm)(base.loc[0].numpy(), base.scale[0].numpy())
         return (lambda z: z), dist.mean(), dist.var()
+    if f == "lognormal":
+        dist = stats.lognorm(q.base_dist.scale[0].numpy(), scale=np.exp(q.base_dist.loc[0].numpy()))
+        return (lambda z: z), dist.mean(), dist.var()
     if f == "gaussian-full":
         cov = (q.scale_tril @ q.scale_tril.mT)[0].numpy()
         return (lambda z: z), q.loc[0].numpy(), np.diag(cov)
@@ -197,6 +201,8 @@ def scipy_log_prob(row, fam, q, z):
     if f in ("gaussian", "laplace", "dirichlet-laplace"):
         dist = stats.laplace if f == "laplace" else stats.norm
         return dist.logpdf(zn, q.base_dist.loc[0].numpy(), q.base_dist.scale[0].numpy()).sum(-1)
+    if f == "lognormal":
+        return stats.lognorm.logpdf(zn, q.base_dist.scale[0].numpy(), scale=np.exp(q.base_dist.loc[0].numpy())).sum(-1)
     if f == "gaussian-full":
         cov = (q.scale_tril @ q.scale_tril.mT)[0].numpy()
         return stats.multivariate_normal.logpdf(zn, q.loc[0].numpy(), cov)

@@ -8,17 +8,31 @@ Public contract::
     z = q.rsample((K,))          # (K, *batch, D), differentiable in raw
     p = fam.prior()              # event_shape (D,)
     kl = fam.kl(q, z)            # (*batch,): closed form when registered, else Monte Carlo
+
+A family is one file that registers itself with ``@register("name")`` (``base.py``); this
+package imports every family module so that the registry is complete.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..registry import Registry
-from .base import Family
-
-REGISTRY: Registry[Family] = Registry("latent family")
-register = REGISTRY.register
+from . import (  # noqa: F401  (each module registers its families)
+    bernoulli,
+    bernoulli_exact,
+    beta,
+    categorical,
+    categorical_exact,
+    dirichlet,
+    dirichlet_laplace,
+    gaussian,
+    gaussian_full,
+    kumaraswamy,
+    laplace,
+    lognormal,
+    spherical,
+)
+from .base import REGISTRY, Family, register
 
 
 def get(name: str, dim: int, **options: Any) -> Family:
@@ -36,17 +50,4 @@ def options(name: str) -> dict[str, Any]:
     return REGISTRY.options(name)
 
 
-from . import gaussian  # noqa: E402,F401  (registers the families)
-from . import gaussian_full  # noqa: E402,F401
-from . import laplace  # noqa: E402,F401
-from . import bernoulli  # noqa: E402,F401
-from . import categorical  # noqa: E402,F401
-from . import beta  # noqa: E402,F401
-from . import kumaraswamy  # noqa: E402,F401
-from . import dirichlet  # noqa: E402,F401
-from . import dirichlet_laplace  # noqa: E402,F401
-from . import spherical  # noqa: E402,F401
-from . import bernoulli_exact  # noqa: E402,F401
-from . import categorical_exact  # noqa: E402,F401
-
-__all__ = ["Family", "get", "names", "options", "register"]
+__all__ = ["REGISTRY", "Family", "get", "names", "options", "register"]

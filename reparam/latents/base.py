@@ -1,20 +1,27 @@
-"""The base class every latent family derives from."""
+"""The base class every latent family derives from, and the registry families join."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.distributions import Distribution, Independent, constraints, kl_divergence
+from torch.distributions import Distribution, Independent, kl_divergence
 
 from ..errors import ConfigError
+from ..registry import Registry
+from .views import Views
+
+REGISTRY: Registry = Registry("latent family")
+register = REGISTRY.register
 
 
-class Family(nn.Module):
+class Family(Views, nn.Module):
     """A latent distribution family: how raw encoder outputs become q(z|x), and p(z).
 
     Subclasses set ``n_params`` (raw numbers per latent dimension) and implement
     ``posterior`` and ``prior``. A family is an ``nn.Module`` only so that its prior's
-    tensors follow the model across devices; it holds no trainable weights.
+    tensors follow the model across devices; it holds no trainable weights. How the
+    report and explorer move through its latents (traversals, interpolations, sliders,
+    tempered prior samples) comes from ``Views``: defaults derived from the prior's support.
     """
 
     name: str = ""
@@ -139,68 +146,6 @@ class Family(nn.Module):
         probability sigmoid(logit), not the logit; a Beta logit: E[z] in (0, 1)).
         """
         return self.point(q)
-
-    # Hooks for the report and the explorer. The defaults suit real-valued latents; a
-    # family with a bounded, discrete or coupled support overrides the ones that differ.
-
-    def traverse(self, point: torch.Tensor, d: int, steps: int) -> torch.Tensor:
-        """Latents that sweep dimension d around ``point`` (D,): (steps, D), in the support.
-
-        Default: z_d = point_d + s * std_d(p) for s evenly in [-3, 3]. A relaxed Bernoulli
-        would flip bit d; a Dirichlet would move along the simplex.
-        """
-        z = point.expand(steps, self.dim).clone()  # (steps, D)
-        s = torch.linspace(-3.0, 3.0, steps, dtype=point.dtype, device=point.device)
-        z[:, d] = point[d] + s * self.prior().stddev[d]
-        return z
-
-    def interpolation_kinds(self) -> tuple[str, ...]:
-        """Names ``interpolate`` accepts; 'spherical' where p(z) is centred at 0 on R^D."""
-        p = self.prior()
-        support = getattr(p.support, "base_constraint", p.support)
-        try:
-            centred = support is constraints.real and bool((p.mean == 0).all())
-        except NotImplementedError:  # no closed-form mean: not a centred prior we know of
-            centred = False
-        return ("linear", "spherical") if centred else ("linear",)
-
-    def interpolate(self, a: torch.Tensor, b: torch.Tensor, t: torch.Tensor, kind: str = "linear") -> torch.Tensor:
-        """A path from latent a (D,) to b (D,) at fractions t (T,): (T, D), in the support.
-
-        'linear' is (1 - t) a + t b (stays in any convex support); 'spherical' is the
-        slerp of White (2016), which keeps the norm typical of a Gaussian prior.
-        """
-        t = t.to(a.dtype).unsqueeze(-1)  # (T, 1)
-        if kind == "linear":
-            return (1 - t) * a + t * b
-        if kind != "spherical" or kind not in self.interpolation_kinds():
-            raise ValueError(f"{self.name}: interpolation {kind!r} is not one of {self.interpolation_kinds()}")
-        cos = torch.dot(a, b) / (a.norm() * b.norm()).clamp_min(1e-12)
-        omega = torch.arccos(cos.clamp(-1.0, 1.0))
-        if torch.sin(omega) < 1e-6:  # (anti)parallel: no unique great circle, go straight
-            return (1 - t) * a + t * b
-        return (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
-
-    def constrain(self, z: torch.Tensor) -> torch.Tensor:
-        """The nearest latent in the support to a hand-edited z (*batch, D) (explorer sliders).
-
-        Default: z itself (a support of all of R^D). Bounded, discrete or coupled supports
-        override it; every override leaves latents already in the support unchanged.
-        """
-        return z
-
-    def sample_prior(self, n: int, temperature: float = 1.0) -> torch.Tensor:
-        """n draws from p(z) at a temperature: (n, D).
-
-        Default: mean + T (z - mean), z ~ p(z); for T <= 1 that stays in any convex
-        support (the Gaussian's N(0, T^2 I)). Raises NotImplementedError for T != 1
-        where p(z) has no mean; a family whose temperature means something else overrides.
-        """
-        p = self.prior()
-        z = p.sample((n,))  # (n, D); pictures need no gradient
-        if temperature == 1.0:
-            return z
-        return p.mean + temperature * (z - p.mean)
 
     def on_step(self, step: int) -> None:
         """Called by the trainer after every optimizer step with the new step count (temperature schedules)."""

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch.distributions import Distribution, Independent, constraints
 
 from ..numerics import uniform
-from . import register
+from .base import register
 from .bernoulli_exact import ExactBernoulliFamily
 from .relaxed import RelaxedFamily
 

@@ -9,8 +9,7 @@ from torch.distributions.utils import broadcast_all
 
 from ..errors import ConfigError
 from ..numerics import clamp_probs, log_gamma, positive
-from . import register
-from .base import Family
+from .base import Family, register
 
 
 def check_positive(key: str, value: float) -> float:
@@ -108,12 +107,6 @@ class UnitIntervalFamily(Family):
     def point(self, q: Independent) -> torch.Tensor:
         """logit(E_q[z]): the decoder then sees the posterior mean of z."""
         return torch.logit(clamp_probs(self.unit_mean(q)))
-
-    def traverse(self, point: torch.Tensor, d: int, steps: int) -> torch.Tensor:
-        """Sweep z_d across (0, 1) (from 0.02 to 0.98, as logits), the other coordinates at ``point``."""
-        z = point.expand(steps, self.dim).clone()  # (steps, D)
-        z[:, d] = torch.logit(torch.linspace(0.02, 0.98, steps, dtype=point.dtype, device=point.device))
-        return z
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, prior=Beta({self.prior_alpha:g}, {self.prior_beta:g})"

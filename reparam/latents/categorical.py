@@ -10,7 +10,7 @@ from torch.distributions import Independent, ReshapeTransform, TransformedDistri
 from torch.distributions.relaxed_categorical import ExpRelaxedCategorical
 
 from ..errors import ConfigError
-from . import register
+from .base import register
 from .categorical_exact import ExactCategoricalFamily
 from .relaxed import RelaxedFamily
 
@@ -105,8 +105,7 @@ class RelaxedCategoricalFamily(RelaxedFamily):
 
     def interpolate(self, a: torch.Tensor, b: torch.Tensor, t: torch.Tensor, kind: str = "linear") -> torch.Tensor:
         """Mix the class probabilities, (1 - t) p_a + t p_b, and return their logs: (T, D)."""
-        if kind != "linear":
-            raise ValueError(f"{self.name}: interpolation {kind!r} is not one of {self.interpolation_kinds()}")
+        self.check_kind(kind)
         t = t.to(a.dtype).unsqueeze(-1)  # (T, 1)
         return ((1 - t) * a.exp() + t * b.exp()).clamp_min(1e-12).log()
 

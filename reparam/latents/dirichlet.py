@@ -8,8 +8,8 @@ from torch.distributions import Dirichlet, Distribution, constraints, kl_diverge
 
 from ..errors import ConfigError
 from ..numerics import log_gamma, positive
-from . import register
-from .base import Family
+from .base import Family, register
+from .views import linear_path
 from .beta import check_positive
 
 
@@ -129,9 +129,16 @@ class DirichletFamily(Family):
     def interpolation_kinds(self) -> tuple[str, ...]:
         return ("linear",)
 
+    def sample_prior(self, n: int, temperature: float = 1.0) -> torch.Tensor:
+        """n prior draws shrunk towards the prior mean on the simplex, m + T (z - m), as logs: (n, D)."""
+        z = self.prior().sample((n,)).exp()  # (n, D) on the simplex
+        m = torch.full_like(z, 1 / self.dim)
+        return self.constrain((m + temperature * (z - m)).clamp_min(torch.finfo(z.dtype).tiny).log())
+
     def interpolate(self, a: torch.Tensor, b: torch.Tensor, t: torch.Tensor, kind: str = "linear") -> torch.Tensor:
         """Mix on the simplex, (1 - t) z_a + t z_b, and return the logs: (T, D)."""
-        return super().interpolate(a.exp(), b.exp(), t, kind).log()
+        self.check_kind(kind)
+        return linear_path(a.exp(), b.exp(), t).log()
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, alpha0={self.alpha0:g}"

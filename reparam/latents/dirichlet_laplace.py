@@ -5,8 +5,7 @@ from __future__ import annotations
 import torch
 from torch.distributions import Independent, Normal
 
-from . import register
-from .base import Family
+from .base import Family, register
 from .beta import check_positive
 from .dirichlet import check_simplex_dim
 from .gaussian import DiagonalNormal

@@ -6,8 +6,7 @@ import torch
 from torch.distributions import Independent, Normal
 
 from ..numerics import scale_from_logvar
-from . import register
-from .base import Family
+from .base import Family, register
 
 
 class DiagonalNormal(Independent):

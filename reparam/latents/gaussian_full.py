@@ -6,8 +6,7 @@ import torch
 from torch.distributions import MultivariateNormal
 
 from ..numerics import positive
-from . import register
-from .base import Family
+from .base import Family, register
 
 
 @register("gaussian-full")

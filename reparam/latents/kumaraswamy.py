@@ -8,7 +8,7 @@ from torch.distributions import Beta, Distribution, Independent, Kumaraswamy, co
 from torch.distributions.utils import broadcast_all
 
 from ..numerics import log1mexp_neg_exp, log_neg_log1mexp, log_softplus, tanh_sinh, uniform
-from . import register
+from .base import register
 from .beta import LogitBeta, UnitIntervalFamily
 
 

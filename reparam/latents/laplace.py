@@ -6,8 +6,7 @@ import torch
 from torch.distributions import Independent, Laplace
 
 from ..numerics import positive
-from . import register
-from .base import Family
+from .base import Family, register
 
 
 @register("laplace")
