@@ -81,7 +81,7 @@ class LikelihoodConfig:
     def validate(self) -> None:
         from . import likelihoods
 
-        _check_options("likelihood", ["name"], self.name, likelihoods.REGISTRY.options(self.name), self.options)
+        _check_options("likelihood", ["name"], self.name, likelihoods.options(self.name), self.options)
         likelihoods.get(self.name, (1,), **self.options)
 
 

@@ -11,7 +11,7 @@ from scipy import integrate, stats
 
 from reparam import likelihoods
 from reparam.errors import DataError
-from reparam.logistic import discretized_logistic_log_prob
+from reparam.likelihoods.logistic import discretized_logistic_log_prob
 
 K, B = 3, 4
 SHAPES = [(5, 5), (4, 4, 3)]
