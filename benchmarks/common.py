@@ -37,7 +37,7 @@ def machine() -> str:
 def update_section(name: str, body: str) -> None:
     """Replace (or append) the block between this script's markers in BENCHMARKS.md, atomically."""
     sys.path.insert(0, str(ROOT))
-    from reparam.runs import atomic_write_bytes
+    from reparam.files import atomic_write_bytes
 
     begin, end = f"<!-- begin {name} -->", f"<!-- end {name} -->"
     text = BENCHMARKS.read_text() if BENCHMARKS.exists() else HEADER

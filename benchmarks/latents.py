@@ -69,7 +69,8 @@ def overrides(family: str, extra: list[str], epochs: int) -> list[str]:
 def run_family(name: str, family: str, extra: list[str], epochs: int, k: int, is_n: int, out: Path) -> dict:
     import torch
 
-    from reparam import config, data, diagnostics, evaluate, load
+    from reparam import config, data, evaluate, load
+    from reparam.evaluate import diagnostics
     from reparam.train import train
 
     cfg = config.load(None, overrides(family, extra, epochs))

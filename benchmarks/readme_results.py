@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import BENCHMARKS, ROOT  # noqa: E402
-from reparam.runs import atomic_write_bytes  # noqa: E402
+from reparam.files import atomic_write_bytes  # noqa: E402
 
 TITLES = {
     "dataloader": "In-memory batches vs a per-item DataLoader (MNIST training step)",

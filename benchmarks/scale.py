@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import common  # noqa: E402
 from reparam import config, data as data_mod, devices, distributed  # noqa: E402
 from reparam.model import build  # noqa: E402
-from reparam.trainer import Trainer  # noqa: E402
+from reparam.train import Trainer  # noqa: E402
 
 MODEL = ["model.arch=conv", "model.channels=[32,64]", "model.hidden=[256]", "model.activation=silu", "latent.dim=16",
          "data.name=mnist", "data.binarize=dynamic", "train.progress=false", "train.report=false"]

@@ -25,9 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import DataConfig
 from .errors import DataError
-from .runs import atomic_write_bytes
+from .files import atomic_write_bytes
 
 DIGITS_TEST = 297  # of 1797: the last 297 of a fixed permutation (seed 0)
 
@@ -184,7 +183,7 @@ def download(url: str, dest: Path, digest: str, timeout: float = 60.0) -> Path:
     return dest
 
 
-def mnist_path(cfg: DataConfig) -> Path:
+def mnist_path(cfg) -> Path:
     """Where MNIST is: data.path, then $REPARAM_DATA/mnist.npz, else a download if allowed."""
     candidates = []
     if cfg.path:
@@ -219,7 +218,7 @@ def binarize(x: torch.Tensor, generator: torch.Generator | None = None) -> torch
 TEST_BINARIZATION_SEED = 12345
 
 
-def load(cfg: DataConfig) -> Data:
+def load(cfg) -> Data:
     """Load the configured source and apply static binarization.
 
     With ``binarize=dynamic`` the training images stay grey (the trainer draws a new

@@ -97,21 +97,22 @@ def rank_seed(seed: int, rank: int) -> int:
     return (seed * 0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019 * (rank + 1)) % 2**63
 
 
-class Objective(nn.Module):
-    """The objective as a module (DDP synchronizes gradients of what its forward computes)."""
+class ModelAndObjective(nn.Module):
+    """The model and its objective module as one module: DDP synchronizes the gradients of
+    everything its forward, objective(model, x, ...), reaches (the VAE and a learned baseline)."""
 
-    def __init__(self, model: nn.Module, fn):
+    def __init__(self, model: nn.Module, objective: nn.Module):
         super().__init__()
-        self.model, self.fn = model, fn
+        self.model, self.objective = model, objective
 
-    def forward(self, x: torch.Tensor, **kwargs):
-        return self.fn(self.model, x, **kwargs)
+    def forward(self, x: torch.Tensor, *args):
+        return self.objective(self.model, x, *args)
 
 
-def wrap(model: nn.Module, fn, d: Dist, device: torch.device) -> DistributedDataParallel:
+def wrap(model: nn.Module, objective: nn.Module, d: Dist, device: torch.device) -> DistributedDataParallel:
     """DDP around objective(model, x); buffers are not broadcast (every rank computes them alike)."""
     ids = [device] if device.type == "cuda" else None
-    return DistributedDataParallel(Objective(model, fn), device_ids=ids, broadcast_buffers=False)
+    return DistributedDataParallel(ModelAndObjective(model, objective), device_ids=ids, broadcast_buffers=False)
 
 
 def sum_(t: torch.Tensor) -> torch.Tensor:

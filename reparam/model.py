@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.distributions import Distribution
 
-from . import baselines, latents, likelihoods
+from . import latents, likelihoods
 from .latents import Family
 from .likelihoods import Head
 from .networks import ARCHS
@@ -74,8 +74,4 @@ def build(cfg: "Config", x_shape: tuple[int, ...], encoder: nn.Module | None = N
         enc, dec = ARCHS.lookup(cfg.model.arch)(cfg.model, tuple(x_shape), family.raw_size, family.dim, head.raw_size)
         encoder = enc if encoder is None else encoder
         decoder = dec if decoder is None else decoder
-    vae = VAE(encoder, family, decoder, head)
-    baseline = baselines.baseline_module(cfg.objective.baseline, x_shape)
-    if baseline is not None:  # the score function's running or learned baseline: trained and saved with the model
-        vae.baseline = baseline
-    return vae
+    return VAE(encoder, family, decoder, head)

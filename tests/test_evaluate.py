@@ -9,7 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from reparam import data, diagnostics, evaluate, latents, likelihoods, runs
+from reparam import data, evaluate, latents, likelihoods, runs
+from reparam.evaluate import diagnostics
 from reparam.errors import ConfigError
 from reparam.cli import main
 from reparam.model import VAE

@@ -17,7 +17,7 @@ import torch
 from torch.distributions import Normal
 
 from reparam.cli import main
-from reparam.gradvar import gradient_stats, summarize
+from reparam.evaluate.gradvar import gradient_stats, summarize
 from tests.conftest import TINY
 
 Z = 4.0

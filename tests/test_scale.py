@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from reparam import checkpoint, config, data, devices, distributed, model, objectives, runs
+from reparam import config, data, devices, distributed, model, objectives, runs
+from reparam.train import checkpoint
 from reparam.errors import ConfigError, DataError
-from reparam.trainer import Trainer
+from reparam.train import Trainer
 from tests.helpers import python
 
 # 40 random 8x8 grey images: 34 train, 6 test; batch 16 -> 3 steps per epoch (the last of 2).
@@ -52,11 +53,10 @@ def reference_step(cfg: config.Config) -> Trainer:
     vae = model.build(cfg, source.x_shape)
     t = Trainer(cfg, vae, source, Path("/nonexistent"))
     x = t.next_batch()  # the global batch: same permutation and binarization as every rank
-    kwargs = objectives.call_kwargs(cfg.objective, 0)
     total = 0.0
     for rank, shard in enumerate(torch.tensor_split(x, 2)):
         torch.manual_seed(distributed.rank_seed(cfg.seed, rank))
-        bound, _ = t.objective(vae, shard, **kwargs)
+        bound, _ = t.objective(vae, shard, 0)
         total = total + bound.sum()
     t.opt.zero_grad()
     (-total / len(x)).backward()
@@ -211,7 +211,7 @@ def test_fp16_grad_scaler_skips_overflowing_steps_without_counting_them_bad(tmp_
     t.amp.scaler.update(new_scale=1024.0)
     assert t.train_step(t.next_batch()) is not None
     assert not all(torch.equal(a, b) for a, b in zip(before, t.model.parameters()))
-    tensors, meta = checkpoint.capture(t)
+    tensors, meta = checkpoint.flatten(t.state_dict())
     assert meta["scaler"]["scale"] == float(t.amp.scaler.get_scale())
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from reparam import checkpoint, runs, schedules
+from reparam import optim, runs
+from reparam.train import checkpoint
 from reparam.config import TrainConfig
 from reparam.train import resume, train
 from tests.conftest import TINY, tiny_config
@@ -46,18 +47,18 @@ def last_lr(run: Path) -> float:
 
 @pytest.mark.parametrize("name, t, expected", EXACT)
 def test_schedule_values_match_the_closed_forms(name, t, expected):
-    assert schedules.SCHEDULES[name](LR, FINAL, t) == pytest.approx(expected, rel=1e-12, abs=0)
+    assert optim.SCHEDULES[name](LR, FINAL, t) == pytest.approx(expected, rel=1e-12, abs=0)
     cfg = TrainConfig(lr=LR, lr_schedule=name, lr_final=0.0 if name == "constant" else FINAL, lr_backoff=0.5)
     cfg.validate()
-    assert schedules.lr_at(cfg, round(t * 200), 200) == pytest.approx(expected, rel=1e-12, abs=0)
-    assert schedules.lr_at(cfg, round(t * 200), 200, rollbacks=2) == pytest.approx(expected * 0.25, rel=1e-12, abs=0)
+    assert optim.lr_at(cfg, round(t * 200), 200) == pytest.approx(expected, rel=1e-12, abs=0)
+    assert optim.lr_at(cfg, round(t * 200), 200, rollbacks=2) == pytest.approx(expected * 0.25, rel=1e-12, abs=0)
 
 
 @pytest.mark.parametrize("name", ["cosine", "exponential"])
 def test_progress_is_clamped_to_the_schedule(name):
     cfg = TrainConfig(lr=LR, lr_schedule=name, lr_final=FINAL)
-    assert schedules.lr_at(cfg, 300, 200) == schedules.lr_at(cfg, 200, 200)
-    assert schedules.lr_at(cfg, -5, 200) == schedules.lr_at(cfg, 0, 200) == LR
+    assert optim.lr_at(cfg, 300, 200) == optim.lr_at(cfg, 200, 200)
+    assert optim.lr_at(cfg, -5, 200) == optim.lr_at(cfg, 0, 200) == LR
 
 
 @pytest.fixture(scope="module")

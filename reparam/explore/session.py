@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from ..images import tile
+from ..report.images import tile
 from ..report import latent
 from ..report.run import RunView, open_run
 from . import png

@@ -13,7 +13,7 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from ..images import tile
+from .images import tile
 from . import latent
 
 #: file stem -> (title, caption), in the order the report shows them.

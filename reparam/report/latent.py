@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .. import diagnostics
+from ..evaluate import diagnostics
 
 
 @dataclass

@@ -1,13 +1,14 @@
 """The training loop: in-memory data batched by index, Adam, held-out evaluation, checkpoints.
 
-The loop knows nothing about families, likelihoods or bounds: it calls the configured
-objective, minimizes ``-bound.mean()``, and calls ``model.on_step`` for schedules. Its
-whole state (weights, optimizer, RNGs, the epoch's data order and position) goes into
-every checkpoint, so ``resume`` continues a killed run bit for bit (see checkpoint.py).
-The learning rate is a pure function of the global step (schedules.py): recomputed, never
-restored, so a resume with more epochs stretches the schedule over the new total.
-Under torchrun the same loop runs on every rank (see distributed.py); with one process
-none of the distributed branches is taken.
+The loop knows nothing about families, likelihoods or bounds: it calls its
+``objectives.Objective`` module, minimizes ``-bound.mean()``, and calls ``model.on_step``
+for schedules. Its whole state (weights, the objective's state, optimizer, RNGs, the
+epoch's data order and position) is ``state_dict()``, written into every checkpoint, so a
+killed run continues bit for bit (``load_state_dict``). The learning rate is a pure
+function of the global step (``optim.lr_at``): recomputed, never restored, so a resume with
+more epochs stretches the schedule over the new total. Under torchrun the same loop runs
+on every rank (see ``distributed.py``); with one process none of the distributed branches
+is taken.
 """
 
 from __future__ import annotations
@@ -18,21 +19,25 @@ import signal
 import time
 import warnings
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 from torch.nn.utils import clip_grads_with_norm_, get_total_norm
 from tqdm.auto import tqdm
 
-from . import checkpoint, diagnostics, distributed, evaluate, objectives, pictures, runs, schedules
-from . import data as data_mod
-from .config import Config
-from .devices import Amp
-from .distributed import SINGLE, Dist
-from .errors import ReparamError
-from .model import VAE
+from .. import distributed, evaluate, objectives, optim, runs
+from .. import data as data_mod
+from ..devices import Amp
+from ..distributed import SINGLE, Dist
+from ..errors import ReparamError, RunError
+from ..evaluate import diagnostics
+from ..model import VAE
+from ..report import pictures
+from . import checkpoint
 
 Hook = Callable[[dict], None]
+#: Checkpoints written by reparam 0.1 kept a score-function baseline inside the model's weights.
+LEGACY_BASELINE = "baseline."
 
 
 class Interrupted(Exception):
@@ -47,25 +52,22 @@ class Diverged(ReparamError):
     """Non-finite steps kept coming after every allowed rollback."""
 
 
-def make_optimizer(model: VAE, lr: float) -> torch.optim.Optimizer:
-    """Adam, with the fused kernel where this torch build has it (fewer passes over the weights)."""
-    try:
-        return torch.optim.Adam(model.parameters(), lr=lr, fused=True)
-    except (RuntimeError, TypeError):  # pragma: no cover - older torch or device without it
-        return torch.optim.Adam(model.parameters(), lr=lr, foreach=True)
+def finite(module: torch.nn.Module) -> bool:
+    """Whether every floating-point tensor of the module's state is finite."""
+    return all(bool(torch.isfinite(p).all()) for p in module.state_dict().values() if p.is_floating_point())
 
 
 class Trainer:
     """Runs ``cfg.train.epochs`` epochs and writes the run folder as it goes (rank 0 only)."""
 
-    def __init__(self, cfg: Config, model: VAE, data: data_mod.Data, run_dir: Path, hooks: Iterable[Hook] = (), dist: Dist = SINGLE):
-        self.cfg, self.model, self.run_dir, self.hooks, self.dist = cfg, model, run_dir, list(hooks), dist
+    def __init__(self, cfg, model: VAE, data: data_mod.Data, run_dir: Path, hooks: Iterable[Hook] = (), dist: Dist = SINGLE):
+        self.cfg, self.model, self.run_dir, self.hooks, self.dist = cfg, model, Path(run_dir), list(hooks), dist
         self.device = next(model.parameters()).device
         self.train_x = data.train.to(self.device)
         self.test_x = data.test.to(self.device)
-        self.objective = objectives.lookup(cfg.objective.name)
+        self.objective = objectives.Objective(cfg.objective, model.x_shape).to(self.device)
         self.ddp = distributed.wrap(model, self.objective, dist, self.device) if dist.enabled else None
-        self.opt = make_optimizer(model, cfg.train.lr)
+        self.opt = optim.make_optimizer([*model.parameters(), *self.objective.parameters()], cfg.train.lr)
         self.amp = Amp(cfg.train.precision, self.device.type)
         self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed)  # the same on every rank
         self.dynamic = cfg.data.binarize == "dynamic"
@@ -78,11 +80,72 @@ class Trainer:
         self.restore_clock(0.0)
         self.apply_lr()
 
+    # --- state ---------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """The complete training state: groups of tensors and JSON-safe ``meta``.
+
+        ``model`` and ``objective`` (state_dicts), ``optim`` (``optim.optimizer_state``),
+        ``rng`` (the CPU and CUDA generators, the data generator, every rank's stream under
+        torchrun: a collective, so every rank calls it), ``sums`` (this epoch's running
+        terms), ``perm`` (the epoch's data order), and ``meta``: counters, the clock, the
+        optimizer's param groups, the image shape, the process count, the loss scaler.
+        """
+        optim_tensors, groups = optim.optimizer_state(self.opt)
+        rng = {"torch": torch.get_rng_state(), "data": self.gen.get_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        if self.dist.enabled:
+            rng.update({f"rank{r}": s for r, s in enumerate(distributed.gather_rng(self.dist, self.device))})
+        meta = {k: getattr(self, k) for k in ("step", "epoch", "pos", "rollbacks", "skipped_steps")}
+        meta.update(seconds=self.elapsed(), param_groups=groups, x_shape=list(self.model.x_shape), world=self.dist.world, scaler=self.amp.state())
+        state = {"model": self.model.state_dict(), "objective": self.objective.state_dict(), "optim": optim_tensors,
+                 "rng": rng, "sums": self.reduced_sums(), "meta": meta}  # fmt: skip
+        if self.perm is not None:
+            state["perm"] = self.perm
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Put a ``state_dict`` back (a checkpoint of this layout, or one written by reparam 0.1)."""
+        weights, objective = dict(state.get("model", {})), dict(state.get("objective", {}))
+        for name in [n for n in weights if n.startswith(LEGACY_BASELINE)]:  # reparam 0.1: the baseline sat in the model
+            objective[name] = weights.pop(name)
+        rng, meta = state.get("rng", {}), state["meta"]
+        if not {"torch", "data"} <= set(rng):
+            raise RunError(f"the checkpoint lacks rng.{'torch' if 'torch' not in rng else 'data'}; refusing to resume from it")
+        runs.check_state_dict(self.model, weights, Path("checkpoint"))
+        self.model.load_state_dict(weights)
+        self.objective.load_state_dict(objective)
+        optim.load_optimizer_state(self.opt, state.get("optim", {}), meta["param_groups"])
+        self.amp.load_state(meta.get("scaler") or {})
+        self._restore_rng(rng, meta)
+        self.sums = dict(state.get("sums", {}))
+        self.perm = state["perm"].to(self.device) if "perm" in state else None
+        for key in ("step", "epoch", "pos", "rollbacks", "skipped_steps"):
+            setattr(self, key, meta[key])
+        self.restore_clock(meta["seconds"])
+        self.model.on_step(self.step)  # schedules are functions of the step
+        self.apply_lr()
+
+    def _restore_rng(self, rng: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        """This rank's sampling stream: its saved state, or (another process count) a fresh one."""
+        own = rng.get(f"rank{self.dist.rank}") if meta.get("world", 1) == self.dist.world else None
+        if self.dist.enabled and own is None:
+            torch.manual_seed(distributed.rank_seed(self.cfg.seed + meta["step"], self.dist.rank))
+        else:
+            torch.set_rng_state(rng["torch"] if own is None else own)
+        if self.device.type == "cuda" and "cuda" in rng and not self.dist.enabled:
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
+        self.gen.set_state(rng["data"])
+
     def elapsed(self) -> float:
+        """Training seconds so far, across resumes."""
         return round(self._offset + time.perf_counter() - self._clock, 3)
 
     def restore_clock(self, seconds: float) -> None:
         self._offset, self._clock = seconds, time.perf_counter()
+
+    # --- one step ------------------------------------------------------------------------
 
     @property
     def steps_per_epoch(self) -> int:
@@ -98,7 +161,7 @@ class Trainer:
         Called whenever the step or the rollback count changes, so the optimizer (and every
         checkpoint) always holds the rate of the next step. A float per group, only if changed.
         """
-        lr = schedules.lr_at(self.cfg.train, self.step, self.total_steps, self.rollbacks)
+        lr = optim.lr_at(self.cfg.train, self.step, self.total_steps, self.rollbacks)
         for group in self.opt.param_groups:
             if group["lr"] != lr:
                 group["lr"] = lr
@@ -120,23 +183,22 @@ class Trainer:
             x = x[self.dist.shard(len(x))]
         return x
 
+    def batch_mean(self, t: torch.Tensor) -> torch.Tensor:
+        """Mean over the global batch of this rank's rows t (B, ...) (free bits choose their mask with it)."""
+        return distributed.global_mean(t, self.global_batch)
+
     def loss(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """-bound.mean() over x (B, *x_shape) and the per-example terms (under autocast if set).
 
         Distributed: -bound.sum() * world / global batch, so DDP's gradient average is the
         gradient of the global batch mean.
         """
-        kwargs = objectives.call_kwargs(self.cfg.objective, self.step, self.batch_mean if self.ddp is not None else None)
         with self.amp.autocast():
             if self.ddp is None:
-                bound, terms = self.objective(self.model, x, **kwargs)
+                bound, terms = self.objective(self.model, x, self.step)
                 return -bound.mean(), terms  # the one reduction over the batch
-            bound, terms = self.ddp(x, **kwargs)
+            bound, terms = self.ddp(x, self.step, self.batch_mean)
             return -bound.sum() * (self.dist.world / self.global_batch), terms
-
-    def batch_mean(self, t: torch.Tensor) -> torch.Tensor:
-        """Mean over the global batch of this rank's rows t (B, ...) (free bits choose their mask with it)."""
-        return distributed.global_mean(t, self.global_batch)
 
     def train_step(self, x: torch.Tensor) -> dict[str, torch.Tensor] | None:
         """One optimizer step on x (B, *x_shape): batch-mean terms, or None if not finite."""
@@ -144,13 +206,13 @@ class Trainer:
         self.opt.zero_grad(set_to_none=True)
         self.amp.backward(loss)
         self.amp.unscale(self.opt)
-        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        grads = [p.grad for group in self.opt.param_groups for p in group["params"] if p.grad is not None]
         norm = get_total_norm(grads)
         check = loss.detach() if self.ddp is None else distributed.sum_(loss) / self.dist.world
         if not bool(torch.isfinite(check + norm)) and not self.amp.overflow_only(check):  # one sync per step
             return None
         if self.cfg.train.clip_grad:
-            clip_grads_with_norm_(self.model.parameters(), self.cfg.train.clip_grad, norm)
+            clip_grads_with_norm_([p for group in self.opt.param_groups for p in group["params"]], self.cfg.train.clip_grad, norm)
         self.amp.step(self.opt)
         return {"loss": loss.detach(), **{k: v.detach().mean() for k, v in terms.items()}}
 
@@ -171,6 +233,8 @@ class Trainer:
         elif self.cfg.train.checkpoint_every and self.step % self.cfg.train.checkpoint_every == 0:
             self.checkpoint()
 
+    # --- bad steps -----------------------------------------------------------------------
+
     def on_bad_step(self) -> None:
         """Count a skipped step; after max_bad_steps in a row, roll back with a lower rate."""
         self.skipped_steps, self.bad_streak = self.skipped_steps + 1, self.bad_streak + 1
@@ -180,6 +244,7 @@ class Trainer:
             self.rollback()
 
     def rollback(self) -> None:
+        """Return to the newest checkpoint with the rate times lr_backoff; Diverged after max_rollbacks."""
         t = self.cfg.train
         if self.rollbacks >= t.max_rollbacks:
             raise Diverged(
@@ -187,11 +252,13 @@ class Trainer:
                 f"{self.rollbacks} rollbacks; lower train.lr or set train.clip_grad"
             )
         counts = (self.rollbacks + 1, self.skipped_steps)
-        checkpoint.restore(self, *checkpoint.latest(self.run_dir))
+        self.load_state_dict(checkpoint.nest(*checkpoint.latest(self.run_dir)))
         self.rollbacks, self.skipped_steps = counts
         self.bad_streak = 0
         lr = self.apply_lr()
         warnings.warn(f"non-finite steps: rolled back to step {self.step}, learning rate now {lr:g}", stacklevel=2)
+
+    # --- epochs, evaluation, checkpoints -------------------------------------------------
 
     def reduced_sums(self) -> dict[str, torch.Tensor]:
         """This epoch's running sums; distributed, averaged over ranks (each logged its own shard)."""
@@ -202,6 +269,7 @@ class Trainer:
         return dict(zip(keys, total / self.dist.world))
 
     def end_epoch(self) -> None:
+        """Close the epoch: its mean training terms, then (every eval_every epochs) evaluation and a checkpoint."""
         sums = self.reduced_sums()
         count = float(sums.pop("count", 1.0)) or 1.0
         terms = {f"train_{k}": float(v) / count for k, v in sums.items()}
@@ -221,6 +289,7 @@ class Trainer:
         return {k: float(v) / len(self.test_x) for k, v in zip(keys, distributed.sum_(local))}
 
     def evaluate_epoch(self, train_terms: dict[str, float]) -> dict:
+        """Held-out terms and the collapse dashboard, appended to metrics.jsonl; then the hooks (rank 0)."""
         self.model.eval()
         test = self.test_terms()
         if self.dist.is_main:  # on rank 0's images: the posterior-collapse dashboard over training
@@ -240,14 +309,26 @@ class Trainer:
         return record
 
     def checkpoint(self) -> None:
-        """Save the state, unless the last step was not finite: only good states are kept."""
+        """Save the state, unless the last step was not finite: only good states are kept.
+
+        Rank 0 writes the checkpoint, model.safetensors and state.json; the others wait.
+        """
         if self.bad_streak:
             return
-        if checkpoint.save(self, self.cfg.train.keep_checkpoints) is None:
+        if not (finite(self.model) and finite(self.objective)):
             self.bad_streak = self.cfg.train.max_bad_steps  # non-finite weights: never saved
-            self.rollback()
+            return self.rollback()
+        state = self.state_dict()  # a collective under torchrun: every rank builds it
+        if self.dist.is_main:
+            path = checkpoint.save(self.run_dir, self.step, state, self.cfg.train.keep_checkpoints)
+            runs.write_weights(self.run_dir, self.model, self.step, self.epoch, state["meta"]["x_shape"], path.name)
+        distributed.barrier(self.dist)
 
     def fit(self, progress: bool = True) -> None:
+        """Train up to ``cfg.train.epochs`` epochs from the current state, with a progress bar on rank 0.
+
+        Raises Interrupted (after a checkpoint) when SIGINT or SIGTERM arrived on any rank.
+        """
         total = self.total_steps
         if not checkpoint.list_checkpoints(self.run_dir):
             self.checkpoint()  # step 0: a point to roll back to
@@ -270,7 +351,7 @@ class Trainer:
             bar.set_postfix(loss=f"{float(self.sums['loss']) / n:.2f}", kl=f"{float(self.sums.get('kl', 0.0)) / n:.2f}", refresh=False)
         bar.update(0)
 
-    def finish(self, data: data_mod.Data) -> dict | None:
+    def finish(self) -> dict | None:
         """Final held-out metrics (with the IS log-likelihood), summary.json and pictures (rank 0)."""
         if not self.dist.is_main:
             return None

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import torch
 
-from .diagnostics import posterior_points
+from ..evaluate.diagnostics import posterior_points
 from .images import save_png, tile, upscale_for
-from .report.latent import prior_samples
+from .latent import prior_samples
 
 
 @torch.inference_mode()

@@ -12,8 +12,8 @@ group (encoder, decoder):
     cosine    = <m, m_pathwise> / (|m| |m_pathwise|)   (mean gradients, all parameters)
     seconds   = wall time per estimate (forward, backward, bookkeeping)
 
-Parameters of a score-function baseline (``model.baseline``) are trained alongside but
-are not part of the model's gradient and are left out. The mean gradient is an
+Parameters of a score-function baseline (the training objective's state) are trained
+alongside but are not part of the model's gradient and are left out. The mean gradient is an
 estimate itself: with M replicates its standard error per parameter is s_j / sqrt(M).
 """
 
@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import math
 import time
-from contextlib import contextmanager
 from typing import Callable
 
 import torch
 from torch import nn
 
-from . import baselines, estimators, objectives
+from .. import objectives
+from ..objectives import baseline_module, estimators
 
 WARMUP = 20  # estimates that warm up a fresh moving-average baseline (not measured)
 GROUPS = {"encoder": ("encoder",), "decoder": ("decoder", "head")}
@@ -39,23 +39,27 @@ def parse_spec(spec: str) -> dict[str, str]:
     return {"estimator": estimator.strip(), "baseline": baseline.strip() or "none"}
 
 
-def default_specs(has_rsample: bool, objective: str, k: int, kl_mismatch: str | None = None) -> list[str]:
-    """Every estimator (and score baseline) that applies to this family, bound and K.
+def default_specs(has_rsample: bool, ocfg, k: int, kl_mismatch: str | None = None) -> list[str]:
+    """Every estimator (and score baseline) that applies to this family, the bound of the
+    ``objective`` config section ``ocfg``, and K.
 
     Pathwise first (the reference); ``iwae`` is left out, being pathwise on the IWAE bound.
     """
-    ok = set(estimators.supported(has_rsample, objective, k, kl_mismatch))
+    ok = set(estimators.supported(has_rsample, objectives.reduction(ocfg), k, kl_mismatch))
     specs = [name for name in ("pathwise", "stl", "dreg") if name in ok]
     if "score" in ok:
         specs += ["score", "score:moving_average", "score:nvil"] + (["score:loo"] if k > 1 else [])
     return specs
 
 
-def check_specs(specs: list[str], has_rsample: bool, objective: str, k: int, family: str, kl_mismatch: str | None = None) -> None:
+def check_specs(specs: list[str], has_rsample: bool, ocfg, k: int, family: str, kl_mismatch: str | None = None) -> None:
     """ConfigError (one line) for the first spec that does not apply."""
     for spec in specs:
         s = parse_spec(spec)
-        estimators.check(s["estimator"], s["baseline"], objective, k, has_rsample, f"latent.family={family}", kl_mismatch)
+        estimators.check(
+            s["estimator"], s["baseline"], ocfg.name, k, has_rsample, f"latent.family={family}", kl_mismatch,
+            objectives.reduction(ocfg), objectives.bounds_for,
+        )  # fmt: skip
 
 
 def groups(model: nn.Module) -> dict[str, list[nn.Parameter]]:
@@ -119,54 +123,52 @@ def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(torch.dot(a, b) / (a.norm() * b.norm()).clamp_min(1e-300))
 
 
-@contextmanager
-def baseline_for(model: nn.Module, baseline: str):
-    """Give ``model`` the state the baseline needs for this measurement, then restore it.
+def baseline_for(state: nn.Module | None, baseline: str, model: nn.Module) -> tuple[nn.Module | None, bool]:
+    """The state the baseline needs for this measurement: ``state`` if it is of the right
+    kind (the run's trained baseline), else a fresh one (then the flag is True): an
+    untrained NVIL network (close to no baseline at all), or a moving average that
+    :func:`measure_one` first warms up on WARMUP estimates. None where the baseline keeps none."""
+    fresh = baseline_module(baseline, model.x_shape)
+    if fresh is None:
+        return None, False
+    if isinstance(state, type(fresh)):
+        return state, False
+    return fresh.to(next(model.parameters()).device), True
 
-    A run trained without that baseline gets a fresh one (yields True then): an untrained
-    NVIL network (close to no baseline at all), or a moving average that
-    :func:`measure_one` first warms up on WARMUP estimates.
+
+def measure_one(model: nn.Module, objective, x: torch.Tensor, kwargs: dict, replicates: int, state: nn.Module | None = None) -> dict:
+    """gradient_stats for one estimator: step = backward of -mean(surrogate) on x.
+
+    ``state`` is the run's baseline module (the training objective's), used where it fits.
     """
-    had = getattr(model, "baseline", None)
-    fresh = baselines.baseline_module(baseline, model.x_shape)
-    swap = fresh is not None and not isinstance(had, type(fresh))
-    if swap:
-        model.baseline = fresh.to(next(model.parameters()).device)
-    try:
-        yield swap
-    finally:
-        if swap:
-            del model.baseline
-            if had is not None:
-                model.baseline = had
-
-
-def measure_one(model: nn.Module, objective, x: torch.Tensor, kwargs: dict, replicates: int) -> dict:
-    """gradient_stats for one estimator: step = backward of -mean(surrogate) on x."""
+    baseline_state, fresh = baseline_for(state, kwargs["baseline"], model)
 
     def step() -> None:
         model.zero_grad(set_to_none=True)
-        bound, _ = objective(model, x, **kwargs)
+        bound, _ = objective(model, x, baseline_state=baseline_state, **kwargs)
         (-bound.mean()).backward()
 
-    with baseline_for(model, kwargs["baseline"]) as fresh:
-        if fresh:
-            model.baseline.train()  # a fresh moving average learns the signal's level first
-        for _ in range(WARMUP if fresh else 1):  # also keeps first-call overheads out of the timing
-            step()
-        if fresh:
-            model.baseline.eval()
-        stats = gradient_stats(step, groups(model), replicates)
+    was_training = baseline_state.training if baseline_state is not None else False
+    if baseline_state is not None:
+        baseline_state.train(fresh)  # a fresh moving average learns the signal's level first; a trained one is read
+    for _ in range(WARMUP if fresh else 1):  # also keeps first-call overheads out of the timing
+        step()
+    if baseline_state is not None:
+        baseline_state.eval()
+    stats = gradient_stats(step, groups(model), replicates)
+    if baseline_state is not None:
+        baseline_state.train(was_training)
     model.zero_grad(set_to_none=True)
     return stats
 
 
-def measure(model: nn.Module, ocfg, x: torch.Tensor, specs: list[str], replicates: int, k: int | None = None) -> dict:
+def measure(model: nn.Module, ocfg, x: torch.Tensor, specs: list[str], replicates: int, k: int | None = None, state: nn.Module | None = None) -> dict:
     """The lab's numbers for each spec ('pathwise', 'score:loo', ...) on minibatch x.
 
-    ``ocfg`` is the run's ObjectiveConfig (bound, K, beta after warm-up, free bits); ``k``
-    overrides K. The model is measured in eval mode (a moving-average baseline is read,
-    not updated) and returned in the mode it came in.
+    ``ocfg`` is the run's ObjectiveConfig (bound and its options, K, beta after warm-up,
+    free bits); ``k`` overrides K; ``state`` is the run's trained baseline module, if any.
+    The model is measured in eval mode (a moving-average baseline is read, not updated)
+    and returned in the mode it came in.
     """
     k = k or ocfg.k
     objective = objectives.lookup(ocfg.name)
@@ -176,7 +178,7 @@ def measure(model: nn.Module, ocfg, x: torch.Tensor, specs: list[str], replicate
     model.eval()
     try:
         for spec in specs:
-            stats = measure_one(model, objective, x, {**base, **parse_spec(spec)}, replicates)
+            stats = measure_one(model, objective, x, {**base, **parse_spec(spec)}, replicates, state)
             row = summarize(stats)
             mean = torch.cat([s["mean"] for s in stats["groups"].values()])
             if spec == "pathwise" or (spec == "iwae" and ref is None):
@@ -196,38 +198,12 @@ def measure(model: nn.Module, ocfg, x: torch.Tensor, specs: list[str], replicate
 def fixed_batch(train_x: torch.Tensor, cfg, batch: int, seed: int = 0) -> torch.Tensor:
     """The first ``batch`` training images, binarized once with a fixed seed if the data
     is dynamically binarized (every estimate then sees the very same x)."""
-    from . import data as data_mod
+    from .. import data as data_mod
 
     x = train_x[:batch]
     if cfg.data.binarize == "dynamic":
         x = data_mod.binarize(x, torch.Generator(device=x.device).manual_seed(seed))
     return x
-
-
-def load_target(path: str, batch: int, seed: int = 0, overrides: list[str] | tuple = ()):
-    """(model, config, x): a run folder's checkpoint, or a TOML config's model at initialization
-    (with ``key=value`` overrides, as for ``reparam train``)."""
-    from pathlib import Path
-
-    from . import config, data as data_mod, runs
-    from .errors import ReparamError
-    from .model import build
-
-    p = Path(path)
-    if p.is_dir():
-        if overrides:
-            raise ReparamError(f"key=value overrides apply to a config file, not to the run folder {path}")
-        model = runs.load(p)
-        cfg = model.config
-        x_train = data_mod.load(cfg.data).train
-    elif p.is_file():
-        cfg = config.load(p, overrides)
-        x_train = data_mod.load(cfg.data).train
-        torch.manual_seed(cfg.seed)
-        model = build(cfg, tuple(x_train.shape[1:]))
-    else:
-        raise ReparamError(f"{path} is neither a run folder nor a config file")
-    return model, cfg, fixed_batch(x_train, cfg, batch, seed)
 
 
 def training_hooks(trainer) -> list[Callable[[dict], None]]:
@@ -243,14 +219,14 @@ def training_hooks(trainer) -> list[Callable[[dict], None]]:
         return []
     x = fixed_batch(trainer.train_x, cfg, min(cfg.train.batch_size, len(trainer.train_x)), cfg.seed)
     has = estimators.has_rsample(trainer.model.family)
-    specs = default_specs(has, cfg.objective.name, cfg.objective.k, trainer.model.family.kl_mismatch())
+    specs = default_specs(has, cfg.objective, cfg.objective.k, trainer.model.family.kl_mismatch())
 
     def hook(record: dict) -> None:
         if record["epoch"] % cfg.train.gradvar_every:
             return
         with torch.random.fork_rng(devices=[x.device.index or 0] if x.is_cuda else []):
             torch.manual_seed(cfg.seed + record["epoch"])
-            result = measure(trainer.model, cfg.objective, x, specs, cfg.train.gradvar_replicates)
+            result = measure(trainer.model, cfg.objective, x, specs, cfg.train.gradvar_replicates, state=trainer.objective.baseline)
         append_jsonl(trainer.run_dir / "gradvar.jsonl", {"epoch": record["epoch"], "step": record["step"], **result})
 
     return [hook]
@@ -260,7 +236,7 @@ def append_jsonl(path, obj: dict) -> None:
     """Rewrite the JSON-lines file atomically with one more line."""
     import json
 
-    from .runs import atomic_write_bytes, read_jsonl
+    from ..files import atomic_write_bytes, read_jsonl
 
     lines = read_jsonl(path) + [obj]
     atomic_write_bytes(path, "".join(json.dumps(o, sort_keys=True) + "\n" for o in lines).encode())

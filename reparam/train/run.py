@@ -1,6 +1,6 @@
 """Training entry points: ``train`` a configured VAE, ``resume`` a run folder.
 
-The loop itself is ``trainer.Trainer``. Under torchrun (RANK/WORLD_SIZE set) each process
+The loop itself is ``loop.Trainer``. Under torchrun (RANK/WORLD_SIZE set) each process
 joins the process group after its data are loaded and checked; only rank 0 creates and
 writes the run folder.
 """
@@ -16,15 +16,15 @@ from typing import Iterable
 
 import torch
 
-from . import checkpoint, config, devices, distributed, gradvar, runs
-from . import data as data_mod
-from .config import Config
-from .distributed import Dist
-from .errors import ConfigError, ReparamError
-from .model import VAE, build
-from .trainer import Diverged, Hook, Interrupted, Trainer, make_optimizer  # noqa: F401  (public names)
-
-resolve_device = devices.resolve_device
+from .. import data as data_mod
+from .. import devices, distributed, runs
+from ..distributed import Dist
+from ..errors import ConfigError, ReparamError
+from ..evaluate import gradvar
+from ..model import VAE, build
+from ..report import write_report
+from . import checkpoint
+from .loop import Hook, Trainer
 
 
 @contextmanager
@@ -47,7 +47,7 @@ def stop_on_signals(trainer: Trainer):
             signal.signal(s, h)
 
 
-def _setup(cfg: Config, model: VAE | None = None) -> tuple[data_mod.Data, VAE, Dist]:
+def _setup(cfg, model: VAE | None = None) -> tuple[data_mod.Data, VAE, Dist]:
     """Seed, load and check the data, build (or take) the model, join the process group."""
     torch.manual_seed(cfg.seed)
     if cfg.train.threads:
@@ -66,7 +66,7 @@ def _setup(cfg: Config, model: VAE | None = None) -> tuple[data_mod.Data, VAE, D
     return data, devices.prepare(model, cfg.train.channels_last, cfg.train.compile), dist
 
 
-def announce(cfg: Config, dist: Dist) -> None:
+def announce(cfg, dist: Dist) -> None:
     """Rank 0 says how the work is split (the global batch and learning rate equal one process's)."""
     if dist.enabled and dist.is_main:
         bs = cfg.train.batch_size
@@ -77,23 +77,28 @@ def announce(cfg: Config, dist: Dist) -> None:
         )
 
 
-def _run(trainer: Trainer, data: data_mod.Data, progress: bool, report: bool = True) -> Path:
+def _trainer(cfg, model: VAE, data: data_mod.Data, run_dir: Path, hooks: Iterable[Hook], dist: Dist) -> Trainer:
+    trainer = Trainer(cfg, model, data, run_dir, hooks, dist)
+    trainer.hooks += gradvar.training_hooks(trainer)  # train.gradvar_every
+    return trainer
+
+
+def _run(trainer: Trainer, progress: bool, report: bool = True) -> Path:
     with stop_on_signals(trainer):
         trainer.fit(progress)
-    trainer.finish(data)
+    trainer.finish()
     if report and trainer.cfg.train.report and trainer.dist.is_main:
-        from .report import write_report
-
         write_report(trainer.run_dir, seed=trainer.cfg.seed)
     distributed.barrier(trainer.dist)  # every file is written before any rank returns
     return trainer.run_dir
 
 
-def train(cfg: Config, out: str | Path, overwrite: bool = False, hooks: Iterable[Hook] = (), progress: bool | None = None, model: VAE | None = None) -> Path:
+def train(cfg, out: str | Path, overwrite: bool = False, hooks: Iterable[Hook] = (), progress: bool | None = None, model: VAE | None = None) -> Path:
     """Train the configured VAE (or ``model``, e.g. with your own networks); returns the run folder.
 
-    A run of your own networks cannot be rebuilt from config.json, so it gets no report;
-    load its weights into your VAE with ``safetensors.torch.load_file(RUN / "model.safetensors")``.
+    ``cfg`` is a validated ``reparam.config.Config``. A run of your own networks cannot be
+    rebuilt from config.json, so it gets no report; load its weights into your VAE with
+    ``safetensors.torch.load_file(RUN / "model.safetensors")``.
     """
     custom = model is not None
     if custom and cfg.train.report:
@@ -106,9 +111,8 @@ def train(cfg: Config, out: str | Path, overwrite: bool = False, hooks: Iterable
             runs.write_json(run_dir / runs.CONFIG, cfg.to_dict())
         distributed.barrier(dist)
         announce(cfg, dist)
-        trainer = Trainer(cfg, model, data, run_dir, hooks, dist)
-        trainer.hooks += gradvar.training_hooks(trainer)  # train.gradvar_every
-        return _run(trainer, data, cfg.train.progress if progress is None else progress, report=not custom)
+        trainer = _trainer(cfg, model, data, run_dir, hooks, dist)
+        return _run(trainer, cfg.train.progress if progress is None else progress, report=not custom)
     finally:
         distributed.shutdown(dist)
 
@@ -118,21 +122,20 @@ def resume(run_dir: str | Path, epochs: int | None = None, hooks: Iterable[Hook]
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ReparamError(f"run folder {run_dir} does not exist")
-    cfg = config.from_dict(runs.read_json(run_dir / runs.CONFIG))
-    state = checkpoint.latest(run_dir)
+    cfg = runs.read_config(run_dir)
+    state = checkpoint.nest(*checkpoint.latest(run_dir))
     if epochs is not None:
-        if epochs < state[1]["epoch"]:
-            raise ConfigError(f"train.epochs={epochs} is fewer than the {state[1]['epoch']} epochs already done")
+        if epochs < state["meta"]["epoch"]:
+            raise ConfigError(f"train.epochs={epochs} is fewer than the {state['meta']['epoch']} epochs already done")
         cfg.train.epochs = epochs
     data, model, dist = _setup(cfg)
     try:
         if epochs is not None and dist.is_main:
             runs.write_json(run_dir / runs.CONFIG, cfg.to_dict())
         announce(cfg, dist)
-        trainer = Trainer(cfg, model, data, run_dir, hooks, dist)
-        trainer.hooks += gradvar.training_hooks(trainer)  # train.gradvar_every
-        checkpoint.restore(trainer, *state)
+        trainer = _trainer(cfg, model, data, run_dir, hooks, dist)
+        trainer.load_state_dict(state)
         trainer.metrics = [m for m in runs.read_jsonl(run_dir / runs.METRICS) if m["step"] <= trainer.step]
-        return _run(trainer, data, cfg.train.progress if progress is None else progress)
+        return _run(trainer, cfg.train.progress if progress is None else progress)
     finally:
         distributed.shutdown(dist)

@@ -11,8 +11,9 @@ import math
 
 import torch
 
-from . import diagnostics, objectives
-from .errors import ConfigError
+from .. import objectives
+from ..errors import ConfigError
+from . import diagnostics
 
 #: Upper bound on (examples x samples x pixels) held in memory at once by the IS estimate.
 #: 2**21 floats (8 MB of logits, ~2,700 decoder rows for MNIST) keeps a chunk in cache:

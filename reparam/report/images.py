@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .runs import atomic_write_bytes
+from ..files import atomic_write_bytes
 
 
 def tile(images: torch.Tensor | np.ndarray, ncols: int | None = None, pad: int = 1) -> np.ndarray:

@@ -4,52 +4,39 @@ A baseline b is subtracted from each sample's learning signal v_k: A_k = v_k - b
 leaves the gradient estimate unbiased as long as b_k does not depend on z_k. Registered:
 ``none``, ``moving_average``, ``nvil`` (a learned b(x), Mnih & Gregor 2014) and ``loo``
 (leave-one-out over the K samples, VIMCO, Mnih & Rezende 2016). ``moving_average`` and
-``nvil`` keep state: :func:`baseline_module` builds it and ``model.build`` attaches it as
-``model.baseline``, so the optimizer trains it and checkpoints carry it.
+``nvil`` keep state: :func:`baseline_module` builds it, the training ``Objective`` module
+owns it (so the optimizer trains it and checkpoints carry it), and draws hand it to the
+baseline as ``Draw.baseline_state``.
 
-Each baseline maps (draw, v (K, B), shape) to (advantages A (K, B), an extra surrogate term
-(B,) or 0.0); :class:`Shape` says how the bound combines the K values.
+Each baseline maps (draw, v (K, B), reduction) to (advantages A (K, B), an extra surrogate
+term (B,) or 0.0); the :class:`~reparam.objectives.reductions.Reduction` says how the
+bound combines the K values.
 """
 
 from __future__ import annotations
 
 import math
-from enum import Enum
 from typing import TYPE_CHECKING, Callable
 
 import torch
 from torch import nn
 
-from .errors import ConfigError
+from ..errors import ConfigError
+from ..registry import Registry
+from .reductions import Reduction
 
 if TYPE_CHECKING:
-    from .estimators import Draw
+    from .draws import Draw
 
 
-class Shape(Enum):
-    """How a bound combines per-sample values v (K, B): the mean (ELBO) or log-mean-exp (IWAE)."""
-
-    MEAN = "mean"
-    LOGMEANEXP = "logmeanexp"
-
-    def value(self, v: torch.Tensor, dim: int = 0) -> torch.Tensor:
-        if self is Shape.MEAN:
-            return v.mean(dim)
-        return torch.logsumexp(v, dim) - math.log(v.shape[dim])
-
-    def share(self, v: torch.Tensor) -> torch.Tensor:
-        """Learning signal of each sample without a baseline, (K, B): v_k / K, or L_K."""
-        return v / len(v) if self is Shape.MEAN else self.value(v).expand_as(v)
-
-
-Baseline = Callable[["Draw", torch.Tensor, Shape], tuple[torch.Tensor, torch.Tensor | float]]
-BASELINES: dict[str, Baseline] = {}
+Baseline = Callable[["Draw", torch.Tensor, Reduction], tuple[torch.Tensor, torch.Tensor | float]]
+BASELINES: Registry = Registry("objective.baseline", ordered=True)
 BASELINE_MODULES: dict[str, type[nn.Module]] = {}
 
 
 def register_baseline(name: str, module: type[nn.Module] | None = None) -> Callable[[Baseline], Baseline]:
     def deco(fn: Baseline) -> Baseline:
-        BASELINES[name] = fn
+        BASELINES.register(name)(fn)
         if module is not None:
             BASELINE_MODULES[name] = module
         return fn
@@ -58,8 +45,7 @@ def register_baseline(name: str, module: type[nn.Module] | None = None) -> Calla
 
 
 def check_baseline(baseline: str, estimator: str, k: int) -> None:
-    if baseline not in BASELINES:
-        raise ConfigError(f"unknown objective.baseline {baseline!r}; valid: {', '.join(BASELINES)}")
+    BASELINES.lookup(baseline)
     if baseline != "none" and estimator != "score":
         raise ConfigError(f"objective.baseline={baseline} applies to objective.estimator=score, not {estimator}")
     if baseline == "loo" and k < 2:
@@ -106,19 +92,22 @@ def baseline_module(baseline: str, x_shape: tuple[int, ...]) -> nn.Module | None
 
 
 def _module(d: "Draw", baseline: str) -> nn.Module:
-    module = getattr(d.model, "baseline", None)
+    module = d.baseline_state
     if not isinstance(module, BASELINE_MODULES[baseline]):
-        raise ConfigError(f"objective.baseline={baseline} needs model.baseline, which model.build attaches when configured")
+        raise ConfigError(
+            f"objective.baseline={baseline} keeps state: pass baseline_state=baseline_module(...) "
+            "(the training Objective module owns one)"
+        )
     return module
 
 
 @register_baseline("none")
-def no_baseline(d: "Draw", v: torch.Tensor, shape: Shape):
+def no_baseline(d: "Draw", v: torch.Tensor, shape: Reduction):
     return shape.share(v), 0.0
 
 
 @register_baseline("moving_average", MovingAverage)
-def moving_average(d: "Draw", v: torch.Tensor, shape: Shape):
+def moving_average(d: "Draw", v: torch.Tensor, shape: Reduction):
     module = _module(d, "moving_average")
     advantage = shape.share(v - module.value)
     module.update(shape.value(v))
@@ -126,19 +115,19 @@ def moving_average(d: "Draw", v: torch.Tensor, shape: Shape):
 
 
 @register_baseline("nvil", NVIL)
-def nvil(d: "Draw", v: torch.Tensor, shape: Shape):
+def nvil(d: "Draw", v: torch.Tensor, shape: Reduction):
     b = _module(d, "nvil")(d.x)  # (B,)
     target = shape.value(v).detach()  # (B,)
     return shape.share(v - b.detach()), -((target - b) ** 2)
 
 
 @register_baseline("loo")
-def leave_one_out(d: "Draw", v: torch.Tensor, shape: Shape):
+def leave_one_out(d: "Draw", v: torch.Tensor, shape: Reduction):
     """A_k = value(v) - value(v with v_k replaced by mean_{j != k} v_j) (Mnih & Rezende 2016).
 
     For the ELBO this is (v_k - mean_{j != k} v_j) / K; for the IWAE it is VIMCO's
-    L_K - log mean(sum_{j != k} w_j + exp(mean_{j != k} log w_j)). The baseline of z_k
-    uses the other samples only, so the estimate stays unbiased.
+    L_K - log mean(sum_{j != k} w_j + exp(mean_{j != k} log w_j)); any reduction works
+    alike. The baseline of z_k uses the other samples only, so the estimate stays unbiased.
     """
     k = len(v)
     others = (v.sum(0, keepdim=True) - v) / (k - 1)  # (K, B)

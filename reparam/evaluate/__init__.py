@@ -1,0 +1,16 @@
+"""Evaluation: what a model scores, and what its gradients look like.
+
+- ``metrics``: the held-out ELBO and its terms, the importance-sampled log-likelihood,
+  and ``evaluate`` (a run's summary: the model it defines, and for relaxed families the
+  discrete model beside it);
+- ``diagnostics``: the posterior-collapse dashboard (active units, KL per dimension, I(x; z));
+- ``gradvar``: the gradient-variance lab (variance, SNR and cosine per estimator);
+- ``commands``: ``reparam eval`` and ``reparam gradvar``.
+"""
+
+from __future__ import annotations
+
+from . import diagnostics, gradvar  # noqa: F401
+from .metrics import DRAW_EXAMPLES, DRAW_SAMPLES, MAX_ELEMENTS, PRECISIONS, elbo_terms, evaluate, log_likelihood, scores
+
+__all__ = ["DRAW_EXAMPLES", "DRAW_SAMPLES", "MAX_ELEMENTS", "PRECISIONS", "diagnostics", "elbo_terms", "evaluate", "gradvar", "log_likelihood", "scores"]

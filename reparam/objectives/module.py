@@ -1,0 +1,77 @@
+"""The training objective as a module: a bound, its estimator, its schedule and its state.
+
+In the spirit of Pyro's ``ELBOModule``: the trainer holds one :class:`Objective` and calls
+it on each minibatch; the module owns what the objective keeps between steps (a score
+function's moving average or learned NVIL baseline), so the optimizer trains it and the
+trainer's state_dict carries it, while the VAE holds networks only. The loss is
+``-bound.mean()``, the one reduction over the batch, taken by the trainer.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .baselines import baseline_module
+from .bounds import OBJECTIVES, Terms
+from .free_bits import BatchMean
+
+
+def beta_at(cfg, step: int) -> float:
+    """KL weight at step ``step`` (0-based): beta * min(1, step / warmup), linear warm-up.
+
+    Sonderby et al. (2016), Bowman et al. (2016): the KL weight rises from 0 to beta over
+    the first ``cfg.warmup`` optimizer steps; ``warmup = 0`` gives beta from the start.
+    """
+    if cfg.warmup <= 0:
+        return float(cfg.beta)
+    return float(cfg.beta) * min(1.0, step / cfg.warmup)
+
+
+def call_kwargs(cfg, step: int, batch_mean: BatchMean | None = None) -> dict:
+    """Keyword arguments for the configured objective at training step ``step``.
+
+    The one place where objective schedules live, so the trainer stays generic. ``cfg`` is
+    the ``objective`` config section (its bound's own options in ``cfg.options``);
+    ``batch_mean`` averages a (B, G) tensor over the global batch (several processes);
+    free bits choose their mask with it.
+    """
+    kwargs = {"k": cfg.k, "beta": beta_at(cfg, step), **getattr(cfg, "options", {})}
+    if (cfg.estimator, cfg.baseline) != ("auto", "none"):
+        kwargs.update(estimator=cfg.estimator, baseline=cfg.baseline)
+    if cfg.free_bits > 0:
+        kwargs.update(free_bits=cfg.free_bits, free_bits_group=cfg.free_bits_group)
+        if batch_mean is not None:
+            kwargs.update(batch_mean=batch_mean)
+    return kwargs
+
+
+def schedule_warning(cfg, total_steps: int) -> str | None:
+    """A one-line warning if the KL warm-up does not finish within ``total_steps``."""
+    if cfg.warmup > total_steps:
+        reached = beta_at(cfg, total_steps)
+        return (
+            f"objective.warmup={cfg.warmup} steps is longer than the {total_steps} steps trained; "
+            f"the KL weight only reached {reached:.3g} of beta={cfg.beta:g}"
+        )
+    return None
+
+
+class Objective(nn.Module):
+    """The configured bound on a minibatch, with its estimator's state (``baseline``, or None).
+
+    ``Objective(cfg, x_shape)(model, x, step)`` -> (bound (B,), terms): the surrogate whose
+    value is the bound and whose gradient is the estimator's (see ``estimators.py``).
+    """
+
+    def __init__(self, cfg, x_shape: tuple[int, ...]):
+        super().__init__()
+        self.cfg = cfg
+        self.fn = OBJECTIVES.lookup(cfg.name)
+        self.baseline = baseline_module(cfg.baseline, tuple(x_shape))  # None: no state to keep
+
+    def forward(self, model: nn.Module, x: torch.Tensor, step: int = 0, batch_mean: BatchMean | None = None) -> tuple[torch.Tensor, Terms]:
+        kwargs = call_kwargs(self.cfg, step, batch_mean)
+        if self.baseline is not None:
+            kwargs["baseline_state"] = self.baseline
+        return self.fn(model, x, **kwargs)

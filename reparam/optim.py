@@ -1,0 +1,71 @@
+"""How parameters move: Adam, and the learning rate as a pure function of training progress.
+
+A schedule maps progress ``t = step / total_steps`` in [0, 1] to a rate that starts at
+``lr`` (t = 0) and reaches ``lr_final`` (t = 1). It depends on the global step alone, so a
+resumed run recomputes its rate instead of storing scheduler state and stays bit for bit
+identical. Resuming with more epochs stretches the schedule over the new total: the rate
+jumps to its value at the new, smaller ``t`` and decays again to ``lr_final``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Iterable
+
+import torch
+
+Schedule = Callable[[float, float, float], float]
+
+
+def constant(lr: float, lr_final: float, t: float) -> float:
+    """lr throughout (``lr_final`` unused)."""
+    return lr
+
+
+def cosine(lr: float, lr_final: float, t: float) -> float:
+    """lr_final + (lr - lr_final) (1 + cos(pi t)) / 2: SGDR without restarts (Loshchilov & Hutter 2017)."""
+    return lr_final + (lr - lr_final) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+def exponential(lr: float, lr_final: float, t: float) -> float:
+    """lr (lr_final / lr) ** t: a constant factor per step; needs lr_final > 0."""
+    return lr * (lr_final / lr) ** t
+
+
+SCHEDULES: dict[str, Schedule] = {"constant": constant, "cosine": cosine, "exponential": exponential}
+
+
+def lr_at(cfg, step: int, total_steps: int, rollbacks: int = 0) -> float:
+    """The rate at global ``step`` of ``total_steps``, times ``lr_backoff ** rollbacks``.
+
+    ``cfg`` is the ``train`` config section (lr, lr_final, lr_schedule, lr_backoff).
+
+    t is clamped to [0, 1]: past the last step the rate stays at ``lr_final``.
+    """
+    t = min(max(step / max(total_steps, 1), 0.0), 1.0)
+    return SCHEDULES[cfg.lr_schedule](cfg.lr, cfg.lr_final, t) * cfg.lr_backoff**rollbacks
+
+
+def make_optimizer(params: Iterable[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer:
+    """Adam, with the fused kernel where this torch build has it (fewer passes over the weights)."""
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, TypeError):  # pragma: no cover - older torch or device without it
+        return torch.optim.Adam(params, lr=lr, foreach=True)
+
+
+def optimizer_state(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[dict]]:
+    """An optimizer's state_dict as named tensors ``<param index>.<name>`` plus JSON-safe param groups."""
+    sd = opt.state_dict()
+    tensors = {f"{idx}.{name}": torch.as_tensor(value) for idx, state in sd["state"].items() for name, value in state.items()}
+    return tensors, sd["param_groups"]
+
+
+def load_optimizer_state(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], groups: list[dict]) -> None:
+    """The inverse of ``optimizer_state``."""
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        idx, name = key.split(".", 1)
+        state.setdefault(int(idx), {})[name] = value
+    opt.load_state_dict({"state": state, "param_groups": groups})

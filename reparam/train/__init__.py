@@ -1,0 +1,15 @@
+"""Training: the loop, its checkpoints, and the entry points.
+
+- ``loop``: :class:`Trainer`, one short loop whose whole state is ``state_dict()``;
+- ``checkpoint``: a state dict of tensors plus a JSON header in one safetensors file;
+- ``run``: :func:`train` and :func:`resume`, which load data, build the model, join
+  torchrun's process group and write the run folder;
+- ``command``: ``reparam train``.
+"""
+
+from __future__ import annotations
+
+from .loop import Diverged, Hook, Interrupted, Trainer
+from .run import resume, train
+
+__all__ = ["Diverged", "Hook", "Interrupted", "Trainer", "resume", "train"]

@@ -1,0 +1,74 @@
+"""``reparam train [CONFIG.toml] [key=value ...]`` and ``reparam train --resume RUN``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+from ..errors import ReparamError
+
+
+def split_settings(args: list[str]) -> tuple[str | None, list[str]]:
+    """(an optional config file, key=value overrides) from train's positional arguments."""
+    files = [a for a in args if "=" not in a]
+    if len(files) > 1:
+        raise ReparamError(f"expected at most one config file and key=value overrides, got {files}")
+    return (files[0] if files else None), [a for a in args if "=" in a]
+
+
+def default_out(cfg) -> Path:
+    """runs/<time>-<data>-<family>, with a counter if that folder exists."""
+    base = Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.data.name}-{cfg.latent.family}"
+    out, i = base, 1
+    while out.exists():
+        out, i = Path(f"{base}-{i}"), i + 1
+    return out
+
+
+def resume_epochs(settings: list[str]) -> int | None:
+    """--resume takes no config file and no override but train.epochs (to train longer)."""
+    from ..config import parse_value
+
+    epochs = None
+    for item in settings:
+        key, _, value = item.partition("=")
+        if key != "train.epochs" or not isinstance(parse_value(value), int):
+            raise ReparamError(f"--resume takes only train.epochs=N (the run keeps its config.json), got {item!r}")
+        epochs = parse_value(value)
+    return epochs
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from .. import config
+    from .run import resume, train
+
+    if a.resume:
+        run_dir = resume(a.resume, resume_epochs(a.settings), progress=False if a.quiet else None)
+    else:
+        path, overrides = split_settings(a.settings)
+        cfg = config.load(path, overrides)
+        if a.quiet:
+            cfg.train.progress = False
+        run_dir = train(cfg, a.out or default_out(cfg), overwrite=a.overwrite)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 speaks for the job
+        return 0
+    summary = json.loads((run_dir / "summary.json").read_text())
+    print(
+        f"test ELBO {summary['elbo']:.2f} nats, NLL {summary['nll']:.2f} ± {summary['nll_se']:.2f} "
+        f"nats (k={summary['k']}), {summary['epochs']} epochs in {summary['train_seconds']:.1f} s"
+    )
+    print(run_dir)
+    return 0
+
+
+def add_commands(sub) -> None:
+    t = sub.add_parser("train", help="train a VAE (digits by default)")
+    t.add_argument("settings", nargs="*", help="an optional CONFIG.toml, then key=value overrides")
+    t.add_argument("--out", help="run folder (default: runs/<time>-<data>-<family>)")
+    t.add_argument("--overwrite", action="store_true", help="reuse a folder that already holds a run")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--resume", metavar="RUN", help="continue RUN from its newest checkpoint (train.epochs=N to extend)")
+    t.set_defaults(func=cmd_train)
