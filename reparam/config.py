@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from .errors import ConfigError
+from .errors import ConfigError, one_of, require
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -37,11 +37,9 @@ class DataConfig:
     test_fraction: float = 0.15  # held-out share for arrays that carry no test split
 
     def validate(self) -> None:
-        _one_of("data.binarize", self.binarize, ("none", "static", "dynamic"))
-        _one_of("data.name", self.name, ("digits", "mnist", "file", "folder"))
-        _check(0.0 < self.test_fraction < 1.0, "data.test_fraction must lie in (0, 1)")
-        _check(self.name != "file" or bool(self.path), "data.name=file needs data.path=FILE")
-        _check(self.name != "folder" or bool(self.path), "data.name=folder needs data.path=DIR (PNG/JPEG images)")
+        from . import data
+
+        data.check(self)
 
 
 @dataclass
@@ -54,9 +52,7 @@ class ModelConfig:
     def validate(self) -> None:
         from . import networks
 
-        _one_of("model.arch", self.arch, tuple(networks.ARCHS.names()))
-        _check(all(h > 0 for h in self.hidden), f"model.hidden sizes must be positive, got {self.hidden}")
-        _check(len(self.channels) >= 1 and all(c > 0 for c in self.channels), f"model.channels must be positive sizes, got {self.channels}")
+        networks.check(self)
 
 
 @dataclass
@@ -68,8 +64,8 @@ class LatentConfig:
     def validate(self) -> None:
         from . import latents
 
-        _check(self.dim > 0, f"latent.dim must be a positive integer, got {self.dim}")
-        _check_options("latent", ["family", "dim"], self.family, latents.options(self.family), self.options)
+        require(self.dim > 0, f"latent.dim must be a positive integer, got {self.dim}")
+        check_section_options("latent", ["family", "dim"], self.family, latents.options(self.family), self.options)
         latents.get(self.family, self.dim, **self.options)
 
 
@@ -81,7 +77,7 @@ class LikelihoodConfig:
     def validate(self) -> None:
         from . import likelihoods
 
-        _check_options("likelihood", ["name"], self.name, likelihoods.options(self.name), self.options)
+        check_section_options("likelihood", ["name"], self.name, likelihoods.options(self.name), self.options)
         likelihoods.get(self.name, (1,), **self.options)
 
 
@@ -100,7 +96,7 @@ class ObjectiveConfig:
     def validate(self) -> None:
         from .objectives import rules
 
-        _check_options("objective", [f.name for f in dataclasses.fields(self) if f.name != "options"], self.name, rules.options(self.name), self.options)
+        check_section_options("objective", [f.name for f in dataclasses.fields(self) if f.name != "options"], self.name, rules.options(self.name), self.options)
         rules.check(self)
 
     def check_family(self, family) -> None:
@@ -137,27 +133,29 @@ class TrainConfig:
 
     def validate(self) -> None:
         for key in ("epochs", "batch_size", "eval_k", "eval_every", "keep_checkpoints", "max_bad_steps"):
-            _check(getattr(self, key) >= 1, f"train.{key} must be >= 1, got {getattr(self, key)}")
-        _check(self.gradvar_replicates >= 2, f"train.gradvar_replicates must be >= 2, got {self.gradvar_replicates}")
+            require(getattr(self, key) >= 1, f"train.{key} must be >= 1, got {getattr(self, key)}")
+        require(self.gradvar_replicates >= 2, f"train.gradvar_replicates must be >= 2, got {self.gradvar_replicates}")
         for key in ("checkpoint_every", "clip_grad", "max_rollbacks", "gradvar_every"):
-            _check(getattr(self, key) >= 0, f"train.{key} must be >= 0, got {getattr(self, key)}")
-        _check(0 < self.lr_backoff < 1, f"train.lr_backoff must lie in (0, 1), got {self.lr_backoff}")
-        _check(math.isfinite(self.lr) and self.lr > 0, f"train.lr must be a finite rate > 0, got {self.lr}")
+            require(getattr(self, key) >= 0, f"train.{key} must be >= 0, got {getattr(self, key)}")
+        require(0 < self.lr_backoff < 1, f"train.lr_backoff must lie in (0, 1), got {self.lr_backoff}")
+        require(math.isfinite(self.lr) and self.lr > 0, f"train.lr must be a finite rate > 0, got {self.lr}")
         self.validate_schedule()
-        _check(self.threads >= 0, f"train.threads must be >= 0, got {self.threads}")
-        _one_of("train.device", self.device, ("cpu", "cuda", "auto"))
-        _one_of("train.precision", self.precision, ("fp32", "bf16", "fp16"))
+        require(self.threads >= 0, f"train.threads must be >= 0, got {self.threads}")
+        from . import devices
+
+        one_of("train.device", self.device, devices.DEVICES)
+        one_of("train.precision", self.precision, tuple(devices.DTYPES))
 
     def validate_schedule(self) -> None:
         from . import optim
 
-        _one_of("train.lr_schedule", self.lr_schedule, tuple(optim.SCHEDULES))
-        _check(math.isfinite(self.lr_final) and self.lr_final >= 0, f"train.lr_final must be a finite rate >= 0, got {self.lr_final}")
-        _check(
+        one_of("train.lr_schedule", self.lr_schedule, tuple(optim.SCHEDULES))
+        require(math.isfinite(self.lr_final) and self.lr_final >= 0, f"train.lr_final must be a finite rate >= 0, got {self.lr_final}")
+        require(
             self.lr_schedule != "exponential" or self.lr_final > 0,
             f"train.lr_final must be > 0 for train.lr_schedule=exponential (it decays by a constant factor), got {self.lr_final}",
         )
-        _check(
+        require(
             self.lr_schedule != "constant" or self.lr_final == 0,
             f"train.lr_final applies to train.lr_schedule=cosine or exponential; with constant the rate stays train.lr (got train.lr_final={self.lr_final})",
         )
@@ -205,16 +203,9 @@ def latents_get(latent: LatentConfig):
     return latents.get(latent.family, latent.dim, **latent.options)
 
 
-def _check(ok: bool, message: str) -> None:
-    if not ok:
-        raise ConfigError(message)
 
 
-def _one_of(key: str, value: Any, valid: tuple[str, ...]) -> None:
-    _check(value in valid, f"{key} must be one of {', '.join(valid)}; got {value!r}")
-
-
-def _check_options(section: str, own: list[str], component: str, valid: dict, given: dict) -> None:
+def check_section_options(section: str, own: list[str], component: str, valid: dict, given: dict) -> None:
     unknown = sorted(set(given) - set(valid))
     if unknown:
         keys = ", ".join(f"{section}.{k}" for k in own + sorted(valid))

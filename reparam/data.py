@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import DataError
+from .errors import DataError, one_of, require
 from .files import atomic_write_bytes
 
 DIGITS_TEST = 297  # of 1797: the last 297 of a fixed permutation (seed 0)
@@ -208,6 +208,18 @@ SOURCES = {
     "file": lambda cfg: load_arrays(Path(cfg.path).expanduser(), cfg.test_fraction),
     "folder": lambda cfg: load_folder(Path(cfg.path).expanduser(), cfg.test_fraction),
 }
+
+
+BINARIZATIONS = ("none", "static", "dynamic")
+
+
+def check(cfg) -> None:
+    """The ``data`` config section's rules (ConfigError, one line naming the key)."""
+    one_of("data.binarize", cfg.binarize, BINARIZATIONS)
+    one_of("data.name", cfg.name, tuple(SOURCES))
+    require(0.0 < cfg.test_fraction < 1.0, "data.test_fraction must lie in (0, 1)")
+    require(cfg.name != "file" or bool(cfg.path), "data.name=file needs data.path=FILE")
+    require(cfg.name != "folder" or bool(cfg.path), "data.name=folder needs data.path=DIR (PNG/JPEG images)")
 
 
 def binarize(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -18,6 +18,7 @@ from torch import nn
 from .errors import ConfigError
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+DEVICES = ("cpu", "cuda", "auto")
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:

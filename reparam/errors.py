@@ -19,3 +19,14 @@ class DataError(ReparamError):
 
 class RunError(ReparamError):
     """A run folder that is missing, already used, or holds a corrupt checkpoint."""
+
+
+def require(ok: bool, message: str) -> None:
+    """ConfigError(message) unless ``ok``: a config rule in one line."""
+    if not ok:
+        raise ConfigError(message)
+
+
+def one_of(key: str, value, valid) -> None:
+    """ConfigError naming ``key`` unless ``value`` is one of ``valid``."""
+    require(value in valid, f"{key} must be one of {', '.join(valid)}; got {value!r}")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 from torch import nn
 from torch.distributions import Distribution
@@ -12,9 +10,6 @@ from . import latents, likelihoods
 from .latents import Family
 from .likelihoods import Head
 from .networks import ARCHS
-
-if TYPE_CHECKING:
-    from .config import Config
 
 
 class VAE(nn.Module):
@@ -61,8 +56,8 @@ class VAE(nn.Module):
         return self if family is self.family else VAE(self.encoder, family, self.decoder, self.head).train(self.training)
 
 
-def build(cfg: "Config", x_shape: tuple[int, ...], encoder: nn.Module | None = None, decoder: nn.Module | None = None) -> VAE:
-    """Assemble a VAE from a resolved config and the data's image shape (channels-last).
+def build(cfg, x_shape: tuple[int, ...], encoder: nn.Module | None = None, decoder: nn.Module | None = None) -> VAE:
+    """Assemble a VAE from a resolved config (``reparam.config.Config``) and the data's image shape (channels-last).
 
     ``model.arch`` picks the networks; ``encoder`` or ``decoder`` replaces the configured
     one with any module honouring the contract: encoder x (*batch, *x_shape) ->

@@ -19,23 +19,17 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .errors import ConfigError
+from .errors import ConfigError, one_of, require
 from .registry import Registry
 
-ACTIVATIONS: dict[str, type[nn.Module]] = {
-    "tanh": nn.Tanh,
-    "relu": nn.ReLU,
-    "elu": nn.ELU,
-    "silu": nn.SiLU,
-    "softplus": nn.Softplus,
-    "leaky_relu": nn.LeakyReLU,
-}
+ACTIVATIONS: Registry = Registry("model.activation")
+for _name, _cls in {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "silu": nn.SiLU, "softplus": nn.Softplus, "leaky_relu": nn.LeakyReLU}.items():
+    ACTIVATIONS[_name] = _cls
 
 
 def activation(name: str) -> type[nn.Module]:
-    if name not in ACTIVATIONS:
-        raise ConfigError(f"unknown model.activation {name!r}; valid: {', '.join(sorted(ACTIVATIONS))}")
-    return ACTIVATIONS[name]
+    """The activation module class registered as ``name`` (ConfigError naming the valid ones)."""
+    return ACTIVATIONS.lookup(name)
 
 
 def mlp(sizes: Sequence[int], act: str) -> nn.Sequential:
@@ -72,6 +66,14 @@ class Decoder(nn.Module):
 
 
 ARCHS: Registry = Registry("model.arch")
+
+
+def check(cfg) -> None:
+    """The ``model`` config section's rules (ConfigError, one line naming the key)."""
+    one_of("model.arch", cfg.arch, tuple(ARCHS.names()))
+    ACTIVATIONS.lookup(cfg.activation)
+    require(all(h > 0 for h in cfg.hidden), f"model.hidden sizes must be positive, got {cfg.hidden}")
+    require(len(cfg.channels) >= 1 and all(c > 0 for c in cfg.channels), f"model.channels must be positive sizes, got {cfg.channels}")
 
 
 @ARCHS.register("mlp")

@@ -84,18 +84,27 @@ UNBIASED = [  # (bound, K, estimator spec, reference spec): the same expected gr
     ("elbo", 2, "stl", "pathwise"),  # STL: the dropped score term has mean 0 for the ELBO
     ("iwae", 3, "dreg", "iwae"),  # DReG: unbiased for grad L_K (encoder and decoder)
     ("iwae", 1, "stl", "iwae"),  # K = 1: L_1 is the ELBO, so STL is unbiased there too
+    ("renyi", 3, "score", "pathwise"),  # the Renyi bound (alpha = 0.5) with every score baseline
+    ("renyi", 3, "score:loo", "pathwise"),
+    ("renyi", 3, "score:nvil", "pathwise"),
+    ("renyi", 3, "score:moving_average", "pathwise"),
 ]
+#: Bound options per row of UNBIASED where the default is not the point: alpha = 1 is the ELBO's mean.
+UNBIASED_OPTIONS = [("renyi", 2, "stl", "pathwise", {"alpha": 1.0})]
 
 
-@pytest.mark.parametrize("objective,k,spec,reference", UNBIASED, ids=[f"{o}-k{k}-{s}" for o, k, s, _ in UNBIASED])
-def test_estimator_mean_equals_reference_gradient(objective, k, spec, reference):
+@pytest.mark.parametrize(
+    "objective,k,spec,reference,options", [(*row, {}) for row in UNBIASED] + UNBIASED_OPTIONS,
+    ids=[f"{o}-k{k}-{s}" for o, k, s, _ in UNBIASED] + [f"{o}-k{k}-{s}-{opt}" for o, k, s, _, opt in UNBIASED_OPTIONS],
+)  # fmt: skip
+def test_estimator_mean_equals_reference_gradient(objective, k, spec, reference, options):
     """The estimator's mean gradient equals the reference's (pathwise ELBO or plain IWAE)
     within 4 standard errors per parameter: score with every baseline, STL for the ELBO,
     DReG for the IWAE bound L_K (Tucker et al. 2018, eq. 7: sum_k w~_k^2 dlog w_k/dz_k
-    dz_k/dphi is unbiased for grad_phi L_K)."""
+    dz_k/dphi is unbiased for grad_phi L_K), and the Renyi bound with the same estimators."""
     model, x = tiny_model(f"objective.name={objective}", f"objective.k={k}")
-    a = mean_gradient(model, x, objective, k, spec, seed=1)
-    b = mean_gradient(model, x, objective, k, reference, seed=2)
+    a = mean_gradient(model, x, objective, k, spec, seed=1, **options)
+    b = mean_gradient(model, x, objective, k, reference, seed=2, **options)
     assert_same_mean(a, b)
 
 
@@ -148,7 +157,7 @@ def test_dreg_gradient_is_the_formula_of_tucker_et_al():
 
 
 @pytest.mark.parametrize("spec", ["pathwise", "stl", "score", "score:loo", "score:moving_average", "score:nvil", "dreg", "iwae"])
-@pytest.mark.parametrize("objective", ["elbo", "iwae"])
+@pytest.mark.parametrize("objective", ["elbo", "iwae", "renyi"])
 def test_estimator_keeps_the_bound_value(objective, spec):
     """The surrogate's value is the bound itself (its terms), whatever the estimator."""
     estimator, _, baseline = spec.partition(":")
@@ -158,7 +167,7 @@ def test_estimator_keeps_the_bound_value(objective, spec):
     module = baselines.baseline_module(baseline or "none", model.x_shape)
     bound, terms = objectives.lookup(objective)(model, x, k=3, estimator=estimator, baseline=baseline or "none", baseline_state=module)
     assert bound.shape == (4,)
-    torch.testing.assert_close(bound.detach(), terms["elbo" if objective == "elbo" else "iwae"])
+    torch.testing.assert_close(bound.detach(), terms["elbo" if objective == "elbo" else objective])
     (-bound.mean()).backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.encoder.parameters())
 

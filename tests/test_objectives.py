@@ -199,3 +199,28 @@ def test_free_bits_mask_is_chosen_on_the_global_batch_under_two_processes(tmp_pa
     for p in parts:
         assert p["above"].tolist() == single.above.tolist()
     torch.testing.assert_close(torch.cat([p["penalty"] for p in parts]), single.penalty().detach())
+
+
+@torch.no_grad()
+def test_renyi_bound_is_iwae_at_alpha_0_the_elbo_at_1_and_falls_between(model_and_x):
+    """Li & Turner (2016): on the same draws, L_0 = L_K (IWAE), L_1 = mean_k log w_k (the ELBO
+    estimate), and L_alpha falls as alpha rises, for every example."""
+    model, x = model_and_x
+    values = {}
+    for alpha in (0.0, 0.3, 0.7, 1.0):
+        torch.manual_seed(7)
+        values[alpha] = objectives.renyi(model, x, k=6, alpha=alpha)[0]
+    torch.manual_seed(7)
+    iwae, _ = objectives.iwae(model, x, k=6)
+    torch.manual_seed(7)
+    lw = objectives.log_weights(model, x, 6)
+    torch.testing.assert_close(values[0.0], iwae)
+    torch.testing.assert_close(values[1.0], lw.mean(0))
+    for lo, hi in ((0.0, 0.3), (0.3, 0.7), (0.7, 1.0)):
+        assert (values[lo] >= values[hi] - 1e-5).all()
+
+
+@pytest.mark.parametrize("alpha", [-0.5, 1.5, "x"])
+def test_renyi_alpha_outside_zero_one_is_refused(alpha):
+    with pytest.raises(ConfigError, match="objective.alpha must be a number in"):
+        ObjectiveConfig(name="renyi", k=3, options={"alpha": alpha}).validate()

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import torch
 
-from ..report.images import tile
 from ..report import latent
+from ..report.images import tile
 from ..report.run import RunView, open_run
 from . import png
 

@@ -15,8 +15,8 @@ from torch.distributions import Independent, OneHotCategorical, ReshapeTransform
 
 from ..errors import ConfigError
 from .base import Family, register
-from .views import linear_path
 from .bernoulli_exact import NoGradDraw
+from .views import linear_path
 
 
 class DiscreteOneHot(NoGradDraw, OneHotCategorical):

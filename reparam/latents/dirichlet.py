@@ -9,8 +9,8 @@ from torch.distributions import Dirichlet, Distribution, constraints, kl_diverge
 from ..errors import ConfigError
 from ..numerics import log_gamma, positive
 from .base import Family, register
-from .views import linear_path
 from .beta import check_positive
+from .views import linear_path
 
 
 class LogDirichlet(Distribution):

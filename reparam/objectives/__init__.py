@@ -18,7 +18,17 @@ from __future__ import annotations
 
 from . import baselines, estimators, reductions, rules  # noqa: F401
 from .baselines import baseline_module
-from .bounds import BOUNDS, OBJECTIVES, Terms, accepted, bound, bounds_for, log_weights, normalized_weights, weight_terms
+from .bounds import (
+    BOUNDS,
+    OBJECTIVES,
+    Terms,
+    accepted,
+    bound,
+    bounds_for,
+    log_weights,
+    normalized_weights,
+    weight_terms,
+)
 from .bounds import Objective as ObjectiveFn
 from .free_bits import FreeBits, free_bits_kl
 from .module import Objective, beta_at, call_kwargs, schedule_warning

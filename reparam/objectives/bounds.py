@@ -21,7 +21,7 @@ from torch import nn
 from ..errors import ConfigError
 from ..registry import Registry
 from . import estimators as est
-from .draws import Draw, draw
+from .draws import Draw, Signal, draw
 from .free_bits import BatchMean, FreeBits
 from .reductions import LOGMEANEXP, MEAN, Reduction, Renyi
 
@@ -62,35 +62,6 @@ def bound(name: str, analytic_kl: bool = False) -> Callable[[Callable[..., Reduc
         return fn
 
     return deco
-
-
-@dataclass
-class Signal:
-    """What a bound hands an estimator for one draw: value = reduction(v) - penalty.
-
-    Analytic KL with a closed form (the ELBO, most families): v_k = log p(x|z_k) and
-    penalty = beta KL (floored per group under free bits). Otherwise v_k = log p(x|z_k) +
-    beta (log p(z_k) - log q(z_k|x)) (the groups above the floor under free bits) and the
-    penalty is beta times the floors of the groups below. v (K, B); penalty (B,) or 0-dim.
-    """
-
-    draw: Draw
-    reduction: Reduction
-    beta: float
-    v: torch.Tensor
-    penalty: torch.Tensor | float
-
-    def value(self) -> torch.Tensor:
-        """The bound per example, (B,)."""
-        return self.reduction.value(self.v) - self.penalty
-
-    def stopped(self) -> torch.Tensor:
-        """v in its sampled form with q's parameters detached in log q, (K, B) (STL, DReG)."""
-        return self.draw.log_px_z + self.beta * self.draw.log_ratio(stop=True)
-
-    def floor(self) -> torch.Tensor | float:
-        """The constant part of the penalty in the sampled form: beta times the floors below."""
-        return 0.0 if self.draw.free_bits is None else self.beta * self.draw.free_bits.floor_part()
 
 
 def signal(d: Draw, spec: Bound, reduction: Reduction, beta: float, kl: torch.Tensor) -> Signal:

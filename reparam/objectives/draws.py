@@ -1,4 +1,4 @@
-"""K posterior samples of a minibatch and the densities every bound and estimator reads."""
+"""K posterior samples of a minibatch, their densities, and the signal a bound hands an estimator."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from torch import nn
 from torch.distributions import Distribution
 
 from .free_bits import FreeBits
+from .reductions import Reduction
 
 
 @dataclass
@@ -68,3 +69,32 @@ def draw(model, x: torch.Tensor, q: Distribution, k: int, estimator, baseline_st
     """Draw z (K, B, D) from q = q(z|x) as ``estimator`` needs it, and score log p(x|z) of x (B, *x_shape)."""
     z = q.rsample((k,)) if estimator.pathwise else q.sample((k,))  # (K, B, D)
     return Draw(model, x, q, z, model.likelihood(z).log_prob(x), estimator, baseline_state)
+
+
+@dataclass
+class Signal:
+    """What a bound hands an estimator for one draw: value = reduction(v) - penalty.
+
+    Analytic KL with a closed form (the ELBO, most families): v_k = log p(x|z_k) and
+    penalty = beta KL (floored per group under free bits). Otherwise v_k = log p(x|z_k) +
+    beta (log p(z_k) - log q(z_k|x)) (the groups above the floor under free bits) and the
+    penalty is beta times the floors of the groups below. v (K, B); penalty (B,) or 0-dim.
+    """
+
+    draw: Draw
+    reduction: Reduction
+    beta: float
+    v: torch.Tensor
+    penalty: torch.Tensor | float
+
+    def value(self) -> torch.Tensor:
+        """The bound per example, (B,)."""
+        return self.reduction.value(self.v) - self.penalty
+
+    def stopped(self) -> torch.Tensor:
+        """v in its sampled form with q's parameters detached in log q, (K, B) (STL, DReG)."""
+        return self.draw.log_px_z + self.beta * self.draw.log_ratio(stop=True)
+
+    def floor(self) -> torch.Tensor | float:
+        """The constant part of the penalty in the sampled form: beta times the floors below."""
+        return 0.0 if self.draw.free_bits is None else self.beta * self.draw.free_bits.floor_part()

@@ -1,7 +1,7 @@
 """Gradient estimators: the same bound, different gradients (``objective.estimator``).
 
 An estimator never changes the bound the trainer reports, only its gradient, and it is
-written once, for every bound: a bound hands it a :class:`~reparam.objectives.bounds.Signal`
+written once, for every bound: a bound hands it a :class:`~reparam.objectives.draws.Signal`
 (per-sample values v_k (K, B), their reduction over K and a per-example penalty), and the
 estimator returns a *surrogate* s (B,) with s == bound in value and grad s == its gradient,
 written as ``bound + (t - t.detach())`` or ``bound.detach() + (t - t.detach())``. The trainer
@@ -34,7 +34,7 @@ from .baselines import BASELINES, check_baseline
 from .reductions import LogMeanExp, Reduction
 
 if TYPE_CHECKING:
-    from .bounds import Signal
+    from .draws import Signal
 
 ESTIMATORS: Registry = Registry("objective.estimator")
 register = ESTIMATORS.register

@@ -13,8 +13,8 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from .images import tile
 from . import latent
+from .images import tile
 
 #: file stem -> (title, caption), in the order the report shows them.
 FIGURES: dict[str, tuple[str, str]] = {

@@ -25,8 +25,8 @@ import torch
 from torch.nn.utils import clip_grads_with_norm_, get_total_norm
 from tqdm.auto import tqdm
 
-from .. import distributed, evaluate, objectives, optim, runs
 from .. import data as data_mod
+from .. import distributed, evaluate, objectives, optim, runs
 from ..devices import Amp
 from ..distributed import SINGLE, Dist
 from ..errors import ReparamError, RunError
