@@ -162,7 +162,7 @@ def test_eval_without_checkpoint(tiny_run, tmp_path, capsys):
 
 
 def test_warmup_longer_than_training_warns_in_summary(tmp_path):
-    from conftest import tiny_config
+    from tests.conftest import tiny_config
 
     from reparam.train import train
 
@@ -172,7 +172,7 @@ def test_warmup_longer_than_training_warns_in_summary(tmp_path):
 
 
 def test_shipped_mnist_recipe_is_valid():
-    from conftest import ROOT
+    from tests.conftest import ROOT
 
     from reparam import config
 

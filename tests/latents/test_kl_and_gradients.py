@@ -1,5 +1,5 @@
 """KL divergences and pathwise gradients of every family, checked against independent
-estimates within 4 standard errors (the family table lives in test_latents.py).
+estimates within 4 standard errors (the family table lives in tests/latents/rows.py).
 
 For the relaxed families (bernoulli, categorical) the pathwise gradient is unbiased
 for the *relaxed* objective E_q_tau[f(z)], which is what is checked here; it is a
@@ -14,10 +14,9 @@ import numpy as np
 import pytest
 import torch
 from scipy import integrate, stats
-from torch.distributions import Bernoulli, Categorical, kl_divergence
 
 from reparam import latents
-from tests.test_latents import ROWS, SAMPLERS, Z, Row
+from tests.latents.rows import ROWS, SAMPLERS, Z, Row, relaxed_bits
 
 ids = [r.id for r in ROWS]
 
@@ -29,7 +28,7 @@ def mean_and_se(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def has_closed_form(row: Row) -> bool:
     fam = row.build()
-    return row.options.get("kl") == "discrete" or fam.has_closed_form_kl(fam.posterior(row.raw(fam)))
+    return row.discrete is not None or fam.has_closed_form_kl(fam.posterior(row.raw(fam)))
 
 
 # --- KL -------------------------------------------------------------------------------
@@ -49,7 +48,7 @@ def test_kl_is_nonnegative(row):
     assert (mean + Z * se >= 0).all()
 
 
-@pytest.mark.parametrize("row", [r for r in ROWS if has_closed_form(r) and "kl" not in r.options], ids=lambda r: r.id)
+@pytest.mark.parametrize("row", [r for r in ROWS if has_closed_form(r) and r.discrete is None], ids=lambda r: r.id)
 def test_closed_form_kl_matches_monte_carlo(row):
     torch.manual_seed(5)
     fam = row.build()
@@ -60,26 +59,22 @@ def test_closed_form_kl_matches_monte_carlo(row):
     assert ((closed - mean).abs() < Z * se).all(), (closed, mean, se)
 
 
-@pytest.mark.parametrize("row", [r for r in ROWS if r.options.get("kl") == "discrete"], ids=lambda r: r.id)
+@pytest.mark.parametrize("row", [r for r in ROWS if r.discrete is not None], ids=lambda r: r.id)
 def test_discrete_kl_matches_torch(row):
     """The 'discrete' KL equals torch's KL between the discrete distributions behind q and p."""
     fam = row.build()
     q = fam.posterior(2 * row.raw(fam, 8))
-    if row.family == "bernoulli":
-        logits = q.base_dist.logits
-        ref = kl_divergence(Bernoulli(logits=logits), Bernoulli(probs=torch.full_like(logits, 0.5))).sum(-1)
-    else:
-        logits = fam.logits(q)
-        ref = kl_divergence(Categorical(logits=logits), Categorical(logits=torch.zeros_like(logits))).sum(-1)
+    ref = row.discrete(fam, q)
     torch.testing.assert_close(fam.kl(q), ref)
-    if row.family == "bernoulli":  # per-bit KL sums to the total
-        torch.testing.assert_close(fam.kl_per_dim(q).sum(-1), ref)
+    per_dim = fam.kl_per_dim(q)
+    if per_dim is not None:  # a per-dimension KL sums to the total
+        torch.testing.assert_close(per_dim.sum(-1), ref)
 
 
 def test_relaxed_bernoulli_kl_matches_quadrature():
     """Monte Carlo KL in logit space vs numerical integration of q log(q / p), per bit."""
     torch.manual_seed(6)
-    row = Row("b", "bernoulli", options={"temperature": 0.6, "prior_temperature": 0.9, "kl": "relaxed"})
+    row = Row("b", "bernoulli", relaxed_bits, options={"temperature": 0.6, "prior_temperature": 0.9, "kl": "relaxed"})
     fam = row.build()
     q, p = fam.posterior(row.raw(fam)), fam.prior()
     tau, logits = 0.6, q.base_dist.logits[0].numpy()

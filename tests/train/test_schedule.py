@@ -14,7 +14,7 @@ from reparam.config import TrainConfig
 from reparam.train import resume, train
 from tests.conftest import TINY, tiny_config
 from tests.helpers import assert_user_error, in_process
-from tests.test_reliability import assert_bitwise_equal, weights
+from tests.train.test_reliability import assert_bitwise_equal, weights
 
 LR, FINAL = 3e-3, 1e-4
 COSINE = ["train.lr_schedule=cosine", f"train.lr={LR}", f"train.lr_final={FINAL}"]

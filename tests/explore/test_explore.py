@@ -19,7 +19,7 @@ from reparam.explore import Explorer, ServeError, make_server
 from reparam.explore.server import resolve
 from tests.conftest import ROOT
 from tests.helpers import assert_user_error, in_process
-from tests.test_report import ARTIFACTS, browser, open_page, read_png, view_of  # noqa: F401
+from tests.report.test_report import ARTIFACTS, browser, open_page, read_png, view_of  # noqa: F401
 
 
 @pytest.fixture(scope="module")

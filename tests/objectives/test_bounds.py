@@ -13,7 +13,7 @@ from reparam.config import ObjectiveConfig
 from reparam.errors import ConfigError
 from reparam.model import build
 
-from conftest import tiny_config
+from tests.conftest import tiny_config
 
 
 def _obj(**kw) -> ObjectiveConfig:

@@ -188,7 +188,7 @@ def test_a_checkpoint_written_by_version_0_1_resumes_to_its_own_final_weights(na
 
     from reparam.train import resume
 
-    source = Path(__file__).parent / "data" / f"checkpoint-v0.1-{name}"
+    source = Path(__file__).parents[1] / "data" / f"checkpoint-v0.1-{name}"
     run = tmp_path / name
     shutil.copytree(source, run)
     resume(run, progress=False)
