@@ -73,7 +73,7 @@ def main() -> None:
     trainer = Trainer(cfg, build(cfg, mnist.x_shape), mnist, Path(tempfile.mkdtemp()))
     loops = {"in-memory, batched by index (reparam)": in_memory_batches(trainer), "per-item Dataset + DataLoader": loader_batches(trainer)}
     rates: dict[str, list[float]] = {name: [] for name in loops}
-    for name, batches in loops.items():  # warm-up
+    for batches in loops.values():  # warm-up
         images_per_second(trainer, batches, 20)
     for _ in range(args.rounds):
         for name, batches in loops.items():

@@ -38,8 +38,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from benchmarks import common  # noqa: E402
 from reparam import config, evaluate  # noqa: E402
-from reparam.evaluate import gradvar  # noqa: E402
 from reparam import data as data_mod  # noqa: E402
+from reparam.evaluate import gradvar  # noqa: E402
 from reparam.model import build  # noqa: E402
 from reparam.train import Trainer  # noqa: E402
 

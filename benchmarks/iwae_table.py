@@ -27,7 +27,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import common  # noqa: E402
-from reparam import config, data as data_mod, evaluate  # noqa: E402
+from reparam import config, evaluate  # noqa: E402
+from reparam import data as data_mod
 from reparam.evaluate import diagnostics  # noqa: E402
 from reparam.model import build  # noqa: E402
 from reparam.train import Trainer  # noqa: E402

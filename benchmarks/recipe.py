@@ -19,7 +19,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import common  # noqa: E402
-from reparam import config, data as data_mod, evaluate, runs  # noqa: E402
+from reparam import config, evaluate, runs  # noqa: E402
+from reparam import data as data_mod
 from reparam.train import train  # noqa: E402
 
 RECIPE = common.ROOT / "configs" / "mnist.toml"

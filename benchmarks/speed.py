@@ -31,7 +31,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import common  # noqa: E402
-from reparam import config, data as data_mod, evaluate  # noqa: E402
+from reparam import config, evaluate  # noqa: E402
+from reparam import data as data_mod
 from reparam.model import build  # noqa: E402
 from reparam.train import Trainer  # noqa: E402
 
@@ -124,7 +125,7 @@ def bench_training(data, pythae, rounds: int, batch_sizes: list[int], compiled: 
     n = len(data.train)
     for bs in batch_sizes:
         trainers = {c: reparam_trainer(data, bs, c) for c in compiled}
-        for c, t in trainers.items():  # warm-up (and compilation) outside the timing
+        for t in trainers.values():  # warm-up (and compilation) outside the timing
             t.train_x, full = t.train_x[: 10 * bs], t.train_x
             reparam_epoch(t)
             t.train_x = full

@@ -11,9 +11,10 @@ import dataclasses
 import math
 import sys
 import typing
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from .errors import ConfigError, one_of, require
 
@@ -190,7 +191,7 @@ class Config:
             out[name] = section
         return out
 
-    def validate(self) -> "Config":
+    def validate(self) -> Config:
         for name in SECTIONS:
             getattr(self, name).validate()
         self.objective.check_family(latents_get(self.latent))

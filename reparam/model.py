@@ -51,7 +51,7 @@ class VAE(nn.Module):
     def on_step(self, step: int) -> None:
         self.family.on_step(step)
 
-    def with_family(self, family: Family) -> "VAE":
+    def with_family(self, family: Family) -> VAE:
         """The same networks with another latent family of the same raw layout (shares the modules)."""
         return self if family is self.family else VAE(self.encoder, family, self.decoder, self.head).train(self.training)
 

@@ -10,7 +10,7 @@ jumps to its value at the new, smaller ``t`` and decays again to ``lr_final``.
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 

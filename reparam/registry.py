@@ -9,8 +9,8 @@ option with ``<kind> 'name' takes no option 'x'; its options: ...``.
 from __future__ import annotations
 
 import inspect
-from collections.abc import MutableMapping
-from typing import Any, Callable, Generic, Iterator, TypeVar
+from collections.abc import Callable, Iterator, MutableMapping
+from typing import Any, Generic, TypeVar
 
 from .errors import ConfigError
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -186,7 +186,7 @@ def measure(model: nn.Module, ocfg, x: torch.Tensor, specs: list[str], replicate
             rows[spec] = (row, mean)
     finally:
         model.train(was_training)
-    for spec, (row, mean) in rows.items():
+    for row, mean in rows.values():
         row["cosine_pathwise"] = None if ref is None else cosine(mean, ref)
     result = {name: row for name, (row, _) in rows.items()}
     return {"objective": ocfg.name, "k": k, "batch": len(x), "replicates": replicates, "estimators": result}

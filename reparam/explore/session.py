@@ -40,7 +40,7 @@ class Explorer:
             self.ranges = self._slider_ranges()  # (D, 2)
 
     @classmethod
-    def open(cls, run_dir: str | Path, max_test: int = MAX_TEST) -> "Explorer":
+    def open(cls, run_dir: str | Path, max_test: int = MAX_TEST) -> Explorer:
         """Load a run folder (RunError without a model) with its first ``max_test`` test images."""
         return cls(open_run(run_dir, max_test))
 

@@ -95,7 +95,7 @@ class Family(Views, nn.Module):
         except NotImplementedError:
             return None
 
-    def discrete(self) -> "Family | None":
+    def discrete(self) -> Family | None:
         """The discrete family this one relaxes (same raw layout, decoder sees hard values), or None.
 
         A relaxed family's run also reports the discrete model it relaxes (its ELBO and
@@ -103,7 +103,7 @@ class Family(Views, nn.Module):
         """
         return None
 
-    def scored(self) -> "Family":
+    def scored(self) -> Family:
         """The family whose model a run's ELBO and log-likelihood describe: itself by default.
 
         A relaxed family trained with the discrete KL (Jang et al. 2017) optimizes a mixed

@@ -41,7 +41,7 @@ def lookup(name: str) -> ObjectiveFn:
     return OBJECTIVES.lookup(name)
 
 
-def reduction(cfg) -> "reductions.Reduction | None":
+def reduction(cfg) -> reductions.Reduction | None:
     """The reduction of the bound an ``objective`` config section names (None: a whole objective function)."""
     return BOUNDS[cfg.name].reduction(**getattr(cfg, "options", {})) if cfg.name in BOUNDS else None
 

@@ -16,7 +16,8 @@ bound combines the K values.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -91,7 +92,7 @@ def baseline_module(baseline: str, x_shape: tuple[int, ...]) -> nn.Module | None
     return None if cls is None else cls(tuple(x_shape))
 
 
-def _module(d: "Draw", baseline: str) -> nn.Module:
+def _module(d: Draw, baseline: str) -> nn.Module:
     module = d.baseline_state
     if not isinstance(module, BASELINE_MODULES[baseline]):
         raise ConfigError(
@@ -102,12 +103,12 @@ def _module(d: "Draw", baseline: str) -> nn.Module:
 
 
 @register_baseline("none")
-def no_baseline(d: "Draw", v: torch.Tensor, shape: Reduction):
+def no_baseline(d: Draw, v: torch.Tensor, shape: Reduction):
     return shape.share(v), 0.0
 
 
 @register_baseline("moving_average", MovingAverage)
-def moving_average(d: "Draw", v: torch.Tensor, shape: Reduction):
+def moving_average(d: Draw, v: torch.Tensor, shape: Reduction):
     module = _module(d, "moving_average")
     advantage = shape.share(v - module.value)
     module.update(shape.value(v))
@@ -115,14 +116,14 @@ def moving_average(d: "Draw", v: torch.Tensor, shape: Reduction):
 
 
 @register_baseline("nvil", NVIL)
-def nvil(d: "Draw", v: torch.Tensor, shape: Reduction):
+def nvil(d: Draw, v: torch.Tensor, shape: Reduction):
     b = _module(d, "nvil")(d.x)  # (B,)
     target = shape.value(v).detach()  # (B,)
     return shape.share(v - b.detach()), -((target - b) ** 2)
 
 
 @register_baseline("loo")
-def leave_one_out(d: "Draw", v: torch.Tensor, shape: Reduction):
+def leave_one_out(d: Draw, v: torch.Tensor, shape: Reduction):
     """A_k = value(v) - value(v with v_k replaced by mean_{j != k} v_j) (Mnih & Rezende 2016).
 
     For the ELBO this is (v_k - mean_{j != k} v_j) / K; for the IWAE it is VIMCO's

@@ -24,7 +24,8 @@ otherwise. The score estimator takes a baseline (``objective.baseline``, ``basel
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -61,7 +62,7 @@ class Estimator:
         """Whether it handles ``reduction`` (None: an objective of its own, which takes any)."""
         return cls.reductions is None or reduction is None or isinstance(reduction, cls.reductions)
 
-    def surrogate(self, s: "Signal") -> torch.Tensor:
+    def surrogate(self, s: Signal) -> torch.Tensor:
         return s.value()
 
 
@@ -98,7 +99,7 @@ class StickingTheLanding(Estimator):
 
     needs_density_kl = True
 
-    def surrogate(self, s: "Signal") -> torch.Tensor:
+    def surrogate(self, s: Signal) -> torch.Tensor:
         return swap_gradient(s.value(), s.reduction.value(s.stopped()) - s.floor())
 
 
@@ -118,7 +119,7 @@ class DReG(StickingTheLanding):
     reductions = (LogMeanExp,)
     min_k = 2
 
-    def surrogate(self, s: "Signal") -> torch.Tensor:
+    def surrogate(self, s: Signal) -> torch.Tensor:
         lw = s.stopped()  # (K, B)
         w = torch.softmax(lw.detach(), 0)
         z = s.draw.z
@@ -143,7 +144,7 @@ class ScoreFunction(Estimator):
 
     pathwise = False
 
-    def surrogate(self, s: "Signal") -> torch.Tensor:
+    def surrogate(self, s: Signal) -> torch.Tensor:
         advantage, extra = BASELINES[self.baseline](s.draw, s.v.detach(), s.reduction)  # (K, B), (B,)
         t = (advantage.detach() * s.draw.log_q()).sum(0) + extra
         value = s.value()

@@ -18,8 +18,9 @@ import math
 import signal
 import time
 import warnings
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import torch
 from torch.nn.utils import clip_grads_with_norm_, get_total_norm

@@ -10,9 +10,9 @@ from __future__ import annotations
 import sys
 import threading
 import warnings
+from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable
 
 import torch
 

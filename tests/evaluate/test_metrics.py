@@ -10,9 +10,9 @@ import torch
 from torch import nn
 
 from reparam import data, evaluate, latents, likelihoods, runs
-from reparam.evaluate import diagnostics
-from reparam.errors import ConfigError
 from reparam.cli import main
+from reparam.errors import ConfigError
+from reparam.evaluate import diagnostics
 from reparam.model import VAE
 from reparam.networks import Decoder, Encoder
 
@@ -162,9 +162,8 @@ def test_eval_without_checkpoint(tiny_run, tmp_path, capsys):
 
 
 def test_warmup_longer_than_training_warns_in_summary(tmp_path):
-    from tests.conftest import tiny_config
-
     from reparam.train import train
+    from tests.conftest import tiny_config
 
     with pytest.warns(UserWarning, match="warmup"):
         run = train(tiny_config("objective.warmup=100000", "train.epochs=1"), tmp_path / "run")
@@ -172,9 +171,8 @@ def test_warmup_longer_than_training_warns_in_summary(tmp_path):
 
 
 def test_shipped_mnist_recipe_is_valid():
-    from tests.conftest import ROOT
-
     from reparam import config
+    from tests.conftest import ROOT
 
     cfg = config.load(ROOT / "configs" / "mnist.toml")
     assert (cfg.data.name, cfg.latent.dim, cfg.model.hidden, cfg.model.activation) == ("mnist", 50, [200, 200], "tanh")

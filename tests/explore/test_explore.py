@@ -196,7 +196,7 @@ def wait_for_image(page, selector: str, src_part: str = "") -> None:
     )
 
 
-def test_explorer_in_a_browser(server, explorer, browser):
+def test_explorer_in_a_browser(server, explorer, browser):  # noqa: F811  (browser: the fixture imported above)
     page = open_page(browser, server.url)
     wait_for_image(page, "#decoded", "decode.png")
     page.wait_for_load_state("networkidle")

@@ -18,9 +18,9 @@ from tests.conftest import TINY, tiny_config
 def on_support(family: str, v: torch.Tensor) -> bool:
     """Whether the decoder's input v (*batch, D) lies where the family says it does."""
     if family in ("dirichlet", "dirichlet-laplace"):
-        return bool(((v >= 0).all() & ((v.sum(-1) - 1).abs() < 1e-5).all()))
+        return bool((v >= 0).all() & ((v.sum(-1) - 1).abs() < 1e-5).all())
     if family == "categorical":  # 4 classes: one variable at latent.dim=4
-        return bool(((v >= 0).all() & ((v.sum(-1) - 1).abs() < 1e-5).all()))
+        return bool((v >= 0).all() & ((v.sum(-1) - 1).abs() < 1e-5).all())
     if family == "spherical":
         return bool(((v.norm(dim=-1) - 1).abs() < 1e-5).all())
     if family in ("beta", "kumaraswamy", "bernoulli"):

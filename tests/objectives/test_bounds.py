@@ -12,7 +12,6 @@ from reparam import latents, objectives
 from reparam.config import ObjectiveConfig
 from reparam.errors import ConfigError
 from reparam.model import build
-
 from tests.conftest import tiny_config
 
 

@@ -15,11 +15,11 @@ import pytest
 import torch
 
 from reparam import config, latents, objectives
-from reparam.objectives import baselines, estimators
 from reparam.cli import main
 from reparam.errors import ConfigError
 from reparam.evaluate.gradvar import gradient_stats, groups
 from reparam.model import build
+from reparam.objectives import baselines, estimators
 from tests.conftest import tiny_config
 
 Z = 4.0

@@ -15,8 +15,7 @@ from matplotlib.image import imread
 
 from reparam import latents
 from reparam.model import build
-from reparam.report import write_comparison, write_report
-from reparam.report import latent, space
+from reparam.report import latent, space, write_comparison, write_report
 from reparam.report.run import RunView, open_run
 from tests.conftest import ROOT, tiny_config
 from tests.helpers import assert_user_error, in_process

@@ -14,8 +14,7 @@ import pytest
 import torch
 
 from reparam import data, objectives, runs
-from reparam.train import checkpoint
-from reparam.train import Diverged, train
+from reparam.train import Diverged, checkpoint, train
 from tests.conftest import tiny_config
 
 # Small enough to run several times; checkpoints every 4 steps so kills land mid-epoch.

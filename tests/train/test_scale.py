@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from reparam import config, data, devices, distributed, model, objectives, runs
-from reparam.train import checkpoint
+from reparam import config, data, devices, distributed, model, runs
 from reparam.errors import ConfigError, DataError
-from reparam.train import Trainer
+from reparam.train import Trainer, checkpoint
 from tests.helpers import python
 
 # 40 random 8x8 grey images: 34 train, 6 test; batch 16 -> 3 steps per epoch (the last of 2).
