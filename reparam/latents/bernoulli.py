@@ -20,7 +20,10 @@ class LogisticBinaryConcrete(Distribution):
     y = (logits + log u - log(1 - u)) / tau, u ~ U(0, 1), so sigmoid(y) ~ BinConcrete.
     log p(y) = log tau + d - 2 softplus(d), d = logits - tau y (Maddison, Mnih & Teh
     2017, appendix C). Scoring y rather than sigmoid(y) avoids log(0) when sigmoid(y)
-    rounds to 0 or 1, which happens in float32 for |y| > 17. Shapes: logits (*batch,),
+    rounds to 0 or 1, which happens in float32 for |y| > 17. torch's
+    ``LogitRelaxedBernoulli`` is the same distribution, but its log_prob computes
+    log(1 + exp(d)) as ``exp(d).log1p()``, which overflows to -inf for d > 88 (logits 100,
+    y = -200 at tau = 1/2), where the softplus here stays finite (-200.69). Shapes: logits (*batch,),
     tau a 0-dim tensor; E[y] = logits / tau, Var[y] = pi^2 / (3 tau^2).
     """
 
