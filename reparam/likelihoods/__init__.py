@@ -1,15 +1,20 @@
 """Observation models p(x|z): decoder raw outputs -> a torch Distribution over one image.
 
 One file per head (Bernoulli, Gaussian, continuous Bernoulli, the discretized logistic
-mixture); each registers itself (``base.register``). See ``base.Head`` for the contract.
+mixture); each registers itself (``base.register``), and importing the package imports
+every module in this folder. See ``base.Head`` for the contract.
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from typing import Any
 
-from . import bernoulli, continuous_bernoulli, gaussian, logistic  # noqa: F401  (each registers its head)
 from .base import REGISTRY, Head, check_unit, register
+
+for _module in pkgutil.iter_modules(__path__):  # each head module registers its head
+    importlib.import_module(f"{__name__}.{_module.name}")
 
 
 def get(name: str, x_shape: tuple[int, ...], **options: Any) -> Head:
