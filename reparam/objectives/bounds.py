@@ -65,12 +65,21 @@ def bound(name: str, analytic_kl: bool = False) -> Callable[[Callable[..., Reduc
     return deco
 
 
-def signal(d: Draw, spec: Bound, reduction: Reduction, beta: float, kl: torch.Tensor) -> Signal:
-    if spec.analytic_kl and not d.kl_uses_samples():
+def signal(d: Draw, spec: Bound, reduction: Reduction, beta: float, kl: torch.Tensor, closed_kl: bool) -> Signal:
+    """The bound's per-sample values and penalty for draw ``d`` (see ``Signal``)."""
+    if spec.analytic_kl and closed_kl:
         penalty = kl if d.free_bits is None else d.free_bits.penalty()
         return Signal(d, reduction, beta, d.log_px_z, beta * penalty)
     v = d.log_px_z + beta * d.log_ratio()
     return Signal(d, reduction, beta, v, 0.0 if d.free_bits is None else beta * d.free_bits.floor_part())
+
+
+def kl_term(model, d: Draw) -> tuple[torch.Tensor, bool]:
+    """KL(q || p) per example (B,), and whether it is closed form (else a Monte Carlo mean over d.z)."""
+    try:
+        return model.kl(d.q), True
+    except ValueError:  # no closed form: the family asks for samples
+        return model.kl(d.q, d.z), False
 
 
 def bounds_for(cls: type) -> list[str]:
@@ -96,10 +105,10 @@ def compute(
     name = est.check(estimator, baseline, spec.name, k, q.has_rsample, kl_mismatch=model.family.kl_mismatch(),
                      reduction=reduction, bounds_for=bounds_for)  # fmt: skip
     d = draw(model, x, q, k, est.ESTIMATORS[name](baseline), baseline_state)
-    kl = model.kl(d.q, d.z)  # (B,)
+    kl, closed_kl = kl_term(model, d)  # (B,)
     if free_bits > 0:
         d.free_bits = FreeBits(model.family, d.q, kl, free_bits, free_bits_group, batch_mean)
-    s = signal(d, spec, reduction, beta, kl)
+    s = signal(d, spec, reduction, beta, kl, closed_kl)
     rec = d.log_px_z.mean(0)
     terms = {"elbo": rec - kl, "log_px_z": rec, "kl": kl}
     if not spec.analytic_kl:

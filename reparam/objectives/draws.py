@@ -56,14 +56,6 @@ class Draw:
             per_dim = family.log_prob_per_dim(self.model.prior(), self.z) - family.log_prob_per_dim(q, self.z)
         return self.free_bits.active(per_dim, total)
 
-    def kl_uses_samples(self) -> bool:
-        """True when the family's KL is a Monte Carlo estimate from z (no closed form)."""
-        try:
-            self.model.kl(self.q)
-        except ValueError:
-            return True
-        return False
-
 
 def draw(model, x: torch.Tensor, q: Distribution, k: int, estimator, baseline_state: nn.Module | None = None) -> Draw:
     """Draw z (K, B, D) from q = q(z|x) as ``estimator`` needs it, and score log p(x|z) of x (B, *x_shape)."""
