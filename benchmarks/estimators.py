@@ -185,6 +185,9 @@ prior): test -ELBO on all 10,000 test images, and -log p(x) by importance sampli
 (their evaluation: a 1000-sample bound of the discretized model, i.e. the quantity of our -log p(x) column) after
 training of unstated length; NVIL and VIMCO are not in their table. The encoder's gradient variance and SNR come
 from `reparam.gradvar` on one fixed minibatch of {BATCH}, {a.replicates} estimates of the row's own estimator.
+The SNR is a mean over parameters of |mean| / std, so a few parameters whose gradient is almost deterministic
+(for the Gumbel rows: the logits of latent variables the decoder has stopped using, driven by the closed-form
+discrete KL alone) can dominate it; the variance column is the robust comparison.
 
 {chr(10).join(lines)}
 

@@ -23,7 +23,7 @@ TITLES = {
     "speed": "Speed against Pythae on the same model",
     "iwae_table": "Burda et al. 2016, Table 1, one stochastic layer",
     "latents": "Every latent family on MNIST",
-    "estimators": "Gradient estimators on MNIST",
+    "estimators": "Discrete latents: Gumbel-softmax against the score function, scored as discrete models (Jang et al. 2017, Table 1)",
     "scale": "Conv VAE throughput, one and two processes",
     "recipe": "The MNIST recipe against the paper's one-layer VAE",
     "explore": "Explorer decode latency",
