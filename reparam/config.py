@@ -60,14 +60,28 @@ class ModelConfig:
 class LatentConfig:
     family: str = "gaussian"
     dim: int = 8
+    flow: str = "none"  # none | planar | iaf: a flow in the posterior (reparam.flows)
+    flow_steps: int = 0  # steps of the flow; 0: its default (4)
     options: dict[str, Any] = field(default_factory=dict)  # the family's own keys
 
     def validate(self) -> None:
-        from . import latents
+        from . import flows, latents
 
         require(self.dim > 0, f"latent.dim must be a positive integer, got {self.dim}")
-        check_section_options("latent", ["family", "dim"], self.family, latents.options(self.family), self.options)
-        latents.get(self.family, self.dim, **self.options)
+        check_section_options("latent", ["family", "dim", "flow", "flow_steps"], self.family, latents.options(self.family), self.options)
+        family = latents.get(self.family, self.dim, **self.options)
+        flows.check(self, family)
+
+
+@dataclass
+class PriorConfig:
+    name: str = "standard"  # standard | mog | vamp (reparam.priors)
+    components: int = 0  # mixture components of a learned prior; 0: its default (500)
+
+    def validate(self) -> None:
+        from . import priors
+
+        priors.REGISTRY.lookup(self.name)
 
 
 @dataclass
@@ -100,11 +114,11 @@ class ObjectiveConfig:
         check_section_options("objective", [f.name for f in dataclasses.fields(self) if f.name != "options"], self.name, rules.options(self.name), self.options)
         rules.check(self)
 
-    def check_family(self, family) -> None:
+    def check_family(self, family, density_everywhere: bool = True) -> None:
         """The bound and estimator against the family (reparam.objectives.rules.check_family)."""
         from .objectives import rules
 
-        rules.check_family(self, family)
+        rules.check_family(self, family, density_everywhere)
 
 
 @dataclass
@@ -167,6 +181,7 @@ SECTIONS: dict[str, type] = {
     "model": ModelConfig,
     "latent": LatentConfig,
     "likelihood": LikelihoodConfig,
+    "prior": PriorConfig,
     "objective": ObjectiveConfig,
     "train": TrainConfig,
 }
@@ -179,6 +194,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     latent: LatentConfig = field(default_factory=LatentConfig)
     likelihood: LikelihoodConfig = field(default_factory=LikelihoodConfig)
+    prior: PriorConfig = field(default_factory=PriorConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     seed: int = 0
@@ -192,16 +208,14 @@ class Config:
         return out
 
     def validate(self) -> Config:
+        from . import latents, priors
+
         for name in SECTIONS:
             getattr(self, name).validate()
-        self.objective.check_family(latents_get(self.latent))
+        family = latents.get(self.latent.family, self.latent.dim, **self.latent.options)
+        priors.check(self.prior, family)
+        self.objective.check_family(family, density_everywhere=self.latent.flow == "none")
         return self
-
-
-def latents_get(latent: LatentConfig):
-    from . import latents
-
-    return latents.get(latent.family, latent.dim, **latent.options)
 
 
 

@@ -40,8 +40,11 @@ def cmd_eval(a: argparse.Namespace) -> int:
             print(f"{key + ':':<13}{block['what']}" + (f" ({block['model']})" if "model" in block else ""))
             _print_scores(block, indent="  ")
     print(f"active units {out['active_units']} of {out['latent_dim']} (Cov_x E_q[z_d] > 0.01)")
-    print(f"I(x; z)      {out['mi']:.3f} ± {out['mi_se']:.3f} nats (at most log N = {out['mi_max']:.3f})")
-    print(f"KL(q(z)||p)  {out['kl_marginal']:.3f} nats (aggregate posterior vs prior)")
+    if out["mi"] is None:
+        print("I(x; z)      - (a flow posterior's density is known at its own draws only)")
+    else:
+        print(f"I(x; z)      {out['mi']:.3f} ± {out['mi_se']:.3f} nats (at most log N = {out['mi_max']:.3f})")
+        print(f"KL(q(z)||p)  {out['kl_marginal']:.3f} nats (aggregate posterior vs prior)")
     if out["kl_per_dim"] is not None:
         print("KL per dim   " + " ".join(f"{v:.2f}" for v in out["kl_per_dim"]))
     return 0
@@ -144,9 +147,9 @@ def cmd_gradvar(a: argparse.Namespace) -> int:
         raise ReparamError("--batch and --k must be >= 1")
     model, cfg, x, state = load_target(a.target, a.batch, a.seed, a.settings)
     k = a.k or cfg.objective.k
-    has, mismatch = estimators.has_rsample(model.family), model.family.kl_mismatch()
-    specs = [s for s in a.estimators.split(",") if s] if a.estimators else default_specs(has, cfg.objective, k, mismatch)
-    check_specs(specs, has, cfg.objective, k, cfg.latent.family, mismatch)
+    has, mismatch, everywhere = estimators.has_rsample(model.family), model.family.kl_mismatch(), model.density_everywhere
+    specs = [s for s in a.estimators.split(",") if s] if a.estimators else default_specs(has, cfg.objective, k, mismatch, everywhere)
+    check_specs(specs, has, cfg.objective, k, cfg.latent.family, mismatch, everywhere)
     import torch
 
     torch.manual_seed(a.seed)

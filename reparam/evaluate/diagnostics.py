@@ -15,7 +15,7 @@ def kl_per_dim(model, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor |
     """Mean over x of KL(q(z_d|x) || p(z_d)) for each dimension d, (D,); None if not factorized."""
     total = None
     for start in range(0, len(x), batch_size):
-        kl = model.family.kl_per_dim(model.posterior(x[start : start + batch_size]))
+        kl = model.kl_per_dim(model.posterior(x[start : start + batch_size]))
         if kl is None:
             return None
         total = kl.sum(0) if total is None else total + kl.sum(0)
@@ -25,14 +25,14 @@ def kl_per_dim(model, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor |
 @torch.inference_mode()
 def posterior_points(model, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     """The family's representative latent (the mean for most) for each example, (N, D)."""
-    chunks = [model.family.point(model.posterior(x[s : s + batch_size])) for s in range(0, len(x), batch_size)]
+    chunks = [model.point(model.posterior(x[s : s + batch_size])) for s in range(0, len(x), batch_size)]
     return torch.cat(chunks)
 
 
 @torch.inference_mode()
 def activity(model, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     """Cov_x(E_q[z_d | x]) per dimension d, (D,), with E_q[z_d | x] from ``family.unit_mean``."""
-    means = [model.family.unit_mean(model.posterior(x[s : s + batch_size])) for s in range(0, len(x), batch_size)]
+    means = [model.unit_mean(model.posterior(x[s : s + batch_size])) for s in range(0, len(x), batch_size)]
     return torch.cat(means).double().var(0)
 
 
@@ -70,8 +70,11 @@ def mutual_information(model, x: torch.Tensor, n_queries: int = 1000, seed: int 
     exceed log N (a posterior that identifies its image exactly reaches it), and it is
     exactly 0 when q(z|x) does not depend on x. Family-agnostic: only ``log_prob`` is used.
     Returns ``mi``, its standard error ``mi_se`` over the queries, the marginal KL
-    ``kl_marginal`` = E_x KL - I, and ``mi_max`` = log N.
+    ``kl_marginal`` = E_x KL - I, and ``mi_max`` = log N; None for the first three where
+    q(z|x) has a density at its own draws only (a flow posterior).
     """
+    if not getattr(model, "density_everywhere", True):
+        return {"mi": None, "mi_se": None, "kl_marginal": None, "mi_max": math.log(len(x))}
     q_all = model.posterior(x)  # batch (N,)
     idx = _query_index(len(x), n_queries, seed)
     with torch.random.fork_rng(devices=[]):
@@ -91,7 +94,7 @@ def dashboard(model, x: torch.Tensor, n_queries: int = 1000) -> dict:
     ``kl_per_dim`` is a list of D floats, or None for families whose dimensions are coupled.
     """
     kl = kl_per_dim(model, x)
-    out = {"active_units": active_units(model, x), "latent_dim": int(model.family.dim)}
+    out = {"active_units": active_units(model, x), "latent_dim": int(model.latent_dim)}
     out["kl_per_dim"] = None if kl is None else [round(float(v), 5) for v in kl]
     out.update(mutual_information(model, x, n_queries))
     return out

@@ -39,26 +39,28 @@ def parse_spec(spec: str) -> dict[str, str]:
     return {"estimator": estimator.strip(), "baseline": baseline.strip() or "none"}
 
 
-def default_specs(has_rsample: bool, ocfg, k: int, kl_mismatch: str | None = None) -> list[str]:
+def default_specs(has_rsample: bool, ocfg, k: int, kl_mismatch: str | None = None, density_everywhere: bool = True) -> list[str]:
     """Every estimator (and score baseline) that applies to this family, the bound of the
     ``objective`` config section ``ocfg``, and K.
 
     Pathwise first (the reference); ``iwae`` is left out, being pathwise on the IWAE bound.
     """
-    ok = set(estimators.supported(has_rsample, objectives.reduction(ocfg), k, kl_mismatch))
+    ok = set(estimators.supported(has_rsample, objectives.reduction(ocfg), k, kl_mismatch, density_everywhere))
     specs = [name for name in ("pathwise", "stl", "dreg") if name in ok]
     if "score" in ok:
         specs += ["score", "score:moving_average", "score:nvil"] + (["score:loo"] if k > 1 else [])
     return specs
 
 
-def check_specs(specs: list[str], has_rsample: bool, ocfg, k: int, family: str, kl_mismatch: str | None = None) -> None:
+def check_specs(
+    specs: list[str], has_rsample: bool, ocfg, k: int, family: str, kl_mismatch: str | None = None, density_everywhere: bool = True
+) -> None:
     """ConfigError (one line) for the first spec that does not apply."""
     for spec in specs:
         s = parse_spec(spec)
         estimators.check(
             s["estimator"], s["baseline"], ocfg.name, k, has_rsample, f"latent.family={family}", kl_mismatch,
-            objectives.reduction(ocfg), objectives.bounds_for,
+            objectives.reduction(ocfg), objectives.bounds_for, density_everywhere,
         )  # fmt: skip
 
 
@@ -219,7 +221,8 @@ def training_hooks(trainer) -> list[Callable[[dict], None]]:
         return []
     x = fixed_batch(trainer.train_x, cfg, min(cfg.train.batch_size, len(trainer.train_x)), cfg.seed)
     has = estimators.has_rsample(trainer.model.family)
-    specs = default_specs(has, cfg.objective, cfg.objective.k, trainer.model.family.kl_mismatch())
+    model = trainer.model
+    specs = default_specs(has, cfg.objective, cfg.objective.k, model.family.kl_mismatch(), model.density_everywhere)
 
     def hook(record: dict) -> None:
         if record["epoch"] % cfg.train.gradvar_every:

@@ -145,10 +145,11 @@ def evaluate(model, x: torch.Tensor, k: int, dashboard: bool = True, seed: int =
     scored = model.with_family(model.family.scored())
     out = scores(scored, x, k, seed, precision)
     discrete = model.family.discrete()
+    discrete_model = None if discrete is None else model.with_family(discrete)
     if scored is not model:
         out["objective"] = {"what": "the trained objective: relaxed sample into the decoder, discrete KL", **elbo_terms(model, x)}
-    elif discrete is not None:
-        out["discrete"] = {"what": "the discrete model this relaxation stands for", **scores(model.with_family(discrete), x, k, seed, precision)}
+    elif discrete_model is not None:  # None: a flow or a learned prior ties the model to its relaxed family
+        out["discrete"] = {"what": "the discrete model this relaxation stands for", **scores(discrete_model, x, k, seed, precision)}
     if dashboard:
         out.update(diagnostics.dashboard(model, x))
     return out

@@ -121,7 +121,7 @@ class Explorer:
             raise BadRequest(f"n must be in [1, {MAX_SAMPLES}] and temperature in (0, 1]")
         with latent.seeded(seed):
             try:
-                return self.family.sample_prior(n, temperature)
+                return self.model.sample_prior(n, temperature)
             except NotImplementedError:
                 raise BadRequest("this latent family has no temperature; use temperature=1") from None
 

@@ -40,6 +40,12 @@ class Family(Views, nn.Module):
         """How many raw numbers the encoder outputs per example."""
         return self.dim * self.n_params
 
+    @property
+    def has_rsample(self) -> bool:
+        """Whether the posterior has a reparameterized sample (read from q itself)."""
+        raw = torch.zeros(self.raw_size, dtype=self._anchor.dtype, device=self._anchor.device)
+        return bool(self.posterior(raw).has_rsample)
+
     def split(self, raw: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """(*batch, raw_size) -> n_params tensors of shape (*batch, dim)."""
         if raw.shape[-1] != self.raw_size:

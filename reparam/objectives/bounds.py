@@ -103,11 +103,11 @@ def compute(
         raise ConfigError(f"objective.free_bits applies to a KL term; objective {spec.name!r} has none (use objective.name=elbo)")
     q = model.posterior(x)
     name = est.check(estimator, baseline, spec.name, k, q.has_rsample, kl_mismatch=model.family.kl_mismatch(),
-                     reduction=reduction, bounds_for=bounds_for)  # fmt: skip
+                     reduction=reduction, bounds_for=bounds_for, density_everywhere=model.density_everywhere)  # fmt: skip
     d = draw(model, x, q, k, est.ESTIMATORS[name](baseline), baseline_state)
     kl, closed_kl = kl_term(model, d)  # (B,)
     if free_bits > 0:
-        d.free_bits = FreeBits(model.family, d.q, kl, free_bits, free_bits_group, batch_mean)
+        d.free_bits = FreeBits(model, d.q, kl, free_bits, free_bits_group, batch_mean)
     s = signal(d, spec, reduction, beta, kl, closed_kl)
     rec = d.log_px_z.mean(0)
     terms = {"elbo": rec - kl, "log_px_z": rec, "kl": kl}

@@ -37,9 +37,8 @@ class Draw:
         return self.model.prior().log_prob(self.z)
 
     def q_stop(self) -> Distribution:
-        """q(z|x) with its parameters detached (no path to the encoder)."""
-        with torch.no_grad():
-            return self.model.posterior(self.x)
+        """q(z|x) with the inference networks' weights detached (no path to the encoder's weights)."""
+        return self.model.posterior(self.x, stop=True)
 
     def log_q(self, stop: bool = False) -> torch.Tensor:
         """log q(z_k|x), (K, B); with ``stop`` the parameters of q are detached (z is not)."""
@@ -52,8 +51,8 @@ class Draw:
             return total
         per_dim = None
         if self.free_bits.group is not None:
-            family, q = self.model.family, self.q_stop() if stop else self.q
-            per_dim = family.log_prob_per_dim(self.model.prior(), self.z) - family.log_prob_per_dim(q, self.z)
+            model, q = self.model, self.q_stop() if stop else self.q
+            per_dim = model.log_prob_per_dim(model.prior(), self.z) - model.log_prob_per_dim(q, self.z)
         return self.free_bits.active(per_dim, total)
 
 

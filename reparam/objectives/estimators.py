@@ -51,6 +51,7 @@ class Estimator:
     name = ""
     pathwise = True  # draws z with rsample
     needs_density_kl = False  # rewrites the KL as E_q[log q - log p] (see Family.kl_mismatch)
+    needs_density_everywhere = False  # evaluates log q (parameters detached) at z: not a flow's own draw
     reductions: tuple[type[Reduction], ...] | None = None  # None: any
     min_k = 1
 
@@ -151,12 +152,16 @@ class ScoreFunction(Estimator):
         return value + (t - t.detach())
 
 
-def supported(has_rsample: bool, reduction: Reduction | None, k: int, kl_mismatch: str | None = None) -> list[str]:
-    """Estimators usable with a family (with or without rsample, its ``kl_mismatch``), a reduction and K."""
+def supported(
+    has_rsample: bool, reduction: Reduction | None, k: int, kl_mismatch: str | None = None, density_everywhere: bool = True
+) -> list[str]:
+    """Estimators usable with a family (with or without rsample, its ``kl_mismatch``), a posterior
+    (with a density everywhere or at its own draws only), a reduction and K."""
     ok = []
     for name in ESTIMATORS.names():
         cls = ESTIMATORS[name]
         fits = (has_rsample or not cls.pathwise) and not (cls.needs_density_kl and kl_mismatch)
+        fits = fits and (density_everywhere or not cls.needs_density_everywhere)
         if fits and cls.applies_to(reduction) and k >= cls.min_k:
             ok.append(name)
     return ok
@@ -165,6 +170,7 @@ def supported(has_rsample: bool, reduction: Reduction | None, k: int, kl_mismatc
 def check(
     estimator: str, baseline: str, objective: str, k: int, has_rsample: bool, family: str = "this family",
     kl_mismatch: str | None = None, reduction: Reduction | None = None, bounds_for: Callable[[type], list[str]] | None = None,
+    density_everywhere: bool = True,
 ) -> str:
     """Resolve ``auto`` and validate the combination; returns the estimator's name.
 
@@ -189,6 +195,11 @@ def check(
     if cls.needs_density_kl and kl_mismatch:
         ok = ", ".join(supported(has_rsample, reduction, k, kl_mismatch))
         raise ConfigError(f"objective.estimator={estimator} rewrites the KL as E_q[log q(z|x) - log p(z)], but {kl_mismatch}; use one of: {ok}")
+    if cls.needs_density_everywhere and not density_everywhere:
+        raise ConfigError(
+            f"objective.estimator={estimator} evaluates log q(z|x) with its parameters detached, which a flow posterior "
+            "(latent.flow) knows at its own draws only; use objective.estimator=pathwise (or iwae)"
+        )
     if reduction is not None and not cls.applies_to(reduction):
         names_ok = " or ".join(bounds_for(cls)) if bounds_for else "another bound"
         raise ConfigError(f"objective.estimator={estimator} applies to objective.name={names_ok}, not {objective}")
@@ -199,6 +210,5 @@ def check(
 
 
 def has_rsample(family) -> bool:
-    """Whether the family's posterior has a reparameterized sample (read from q itself)."""
-    raw = torch.zeros(family.raw_size, dtype=family._anchor.dtype, device=family._anchor.device)
-    return bool(family.posterior(raw).has_rsample)
+    """Whether the family's posterior has a reparameterized sample (``Family.has_rsample``)."""
+    return family.has_rsample

@@ -26,11 +26,11 @@ class FreeBits:
     max(lambda * D, E_batch[KL]), one group.
     """
 
-    def __init__(self, family, q: Distribution, kl: torch.Tensor, lam: float, group: int = 1, batch_mean: BatchMean | None = None):
-        per_dim = family.kl_per_dim(q)  # (B, D) or None
+    def __init__(self, model, q: Distribution, kl: torch.Tensor, lam: float, group: int = 1, batch_mean: BatchMean | None = None):
+        per_dim = model.kl_per_dim(q)  # (B, D) or None
         self.group = None if per_dim is None else group
         if per_dim is None:
-            self.parts, self.floor = kl.unsqueeze(-1), lam * family.dim  # (B, 1)
+            self.parts, self.floor = kl.unsqueeze(-1), lam * model.latent_dim  # (B, 1)
         else:
             d = per_dim.shape[-1]
             if d % group:
@@ -59,4 +59,4 @@ class FreeBits:
 
 def free_bits_kl(model, q: Distribution, kl: torch.Tensor, lam: float, group: int = 1, batch_mean: BatchMean | None = None) -> torch.Tensor:
     """KL with free bits (Kingma et al. 2016, eq. 15), per example (B,): see :class:`FreeBits`."""
-    return FreeBits(model.family, q, kl, lam, group, batch_mean).penalty()
+    return FreeBits(model, q, kl, lam, group, batch_mean).penalty()

@@ -43,9 +43,10 @@ def options(name: str) -> dict:
     return BOUNDS[name].options() if name in BOUNDS else {}
 
 
-def check_family(cfg, family) -> None:
+def check_family(cfg, family, density_everywhere: bool = True) -> None:
     """The bound and estimator against the family: a weighted bound needs the family's KL to be
-    KL(q || p) of its own densities; a pathwise estimator needs rsample (``estimators.check``)."""
+    KL(q || p) of its own densities; a pathwise estimator needs rsample, STL and DReG a
+    posterior density known away from its own draws (``estimators.check``)."""
     mismatch = family.kl_mismatch()
     spec = BOUNDS[cfg.name] if cfg.name in BOUNDS else None
     if spec is not None and not spec.analytic_kl and mismatch:
@@ -53,6 +54,6 @@ def check_family(cfg, family) -> None:
     if "estimator" in accepted(cfg.name):  # a custom objective without estimators draws its own z
         reduction = spec.reduction(**cfg.options) if spec is not None else None
         estimators.check(
-            cfg.estimator, cfg.baseline, cfg.name, cfg.k, estimators.has_rsample(family), f"latent.family={family.name}",
-            mismatch, reduction, bounds_for,
+            cfg.estimator, cfg.baseline, cfg.name, cfg.k, family.has_rsample, f"latent.family={family.name}",
+            mismatch, reduction, bounds_for, density_everywhere,
         )  # fmt: skip

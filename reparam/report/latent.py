@@ -85,7 +85,7 @@ def prior_samples(model, n: int, temperature: float, seed: int) -> torch.Tensor 
     """n decoded draws of p(z) at a temperature: (n, *x_shape); None if the family has none."""
     try:
         with seeded(seed):
-            z = model.family.sample_prior(n, temperature)  # (n, D)
+            z = model.sample_prior(n, temperature)  # (n, D)
     except NotImplementedError:
         return None
     return model.decode_mean(z)

@@ -61,7 +61,7 @@ def test_free_bits_floor_per_dimension():
     lam = 0.5
     fam, raw, q = _posterior([0.1, 0.2, 3.0, 4.0])  # dims 0, 1 far below lambda; 2, 3 above
     per_dim = fam.kl_per_dim(q).detach()
-    fb = objectives.free_bits_kl(SimpleNamespace(family=fam), q, fam.kl(q), lam)
+    fb = objectives.free_bits_kl(SimpleNamespace(kl_per_dim=fam.kl_per_dim, latent_dim=fam.dim), q, fam.kl(q), lam)
     expected = torch.clamp(per_dim.mean(0), min=lam).sum()  # Kingma et al. 2016, eq. 15
     assert fb.shape == (64,)
     assert float(fb.detach().mean()) == pytest.approx(float(expected), rel=1e-5)
@@ -74,12 +74,12 @@ def test_free_bits_floor_per_dimension():
 def test_free_bits_groups_and_coupled_fallback():
     fam, raw, q = _posterior([0.1, 3.0, 0.1, 0.1])
     kl = fam.kl(q)
-    grouped = objectives.free_bits_kl(SimpleNamespace(family=fam), q, kl, 0.5, group=2)
+    grouped = objectives.free_bits_kl(SimpleNamespace(kl_per_dim=fam.kl_per_dim, latent_dim=fam.dim), q, kl, 0.5, group=2)
     per_group = fam.kl_per_dim(q).mean(0).view(2, 2).sum(-1)
     assert float(grouped.detach().mean()) == pytest.approx(float(per_group.detach().clamp(min=0.5).sum()), rel=1e-5)
     with pytest.raises(ConfigError, match="divide"):
-        objectives.free_bits_kl(SimpleNamespace(family=fam), q, kl, 0.5, group=3)
-    coupled = SimpleNamespace(family=SimpleNamespace(kl_per_dim=lambda q: None, dim=4))
+        objectives.free_bits_kl(SimpleNamespace(kl_per_dim=fam.kl_per_dim, latent_dim=fam.dim), q, kl, 0.5, group=3)
+    coupled = SimpleNamespace(kl_per_dim=lambda q: None, latent_dim=4)
     total = objectives.free_bits_kl(coupled, q, kl, 10.0)  # floor lambda * D = 40 nats on the total
     assert torch.allclose(total, torch.full_like(total, 40.0))
 
@@ -172,6 +172,11 @@ def _fb_posterior():
     return fam, fam.posterior(torch.cat([loc, torch.zeros(32, 2)], -1))
 
 
+def _model(fam):
+    """The part of a model free bits read: the KL per dimension and the latent size."""
+    return SimpleNamespace(kl_per_dim=fam.kl_per_dim, latent_dim=fam.dim)
+
+
 def _free_bits_worker(rank: int, store: str, out: str) -> None:
     import torch.distributed as dist
 
@@ -181,7 +186,7 @@ def _free_bits_worker(rank: int, store: str, out: str) -> None:
     fam, q = _fb_posterior()
     shard = slice(16 * rank, 16 * (rank + 1))
     q_r = fam.posterior(torch.cat([q.base_dist.loc[shard], q.logvar[shard]], -1))
-    fb = objectives.FreeBits(fam, q_r, fam.kl(q_r), 0.5, batch_mean=lambda t: distributed.global_mean(t, 32))
+    fb = objectives.FreeBits(_model(fam), q_r, fam.kl(q_r), 0.5, batch_mean=lambda t: distributed.global_mean(t, 32))
     torch.save({"above": fb.above, "penalty": fb.penalty()}, f"{out}/rank{rank}.pt")
     dist.destroy_process_group()
 
@@ -190,8 +195,8 @@ def test_free_bits_mask_is_chosen_on_the_global_batch_under_two_processes(tmp_pa
     """Two gloo processes, 16 examples each: the mask is the single-process mask of all 32
     (dim 0 above the floor), although the second process alone would put dim 0 below it."""
     fam, q = _fb_posterior()
-    single = objectives.FreeBits(fam, q, fam.kl(q), 0.5)
-    alone = objectives.FreeBits(fam, fam.posterior(torch.cat([q.base_dist.loc[16:], q.logvar[16:]], -1)), fam.kl(q)[16:], 0.5)
+    single = objectives.FreeBits(_model(fam), q, fam.kl(q), 0.5)
+    alone = objectives.FreeBits(_model(fam), fam.posterior(torch.cat([q.base_dist.loc[16:], q.logvar[16:]], -1)), fam.kl(q)[16:], 0.5)
     assert single.above.tolist() == [True, False] and alone.above.tolist() == [False, False]
     torch.multiprocessing.spawn(_free_bits_worker, args=(str(tmp_path / "store"), str(tmp_path)), nprocs=2)
     parts = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]

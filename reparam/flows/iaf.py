@@ -1,0 +1,77 @@
+"""Inverse autoregressive flows (Kingma et al. 2016): MADE steps conditioned on a context from the encoder."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .base import Flow, register
+
+
+def made_masks(dim: int, hidden: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """MADE masks (Germain et al. 2015) for inputs of degrees 1..D: (hidden, D) and (2 D, hidden).
+
+    Hidden unit k has degree 1 + (k mod max(1, D - 1)); it sees input i iff deg_k >= i,
+    and output d (for m and s alike) sees hidden k iff d > deg_k, so output d depends on
+    inputs 1..d-1 only: the Jacobian of the outputs in z is strictly lower triangular.
+    """
+    deg_in = torch.arange(1, dim + 1)
+    deg_h = 1 + torch.arange(hidden) % max(1, dim - 1)
+    first = (deg_h.unsqueeze(1) >= deg_in.unsqueeze(0)).float()  # (H, D)
+    second = (deg_in.unsqueeze(1) > deg_h.unsqueeze(0)).float()  # (D, H)
+    return first, torch.cat([second, second])
+
+
+class MADE(nn.Module):
+    """z (*S, B, D), context h (B, C) -> (m, s), each (*S, B, D), output d a function of z_<d and h."""
+
+    def __init__(self, dim: int, context: int, hidden: int):
+        super().__init__()
+        first, second = made_masks(dim, hidden)
+        self.register_buffer("mask_in", first, persistent=False)
+        self.register_buffer("mask_out", second, persistent=False)
+        self.inp = nn.Linear(dim, hidden)
+        self.ctx = nn.Linear(context, hidden, bias=False)  # the context enters every hidden unit
+        self.out = nn.Linear(hidden, 2 * dim)
+        with torch.no_grad():  # s starts at +1.5: sigmoid(s) ~ 0.82, close to the identity (Kingma et al. 2016)
+            self.out.weight.mul_(0.01)
+            self.out.bias[dim:].fill_(1.5)
+            self.out.bias[:dim].zero_()
+
+    def forward(self, z: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        a = torch.nn.functional.linear(z, self.inp.weight * self.mask_in, self.inp.bias) + self.ctx(h)
+        out = torch.nn.functional.linear(torch.nn.functional.elu(a), self.out.weight * self.mask_out, self.out.bias)
+        return out.chunk(2, -1)
+
+
+@register("iaf")
+class IAF(Flow):
+    """K IAF steps z <- sigma z + (1 - sigma) m, sigma = sigmoid(s), [m, s] = MADE_k(z, h).
+
+    The numerically stable update of Kingma et al. (2016, eq. 14-15); log |det| = sum log
+    sigma. The order of the dimensions is reversed between steps, so every dimension is
+    updated by the others (and restored at the end). h (``dim`` numbers per example) comes from the encoder; each
+    step's MADE (one masked hidden layer of ``4 dim`` ELU units) is a global weight.
+    """
+
+    def __init__(self, dim: int, steps: int):
+        super().__init__(dim, steps)
+        self.made = nn.ModuleList(MADE(dim, dim, 4 * dim) for _ in range(steps))
+
+    @property
+    def raw_size(self) -> int:
+        return self.dim
+
+    def forward(self, z0: torch.Tensor, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z = z0
+        log_det = torch.zeros(z0.shape[:-1], dtype=z0.dtype, device=z0.device)  # (*S, B)
+        for k, made in enumerate(self.made):
+            if k:
+                z = z.flip(-1)  # a permutation: |det| = 1
+            m, s = made(z, raw)
+            gate = torch.sigmoid(s)
+            z = gate * z + (1 - gate) * m
+            log_det = log_det + torch.nn.functional.logsigmoid(s).sum(-1)
+        if (self.steps - 1) % 2:  # back to the input's order of dimensions
+            z = z.flip(-1)
+        return z, log_det
