@@ -13,6 +13,18 @@ from .beta import check_positive
 from .views import linear_path
 
 
+class _LogSimplex(constraints.Constraint):
+    """Vectors y with logsumexp(y) = 0: the logs of the points of the simplex (to float32 accuracy)."""
+
+    event_dim = 1
+
+    def check(self, value: torch.Tensor) -> torch.Tensor:
+        return torch.logsumexp(value, -1).abs() < 1e-4
+
+
+log_simplex = _LogSimplex()
+
+
 class LogDirichlet(Distribution):
     """y = log z for z ~ Dirichlet(alpha) on the simplex in R^D (so logsumexp(y) = 0).
 
@@ -27,7 +39,7 @@ class LogDirichlet(Distribution):
     """
 
     arg_constraints = {"concentration": constraints.independent(constraints.positive, 1)}
-    support = constraints.real_vector
+    support = log_simplex
     has_rsample = True
 
     def __init__(self, concentration: torch.Tensor, validate_args=None):

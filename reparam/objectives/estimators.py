@@ -95,10 +95,12 @@ class StickingTheLanding(Estimator):
     log-mean-exp with K > 1 the dropped term sum_k w~_k grad log q(z_k) does *not* have
     mean 0: STL is biased there (Tucker et al. 2018, section 5), which DReG corrects. Under
     free bits only the KL groups above the floor enter (``Draw.log_ratio``), as in the
-    bound; a family whose KL is not KL(q || p) of its own densities is refused.
+    bound; a family whose KL is not KL(q || p) of its own densities is refused, and so is a
+    posterior whose density is known at its own draws only (a flow).
     """
 
     needs_density_kl = True
+    needs_density_everywhere = True
 
     def surrogate(self, s: Signal) -> torch.Tensor:
         return swap_gradient(s.value(), s.reduction.value(s.stopped()) - s.floor())
