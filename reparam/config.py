@@ -49,6 +49,8 @@ class ModelConfig:
     hidden: list[int] = field(default_factory=lambda: [256, 128])  # dense layers (after the convs for conv)
     activation: str = "tanh"
     channels: list[int] = field(default_factory=lambda: [32, 64])  # conv: one stride-2 conv per entry
+    stochastic: list[int] = field(default_factory=list)  # sizes of stochastic layers above latent.dim (hierarchical)
+    stochastic_hidden: list[int] = field(default_factory=list)  # hidden sizes between layers; default: twice the upper size, twice
 
     def validate(self) -> None:
         from . import networks
@@ -208,12 +210,13 @@ class Config:
         return out
 
     def validate(self) -> Config:
-        from . import latents, priors
+        from . import latents, model, priors
 
         for name in SECTIONS:
             getattr(self, name).validate()
         family = latents.get(self.latent.family, self.latent.dim, **self.latent.options)
         priors.check(self.prior, family)
+        model.check(self)
         self.objective.check_family(family, density_everywhere=self.latent.flow == "none")
         return self
 

@@ -74,6 +74,9 @@ def check(cfg) -> None:
     ACTIVATIONS.lookup(cfg.activation)
     require(all(h > 0 for h in cfg.hidden), f"model.hidden sizes must be positive, got {cfg.hidden}")
     require(len(cfg.channels) >= 1 and all(c > 0 for c in cfg.channels), f"model.channels must be positive sizes, got {cfg.channels}")
+    require(all(d > 0 for d in cfg.stochastic), f"model.stochastic sizes must be positive, got {cfg.stochastic}")
+    require(all(h > 0 for h in cfg.stochastic_hidden), f"model.stochastic_hidden sizes must be positive, got {cfg.stochastic_hidden}")
+    require(not cfg.stochastic_hidden or bool(cfg.stochastic), "model.stochastic_hidden applies between stochastic layers: set model.stochastic too")
 
 
 @ARCHS.register("mlp")

@@ -88,15 +88,40 @@ def mutual_information(model, x: torch.Tensor, n_queries: int = 1000, seed: int 
     return {"mi": float(mi), "mi_se": float(se), "kl_marginal": float(kl - mi), "mi_max": math.log(len(x))}
 
 
-def dashboard(model, x: torch.Tensor, n_queries: int = 1000) -> dict:
-    """The posterior-collapse dashboard: active units, KL per dimension, I(x; z).
+@torch.inference_mode()
+def layers(model, x: torch.Tensor, batch_size: int = 1000, seed: int = 0) -> dict:
+    """Per stochastic layer of a hierarchical model: active units and the mean KL term (nats).
 
-    ``kl_per_dim`` is a list of D floats, or None for families whose dimensions are coupled.
+    The KL term of layer l is E_q[log q(z_l|z_(l-1)) - log p(z_l|z_(l+1))], one seeded draw per
+    example (``model.layer_statistics``); the terms sum to the model's KL. Empty for one layer.
+    """
+    if len(getattr(model, "layer_dims", [0])) < 2:
+        return {}
+    means, kls = [], []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for start in range(0, len(x), batch_size):
+            q = model.posterior(x[start : start + batch_size])
+            m, kl = model.layer_statistics(q, q.sample((1,)))
+            means.append(m)
+            kls.append(kl)
+    active = [int((torch.cat(ms).double().var(0) > ACTIVE_THRESHOLD).sum()) for ms in zip(*means)]
+    kl = torch.cat(kls).double().mean(0)
+    return {"layer_dims": list(model.layer_dims), "active_units_per_layer": active, "kl_per_layer": [round(float(v), 5) for v in kl]}
+
+
+def dashboard(model, x: torch.Tensor, n_queries: int = 1000) -> dict:
+    """The posterior-collapse dashboard: active units, KL per dimension, I(x; z), and per layer.
+
+    ``active_units`` and ``kl_per_dim`` read the latent the views drive (the top layer of a
+    hierarchical model); ``kl_per_dim`` is a list of D floats, or None where the dimensions
+    are coupled or the KL has no closed form.
     """
     kl = kl_per_dim(model, x)
-    out = {"active_units": active_units(model, x), "latent_dim": int(model.latent_dim)}
+    out = {"active_units": active_units(model, x), "latent_dim": int(model.family.dim)}
     out["kl_per_dim"] = None if kl is None else [round(float(v), 5) for v in kl]
     out.update(mutual_information(model, x, n_queries))
+    out.update(layers(model, x))
     return out
 
 
@@ -107,4 +132,8 @@ def epoch_dashboard(model, x: torch.Tensor, n_queries: int = 200) -> dict:
     the epoch's cost); the global RNG is untouched, so logging it does not change training.
     """
     mi = mutual_information(model, x, n_queries)
-    return {"active_units": active_units(model, x), "mi": mi["mi"], "mi_se": mi["mi_se"]}
+    out = {"active_units": active_units(model, x), "mi": mi["mi"], "mi_se": mi["mi_se"]}
+    per_layer = layers(model, x)
+    if per_layer:
+        out.update(active_units_per_layer=per_layer["active_units_per_layer"], kl_per_layer=per_layer["kl_per_layer"])
+    return out

@@ -30,7 +30,9 @@ from .. import objectives
 from ..objectives import baseline_module, estimators
 
 WARMUP = 20  # estimates that warm up a fresh moving-average baseline (not measured)
-GROUPS = {"encoder": ("encoder",), "decoder": ("decoder", "head")}
+#: Inference (the encoder, a flow, a hierarchy's upward networks) and generation (the decoder,
+#: the likelihood head, a hierarchy's downward networks, a learned prior).
+GROUPS = {"encoder": ("encoder", "flow", "up"), "decoder": ("decoder", "head", "down", "prior_model")}
 
 
 def parse_spec(spec: str) -> dict[str, str]:
@@ -65,11 +67,17 @@ def check_specs(
 
 
 def groups(model: nn.Module) -> dict[str, list[nn.Parameter]]:
-    """Parameters by layer group: encoder, decoder (decoder and likelihood head)."""
+    """Parameters by group: encoder (inference), decoder (generation) and, for a hierarchical
+    model, each layer's inference network apart (``encoder.layer1`` is the encoder's,
+    ``encoder.layer<l>`` the network from z_(l-1) to q(z_l))."""
     out = {}
     for group, children in GROUPS.items():
-        params = [p for c in children if hasattr(model, c) for p in getattr(model, c).parameters()]
+        params = [p for c in children if isinstance(getattr(model, c, None), nn.Module) for p in getattr(model, c).parameters()]
         out[group] = [p for p in params if p.requires_grad]
+    if isinstance(getattr(model, "up", None), nn.ModuleList):
+        out["encoder.layer1"] = [p for p in model.encoder.parameters() if p.requires_grad]
+        for layer, net in enumerate(model.up, start=2):
+            out[f"encoder.layer{layer}"] = [p for p in net.parameters() if p.requires_grad]
     return out
 
 
@@ -104,10 +112,14 @@ def gradient_stats(step: Callable[[], None], param_groups: dict[str, list], repl
     return {"groups": out, "seconds": seconds}
 
 
+def whole(stats: dict, key: str) -> torch.Tensor:
+    """``key`` ('mean' or 'var') of every parameter once: the encoder and decoder groups (the others overlap them)."""
+    return torch.cat([stats["groups"][g][key] for g in GROUPS if g in stats["groups"]])
+
+
 def summarize(stats: dict) -> dict:
     """Scalars from gradient_stats: variance and SNR overall and per group."""
-    mean = torch.cat([s["mean"] for s in stats["groups"].values()])
-    var = torch.cat([s["var"] for s in stats["groups"].values()])
+    mean, var = whole(stats, "mean"), whole(stats, "var")
     out = {**_scalars(mean, var), "seconds_per_estimate": stats["seconds"], "groups": {}}
     for g, s in stats["groups"].items():
         out["groups"][g] = _scalars(s["mean"], s["var"])
@@ -182,7 +194,7 @@ def measure(model: nn.Module, ocfg, x: torch.Tensor, specs: list[str], replicate
         for spec in specs:
             stats = measure_one(model, objective, x, {**base, **parse_spec(spec)}, replicates, state)
             row = summarize(stats)
-            mean = torch.cat([s["mean"] for s in stats["groups"].values()])
+            mean = whole(stats, "mean")
             if spec == "pathwise" or (spec == "iwae" and ref is None):
                 ref = mean
             rows[spec] = (row, mean)

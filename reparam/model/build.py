@@ -5,19 +5,59 @@ from __future__ import annotations
 from torch import nn
 
 from .. import flows, latents, likelihoods, priors
-from ..networks import ARCHS
+from ..errors import ConfigError, require
+from ..networks import ARCHS, mlp
+from .hierarchical import HierarchicalVAE
 from .vae import VAE
 
 
-def build(cfg, x_shape: tuple[int, ...], encoder: nn.Module | None = None, decoder: nn.Module | None = None) -> VAE:
+def layer_sizes(cfg) -> list[int]:
+    """Stochastic layer sizes, bottom first: latent.dim, then model.stochastic."""
+    return [cfg.latent.dim, *cfg.model.stochastic]
+
+
+def check(cfg) -> None:
+    """The model sections together (ConfigError, one line): a hierarchy's layers against the family."""
+    if not cfg.model.stochastic:
+        return
+    require(cfg.latent.flow == "none", "latent.flow applies to a one-layer model; drop model.stochastic or latent.flow")
+    require(cfg.prior.name == "standard", "prior.name=" + cfg.prior.name + " applies to a one-layer model; drop model.stochastic or prior.name")
+    for layer, dim in enumerate(layer_sizes(cfg)[1:], start=2):
+        try:
+            family = latents.get(cfg.latent.family, dim, **cfg.latent.options)
+        except ConfigError as e:
+            raise ConfigError(f"model.stochastic: layer {layer} of {dim} units: {e}") from None
+    if not family.has_rsample or family.kl_mismatch():
+        why = family.kl_mismatch() or f"latent.family={family.name} has no reparameterized sample"
+        raise ConfigError(f"model.stochastic stacks layers that are drawn and scored in sequence, but {why}")
+
+
+def build_hierarchical(cfg, x_shape: tuple[int, ...], encoder: nn.Module | None, decoder: nn.Module | None) -> HierarchicalVAE:
+    """Layers z_1..z_L of ``layer_sizes(cfg)``, networks between consecutive layers of
+    ``model.stochastic_hidden`` (default: two of twice the upper layer's size)."""
+    fams = [latents.get(cfg.latent.family, d, **cfg.latent.options) for d in layer_sizes(cfg)]
+    head = likelihoods.get(cfg.likelihood.name, x_shape, **cfg.likelihood.options)
+    enc, dec = ARCHS.lookup(cfg.model.arch)(cfg.model, tuple(x_shape), fams[0].raw_size, fams[0].dim, head.raw_size)
+    up, down = [], []
+    for below, above in zip(fams[:-1], fams[1:]):
+        hidden = list(cfg.model.stochastic_hidden) or [2 * above.dim, 2 * above.dim]
+        up.append(mlp([below.dim, *hidden, above.raw_size], cfg.model.activation))
+        down.append(mlp([above.dim, *hidden, below.raw_size], cfg.model.activation))
+    return HierarchicalVAE(enc if encoder is None else encoder, fams, dec if decoder is None else decoder, head, up, down)
+
+
+def build(cfg, x_shape: tuple[int, ...], encoder: nn.Module | None = None, decoder: nn.Module | None = None) -> VAE | HierarchicalVAE:
     """A VAE from a resolved config (``reparam.config.Config``) and the data's image shape (channels-last).
 
     ``model.arch`` picks the networks; ``encoder`` or ``decoder`` replaces the configured
     one with any module honouring the contract: encoder x (*batch, *x_shape) ->
     (*batch, raw_size) (the family's raw numbers, then the flow's), decoder z (*batch, D)
     -> (*batch, head.raw_size). ``latent.flow`` adds a flow to the posterior and
-    ``prior.name`` chooses p(z).
+    ``prior.name`` chooses p(z); ``model.stochastic`` stacks further stochastic layers
+    (a ``HierarchicalVAE``).
     """
+    if cfg.model.stochastic:
+        return build_hierarchical(cfg, x_shape, encoder, decoder)
     family = latents.get(cfg.latent.family, cfg.latent.dim, **cfg.latent.options)
     head = likelihoods.get(cfg.likelihood.name, x_shape, **cfg.likelihood.options)
     flow = None if cfg.latent.flow == "none" else flows.get(cfg.latent.flow, family.dim, cfg.latent.flow_steps)
