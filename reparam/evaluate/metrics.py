@@ -66,6 +66,16 @@ def _log_px_z(model, z: torch.Tensor, x: torch.Tensor, rows: int) -> torch.Tenso
     return out
 
 
+def _log_prior(prior, z: torch.Tensor, max_elements: int) -> torch.Tensor:
+    """log p(z) (K, b) for z (K, b, D), in chunks of samples: a mixture prior's table of
+    components (K, b, components, D) stays within ``max_elements``."""
+    per_sample = z.shape[1] * z.shape[-1] * getattr(prior, "_num_component", 1)
+    chunk = max(1, max_elements // per_sample)
+    if chunk >= len(z):
+        return prior.log_prob(z)
+    return torch.cat([prior.log_prob(part) for part in z.split(chunk)])
+
+
 @torch.inference_mode()
 def log_likelihood(model, x: torch.Tensor, k: int, max_elements: int = MAX_ELEMENTS, seed: int = 0, precision: str = "fp32"):
     """Importance-sampled log p(x) per example, and the effective sample size of the weights.
@@ -89,6 +99,7 @@ def log_likelihood(model, x: torch.Tensor, k: int, max_elements: int = MAX_ELEME
     cast = torch.autocast(x.device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
     rows = max(1, max_elements // max(1, math.prod(model.x_shape)))
     log_px, ess = [], []
+    prior = model.prior()  # once: a learned prior's mixture is the same for every example
     with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
         for block, ex in enumerate(_batches(len(x), DRAW_EXAMPLES)):
             xb = x[ex]
@@ -100,7 +111,7 @@ def log_likelihood(model, x: torch.Tensor, k: int, max_elements: int = MAX_ELEME
                 z = q.rsample((ks.stop - ks.start,))  # (k', b, D)
                 with cast:  # only the decoder: log p(z) and log q(z|x) stay in float32
                     lw = _log_px_z(model, z, xb, rows)
-                lw = lw + model.prior().log_prob(z) - q.log_prob(z)
+                lw = lw + _log_prior(prior, z, max_elements) - q.log_prob(z)
                 lse = torch.logaddexp(lse, torch.logsumexp(lw, 0))
                 lse2 = torch.logaddexp(lse2, torch.logsumexp(2 * lw, 0))
             log_px.append(lse - math.log(k))
