@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.distributions import Categorical, Distribution, Independent, MixtureSameFamily, Normal, constraints
+from torch.distributions import Categorical, Distribution, Independent, Normal, constraints
 
 from ..errors import ConfigError
 from ..numerics import positive
 from .base import Posterior, Prior, register
+from .mixture import GaussianMixture
 
 
 @register("mog")
@@ -41,7 +42,7 @@ class MixtureOfGaussians(Prior):
         return Independent(Normal(self.loc, positive(self.raw_scale), validate_args=False), 1)  # batch (K,)
 
     def distribution(self, family, posterior: Posterior) -> Distribution:
-        return MixtureSameFamily(Categorical(logits=self.logits), self.components_distribution(), validate_args=False)
+        return GaussianMixture(self.logits, self.loc, positive(self.raw_scale))
 
     @torch.no_grad()
     def sample(self, n: int, temperature: float, family, posterior: Posterior) -> torch.Tensor:

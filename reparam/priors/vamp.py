@@ -7,9 +7,10 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.distributions import Categorical, Distribution, MixtureSameFamily
+from torch.distributions import Categorical, Distribution, Independent, MixtureSameFamily, Normal
 
 from .base import Posterior, Prior, register
+from .mixture import GaussianMixture
 
 
 @register("vamp")
@@ -35,8 +36,11 @@ class VampPrior(Prior):
         return F.hardtanh(self.raw_inputs, 0.0, 1.0)
 
     def distribution(self, family, posterior: Posterior) -> Distribution:
+        """The mixture of q(z | u_k): through matrix products where q is a diagonal Gaussian."""
         q = posterior(self.pseudo_inputs())  # batch (K,), event (D,)
         uniform = torch.zeros(self.components, device=self.raw_inputs.device)
+        if isinstance(q, Independent) and isinstance(q.base_dist, Normal):
+            return GaussianMixture(uniform, q.base_dist.loc, q.base_dist.scale)
         return MixtureSameFamily(Categorical(logits=uniform), q, validate_args=False)
 
     @torch.no_grad()
