@@ -33,13 +33,18 @@ DIGITS_TEST = 297  # of 1797: the last 297 of a fixed permutation (seed 0)
 
 @dataclass
 class Data:
-    """Images (N, *x_shape) in [0, 1] and optional integer labels (N,)."""
+    """Images (N, *x_shape) in [0, 1] and optional integer labels (N,) in 0..len(classes) - 1.
+
+    ``classes`` names the labels (``["0", ..., "9"]`` for digits and MNIST, the subfolder
+    names of an image folder); None when the data carry no labels.
+    """
 
     train: torch.Tensor
     test: torch.Tensor
     train_labels: torch.Tensor | None
     test_labels: torch.Tensor | None
     name: str
+    classes: list[str] | None = None
 
     @property
     def x_shape(self) -> tuple[int, ...]:
@@ -88,7 +93,7 @@ def load_digits() -> Data:
     y = torch.from_numpy(bunch.target.astype(np.int64))
     perm = torch.from_numpy(np.random.default_rng(0).permutation(len(x)))
     tr, te = perm[:-DIGITS_TEST], perm[-DIGITS_TEST:]
-    return Data(x[tr], x[te], y[tr], y[te], "digits")
+    return Data(x[tr], x[te], y[tr], y[te], "digits", [str(c) for c in range(10)])
 
 
 def _read_arrays(path: Path) -> dict[str, np.ndarray]:
@@ -112,19 +117,48 @@ def load_arrays(path: Path, test_fraction: float, seed: int = 0) -> Data:
         train, test = to_unit(arrays["x_train"], f"{path}:x_train"), to_unit(arrays["x_test"], f"{path}:x_test")
         if train.shape[1:] != test.shape[1:]:
             raise DataError(f"{path}: x_train images are {tuple(train.shape[1:])}, x_test {tuple(test.shape[1:])}")
-        return Data(train, test, _labels(arrays.get("y_train")), _labels(arrays.get("y_test")), path.stem)
+        if ("y_train" in arrays) != ("y_test" in arrays):
+            raise DataError(f"{path} has labels for one split only; save both y_train and y_test, or neither")
+        if "y_train" not in arrays:
+            return Data(train, test, None, None, path.stem)
+        y_train, y_test = labels_of(arrays["y_train"], len(train), f"{path}:y_train"), labels_of(arrays["y_test"], len(test), f"{path}:y_test")
+        return Data(train, test, y_train, y_test, path.stem, class_names(torch.cat([y_train, y_test])))
+    if set(arrays) == {"x", "y"}:  # one array of images and its labels, split at random
+        x = to_unit(arrays["x"], f"{path}:x")
+        return split(x, test_fraction, seed, str(path), path.stem, labels_of(arrays["y"], len(x), f"{path}:y"))
     if len(arrays) != 1:
-        raise DataError(f"{path} holds arrays {sorted(arrays)}; expected x_train and x_test, or a single array")
+        raise DataError(f"{path} holds arrays {sorted(arrays)}; expected x_train and x_test (and y_train, y_test), x and y, or a single array")
     return split(to_unit(next(iter(arrays.values())), str(path)), test_fraction, seed, str(path), path.stem)
 
 
-def split(x: torch.Tensor, test_fraction: float, seed: int, what: str, name: str) -> Data:
-    """Hold out a random ``test_fraction`` of x (N, *x_shape) (at least one image each side)."""
+def labels_of(y: np.ndarray, n: int, what: str) -> torch.Tensor:
+    """Integer class labels 0..C-1 for n images; DataError (one line) for anything else."""
+    y = np.asarray(y)
+    if y.shape != (n,):
+        raise DataError(f"{what} has shape {y.shape}; expected one label per image, ({n},)")
+    if not np.issubdtype(y.dtype, np.integer) and not (np.issubdtype(y.dtype, np.floating) and np.all(np.mod(y, 1) == 0)):
+        raise DataError(f"{what} holds {y.dtype} values; labels must be integers 0..C-1")
+    if y.min() < 0:
+        raise DataError(f"{what} holds the label {int(y.min())}; labels must be integers 0..C-1")
+    return torch.from_numpy(y.astype(np.int64))
+
+
+def class_names(y: torch.Tensor) -> list[str]:
+    """Names of classes 0..max(y): their numbers."""
+    return [str(c) for c in range(int(y.max()) + 1)]
+
+
+def split(x: torch.Tensor, test_fraction: float, seed: int, what: str, name: str, y: torch.Tensor | None = None,
+          classes: list[str] | None = None) -> Data:  # fmt: skip
+    """Hold out a random ``test_fraction`` of x (N, *x_shape) and its labels y (N,) (at least one image each side)."""
     if len(x) < 2:
         raise DataError(f"{what} holds {len(x)} image; need at least 2 to hold one out")
     n_test = min(len(x) - 1, max(1, round(len(x) * test_fraction)))
     perm = torch.from_numpy(np.random.default_rng(seed).permutation(len(x)))
-    return Data(x[perm[:-n_test]], x[perm[-n_test:]], None, None, name)
+    tr, te = perm[:-n_test], perm[-n_test:]
+    if y is None:
+        return Data(x[tr], x[te], None, None, name)
+    return Data(x[tr], x[te], y[tr], y[te], name, classes or class_names(y))
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -145,6 +179,8 @@ def load_folder(folder: Path, test_fraction: float, seed: int = 0) -> Data:
     """Every PNG/JPEG under ``folder`` (sorted, recursively) as one (N, H, W[, C]) array.
 
     All images must share one shape; grey images in a colour folder are promoted to RGB.
+    When every image sits in a subfolder of ``folder`` and there are two or more, each
+    subfolder is a class: its name is the class name and the labels follow (sorted names).
     """
     if not folder.is_dir():
         raise DataError(f"data.path {folder} is not a folder of images")
@@ -157,7 +193,13 @@ def load_folder(folder: Path, test_fraction: float, seed: int = 0) -> Data:
     for p, im in zip(files, images):
         if im.shape != images[0].shape:
             raise DataError(f"images in {folder} differ in shape: {files[0].name} is {images[0].shape}, {p.name} is {im.shape}; resize them to one size")
-    return split(to_unit(np.stack(images), str(folder)), test_fraction, seed, str(folder), folder.name)
+    x = to_unit(np.stack(images), str(folder))
+    groups = [p.relative_to(folder).parts[0] if len(p.relative_to(folder).parts) > 1 else None for p in files]
+    classes = sorted(set(groups)) if None not in groups and len(set(groups)) > 1 else None
+    if classes is None:
+        return split(x, test_fraction, seed, str(folder), folder.name)
+    y = torch.tensor([classes.index(g) for g in groups])
+    return split(x, test_fraction, seed, str(folder), folder.name, y, classes)
 
 
 def sha256(path: Path) -> str:
