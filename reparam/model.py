@@ -56,15 +56,18 @@ class VAE(nn.Module):
         return self if family is self.family else VAE(self.encoder, family, self.decoder, self.head).train(self.training)
 
 
-def build(cfg, x_shape: tuple[int, ...], encoder: nn.Module | None = None, decoder: nn.Module | None = None) -> VAE:
+def build(
+    cfg, x_shape: tuple[int, ...], encoder: nn.Module | None = None, decoder: nn.Module | None = None, *, columns: list[str] | None = None
+) -> VAE:
     """Assemble a VAE from a resolved config (``reparam.config.Config``) and the data's image shape (channels-last).
 
     ``model.arch`` picks the networks; ``encoder`` or ``decoder`` replaces the configured
     one with any module honouring the contract: encoder x (*batch, *x_shape) ->
     (*batch, family.raw_size), decoder z (*batch, D) -> (*batch, head.raw_size).
+    ``columns``: a table's column kinds (``Data.columns.layout()``), for the table head.
     """
     family = latents.get(cfg.latent.family, cfg.latent.dim, **cfg.latent.options)
-    head = likelihoods.get(cfg.likelihood.name, x_shape, **cfg.likelihood.options)
+    head = likelihoods.get(cfg.likelihood.name, x_shape, columns, **cfg.likelihood.options)
     if encoder is None or decoder is None:
         enc, dec = ARCHS.lookup(cfg.model.arch)(cfg.model, tuple(x_shape), family.raw_size, family.dim, head.raw_size)
         encoder = enc if encoder is None else encoder
