@@ -143,8 +143,9 @@ class Columns:
             )
 
     def decode(self, x: np.ndarray) -> list[list[Any]]:
-        """Coded rows (N, F') -> rows in original units: real columns x * std + mean, binary ones
-        the label of x > 1/2, categorical ones the label of the largest entry."""
+        """Coded rows (N, F') -> rows in original units: real columns x * std + mean (to 7
+        significant digits, float32's precision), binary ones the label of x > 1/2,
+        categorical ones the label of the largest entry."""
         cols = [_decode(x[:, s], c) for s, c in zip(self.slices(), self.columns)]
         return [list(row) for row in zip(*cols)]
 
@@ -189,8 +190,8 @@ def _is_number(text: str) -> bool:
 
 
 def _decode(block: np.ndarray, spec: Column) -> list[Any]:
-    if spec.kind == "real":
-        return (block[:, 0].astype(np.float64) * spec.std + spec.mean).tolist()
+    if spec.kind == "real":  # rows are coded in float32: 7 significant digits are all they hold
+        return [float(format(v, ".7g")) for v in block[:, 0].astype(np.float64) * spec.std + spec.mean]
     codes = (block[:, 0] > 0.5).astype(int) if spec.kind == "binary" else block.argmax(1)
     return [spec.labels[int(i)] for i in codes]
 
