@@ -69,6 +69,13 @@ def test_decode_inverts_encode_in_original_units(mixed):
         assert np.allclose([got[0], got[3]], [float(row[0]), float(row[3])], rtol=1e-6)  # float32 coding
 
 
+def test_semicolon_and_tab_separated_files_are_read(tmp_path):
+    for name, sep in (("semi.csv", ";"), ("tab.csv", "\t")):
+        (tmp_path / name).write_text(MIXED.replace(",", sep))
+        d = data.load(table_cfg(str(tmp_path / name)))
+        assert d.columns.names == ["height", "smoker", "colour", "score"] and d.columns.layout()[2] == "categorical:3"
+
+
 def test_categorical_names_a_numeric_column_and_levels_are_capped(mixed):
     d = data.load(table_cfg(str(mixed), 'data.categorical=["score"]'))
     assert d.columns.columns[3].kind == "categorical" and d.columns.columns[3].labels == [1.0, 2.0, 3.0]

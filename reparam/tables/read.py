@@ -79,10 +79,13 @@ def numeric(name: str, numbers: np.ndarray, where: str, first_row: int = 1) -> R
 
 
 def read_csv(path: Path) -> list[RawColumn]:
-    """A CSV with a header row (names); a first row of numbers only is data, columns named column_0, ..."""
+    """A CSV with a header row (names); a first row of numbers only is data, columns named column_0, ...
+
+    The delimiter is a comma, or a semicolon or tab where the file's first lines use one
+    consistently (csv.Sniffer)."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
-            rows = [r for r in csv.reader(f) if r]
+            rows = [r for r in csv.reader(f, delimiter=_delimiter(f)) if r]
     except (UnicodeDecodeError, csv.Error) as e:
         raise DataError(f"cannot read {path} as CSV: {e}") from None
     if not rows:
@@ -98,6 +101,16 @@ def read_csv(path: Path) -> list[RawColumn]:
         if len(r) != len(names):
             raise DataError(f"{path}: row {i + first} has {len(r)} cells, the header {len(names)}; every row needs one cell per column")
     return [column(n, [r[j] for r in rows], str(path), first) for j, n in enumerate(names)]
+
+
+def _delimiter(f) -> str:
+    """',' unless the first lines are consistently split by ';' or a tab; the file is rewound."""
+    sample = f.read(1 << 16)
+    f.seek(0)
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=",;\t").delimiter
+    except csv.Error:
+        return ","
 
 
 def _check_names(names: list[str], where) -> None:
