@@ -29,13 +29,15 @@ MNIST_SHA256 = "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1
 
 @dataclass
 class DataConfig:
-    name: str = "digits"  # digits | mnist | file | folder
-    path: str = ""  # a file, a folder holding mnist.npz, or (folder) a folder of PNG/JPEG images
-    binarize: str = "dynamic"  # none | static | dynamic
+    name: str = "digits"  # digits | mnist | file | folder | table
+    path: str = ""  # a file, a folder holding mnist.npz, (folder) a folder of PNG/JPEG images, (table) a .csv/.parquet/.npy or sklearn:wine
+    binarize: str = "dynamic"  # none | static | dynamic (table: none, its default)
     download: bool = False  # fetch MNIST from `url` when no local copy is found
     url: str = MNIST_URL
     sha256: str = MNIST_SHA256
     test_fraction: float = 0.15  # held-out share for arrays that carry no test split
+    categorical: list[str] = field(default_factory=list)  # table: numeric columns to read as categories
+    max_levels: int = 50  # table: most levels a categorical column may have
 
     def validate(self) -> None:
         from . import data
@@ -218,7 +220,15 @@ class Config:
         priors.check(self.prior, family)
         model.check(self)
         self.objective.check_family(family, density_everywhere=self.latent.flow == "none")
+        self.check_table()
         return self
+
+    def check_table(self) -> None:
+        """A table's rows take the table head and the MLP; the table head takes a table."""
+        table = self.data.name == "table"
+        require(not table or self.likelihood.name == "table", f"data.name=table takes likelihood.name=table (a likelihood per column), its default; got {self.likelihood.name!r}")
+        require(table or self.likelihood.name != "table", f"likelihood.name=table models the columns of a table; use it with data.name=table (got data.name={self.data.name})")
+        require(not table or self.model.arch == "mlp", f"model.arch={self.model.arch} needs images; a table's rows take model.arch=mlp")
 
 
 
@@ -242,7 +252,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin is list:
         if not isinstance(value, list):
-            raise ConfigError(f"{key} must be a list, got {value!r}")
+            hint = ' (quote text items: ["a", "b"])' if isinstance(value, str) and value.startswith("[") else ""
+            raise ConfigError(f"{key} must be a list, got {value!r}{hint}")
         return [_coerce(v, args[0], key) for v in value]
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
@@ -269,11 +280,29 @@ def _section(name: str, raw: Any) -> Any:
     return cls(**kwargs)
 
 
+#: data.name -> the defaults it brings for keys the user did not set (a table's rows are not grey levels).
+SOURCE_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {"table": {"likelihood": {"name": "table"}, "data": {"binarize": "none"}}}
+
+
+def _source_defaults(raw: dict[str, Any]) -> dict[str, Any]:
+    """``raw`` with the defaults of its data source filled in where no key was given."""
+    source = raw.get("data", {}).get("name") if isinstance(raw.get("data"), dict) else None
+    defaults = SOURCE_DEFAULTS.get(source) if isinstance(source, str) else None
+    if not defaults:
+        return raw
+    out = dict(raw)
+    for section, keys in defaults.items():
+        if isinstance(out.get(section, {}), dict):
+            out[section] = {**keys, **out.get(section, {})}
+    return out
+
+
 def from_dict(raw: dict[str, Any]) -> Config:
     """Build and validate a Config from nested dicts (a parsed TOML or config.json)."""
     unknown = sorted(set(raw) - set(SECTIONS) - {"seed"})
     if unknown:
         raise ConfigError(f"unknown config key {unknown[0]!r}; valid keys: {', '.join(valid_keys())}")
+    raw = _source_defaults(raw)
     cfg = Config(**{name: _section(name, raw[name]) for name in SECTIONS if name in raw})
     if "seed" in raw:
         cfg.seed = _coerce(raw["seed"], int, "seed")

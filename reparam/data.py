@@ -6,7 +6,10 @@
 ``data.download=true`` it is fetched once from ``data.url`` and checked against
 ``data.sha256``. ``file``: any ``.npz`` (Keras layout, or a single array) or ``.npy``
 array of images with values in [0, 1] or 0..255. ``folder``: every PNG/JPEG image under
-``data.path`` (all of one size), split at random like a single array.
+``data.path`` (all of one size), split at random like a single array. ``table``: a
+CSV, Parquet, (N, F) ``.npy``/``.npz`` file or a table bundled with scikit-learn
+(``sklearn:wine``), its columns typed and coded by ``reparam.tables`` (rows (N, F'), not
+images; the training rows' statistics standardize the real columns).
 
 Layout: grey images are (N, H, W), colour images (N, H, W, C) (channels last, as numpy
 and PIL hold them). A trailing channel of size 1 is dropped; an array that looks
@@ -25,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import tables
 from .errors import DataError, one_of, require
 from .files import atomic_write_bytes
 
@@ -33,7 +37,8 @@ DIGITS_TEST = 297  # of 1797: the last 297 of a fixed permutation (seed 0)
 
 @dataclass
 class Data:
-    """Images (N, *x_shape) in [0, 1] and optional integer labels (N,) in 0..len(classes) - 1.
+    """Images (N, *x_shape) in [0, 1] and optional integer labels (N,) in 0..len(classes) - 1;
+    or, from a table, coded rows (N, F') and their ``columns`` (``reparam.tables.Columns``).
 
     ``classes`` names the labels (``["0", ..., "9"]`` for digits and MNIST, the subfolder
     names of an image folder); None when the data carry no labels.
@@ -45,10 +50,17 @@ class Data:
     test_labels: torch.Tensor | None
     name: str
     classes: list[str] | None = None
+    columns: tables.Columns | None = None
 
     @property
     def x_shape(self) -> tuple[int, ...]:
         return tuple(self.train.shape[1:])
+
+    @property
+    def nll_shift(self) -> float | None:
+        """Nats to add to a per-example NLL of the coded rows to get it in the data's original
+        units (sum_j log std_j over standardized columns); None when the two coincide."""
+        return None if self.columns is None else self.columns.log_scale()
 
 
 def to_unit(images: np.ndarray, what: str) -> torch.Tensor:
@@ -148,17 +160,37 @@ def class_names(y: torch.Tensor) -> list[str]:
     return [str(c) for c in range(int(y.max()) + 1)]
 
 
+def split_rows(n: int, test_fraction: float, seed: int, what: str, unit: str = "image") -> tuple[np.ndarray, np.ndarray]:
+    """(train, test) indices: a random ``test_fraction`` of n held out, at least one each side."""
+    if n < 2:
+        raise DataError(f"{what} holds {n} {unit}; need at least 2 to hold one out")
+    n_test = min(n - 1, max(1, round(n * test_fraction)))
+    perm = np.random.default_rng(seed).permutation(n)
+    return perm[:-n_test], perm[-n_test:]
+
+
 def split(x: torch.Tensor, test_fraction: float, seed: int, what: str, name: str, y: torch.Tensor | None = None,
           classes: list[str] | None = None) -> Data:  # fmt: skip
     """Hold out a random ``test_fraction`` of x (N, *x_shape) and its labels y (N,) (at least one image each side)."""
-    if len(x) < 2:
-        raise DataError(f"{what} holds {len(x)} image; need at least 2 to hold one out")
-    n_test = min(len(x) - 1, max(1, round(len(x) * test_fraction)))
-    perm = torch.from_numpy(np.random.default_rng(seed).permutation(len(x)))
-    tr, te = perm[:-n_test], perm[-n_test:]
+    train, test = (torch.from_numpy(i) for i in split_rows(len(x), test_fraction, seed, what))
     if y is None:
-        return Data(x[tr], x[te], None, None, name)
-    return Data(x[tr], x[te], y[tr], y[te], name, classes or class_names(y))
+        return Data(x[train], x[test], None, None, name)
+    return Data(x[train], x[test], y[train], y[test], name, classes or class_names(y))
+
+
+def load_table(cfg, columns: tables.Columns | None = None, seed: int = 0) -> Data:
+    """A table (``data.path``): rows split at random like a single array, every column typed and
+    coded (``reparam.tables``). ``columns`` (a run's saved ones) codes the rows as that run did,
+    refusing a table that does not fit them; otherwise they are inferred, statistics from the
+    training rows."""
+    raw = tables.read(cfg.path)
+    where = cfg.path
+    train, test = split_rows(len(raw[0].values), cfg.test_fraction, seed, where, "row")
+    if columns is None:
+        columns = tables.infer(raw, np.sort(train), list(cfg.categorical), cfg.max_levels, where)
+    x = torch.from_numpy(columns.encode(raw, where))
+    name = cfg.path.partition(":")[2] if cfg.path.startswith("sklearn:") else Path(cfg.path).stem
+    return Data(x[torch.from_numpy(train)], x[torch.from_numpy(test)], None, None, name, columns=columns)
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -249,10 +281,12 @@ SOURCES = {
     "mnist": lambda cfg: load_arrays(mnist_path(cfg), cfg.test_fraction),
     "file": lambda cfg: load_arrays(Path(cfg.path).expanduser(), cfg.test_fraction),
     "folder": lambda cfg: load_folder(Path(cfg.path).expanduser(), cfg.test_fraction),
+    "table": lambda cfg: load_table(cfg),
 }
 
 
 BINARIZATIONS = ("none", "static", "dynamic")
+MAX_LEVELS = 50  # data.max_levels: more levels than this in a text column is an identifier or free text
 
 
 def check(cfg) -> None:
@@ -262,6 +296,11 @@ def check(cfg) -> None:
     require(0.0 < cfg.test_fraction < 1.0, "data.test_fraction must lie in (0, 1)")
     require(cfg.name != "file" or bool(cfg.path), "data.name=file needs data.path=FILE")
     require(cfg.name != "folder" or bool(cfg.path), "data.name=folder needs data.path=DIR (PNG/JPEG images)")
+    require(cfg.name != "table" or bool(cfg.path), "data.name=table needs data.path=FILE (.csv, .parquet, .npy) or a bundled table such as sklearn:wine")
+    require(cfg.name != "table" or cfg.binarize == "none", f"data.name=table takes data.binarize=none (its columns are not grey levels); got {cfg.binarize!r}")
+    require(cfg.max_levels >= 2, f"data.max_levels must be >= 2, got {cfg.max_levels}")
+    for key, default in (("categorical", []), ("max_levels", MAX_LEVELS)):
+        require(cfg.name == "table" or getattr(cfg, key) == default, f"data.{key} applies to data.name=table; remove it or set data.name=table")
 
 
 def binarize(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -272,14 +311,15 @@ def binarize(x: torch.Tensor, generator: torch.Generator | None = None) -> torch
 TEST_BINARIZATION_SEED = 12345
 
 
-def load(cfg) -> Data:
-    """Load the configured source and apply static binarization.
+def load(cfg, columns: tables.Columns | None = None) -> Data:
+    """Load the configured source and apply static binarization; a table is coded with
+    ``columns`` (a run's saved ones) when given.
 
     With ``binarize=dynamic`` the training images stay grey (the trainer draws a new
     binarization every time an image is used) while the test set is binarized once
     with a fixed seed (not the run's), so held-out numbers are comparable across runs.
     """
-    data = SOURCES[cfg.name](cfg)
+    data = load_table(cfg, columns) if cfg.name == "table" else SOURCES[cfg.name](cfg)
     if cfg.binarize != "none":
         g = torch.Generator().manual_seed(TEST_BINARIZATION_SEED)
         data.test = binarize(data.test, g)

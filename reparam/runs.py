@@ -9,6 +9,8 @@ Layout of a run folder::
     checkpoints/         the newest few full training states (see reparam.train.checkpoint)
     summary.json         final test metrics
     samples.png, reconstructions.png, report.html, figures/
+    columns.json         (a table) each column's name, kind, statistics and labels
+    samples.csv          (a table) decoded prior samples in original units
 
 Nothing here unpickles: weights are safetensors and metadata is JSON (``files.py``).
 """
@@ -24,6 +26,7 @@ from .files import atomic_write_bytes, load_tensors, read_json, read_jsonl, save
 
 CONFIG, METRICS, WEIGHTS, STATE_JSON, SUMMARY = "config.json", "metrics.jsonl", "model.safetensors", "state.json", "summary.json"
 CHECKPOINTS = "checkpoints"
+COLUMNS = "columns.json"
 #: reparam 0.1 saved a score-function baseline's weights beside the VAE's; they now belong to
 #: the training objective (its checkpoint entry), and loading a VAE skips them.
 LEGACY_BASELINE = "baseline."
@@ -80,10 +83,36 @@ def read_config(run_dir: Path):
         raise RunError(f"{run_dir / CONFIG}: {e}") from None
 
 
+def write_columns(run_dir: Path, columns) -> None:
+    """RUN/columns.json: a table's columns (``reparam.tables.Columns``), so eval and sample code rows as training did."""
+    write_json(run_dir / COLUMNS, columns.to_json())
+
+
+def read_columns(run_dir: Path, cfg):
+    """The run's ``reparam.tables.Columns`` for a table run (RunError if columns.json is gone), else None."""
+    if cfg.data.name != "table":
+        return None
+    from .tables import Columns
+
+    try:
+        return Columns.from_json(read_json(run_dir / COLUMNS), str(run_dir / COLUMNS))
+    except ReparamError as e:
+        raise RunError(str(e)) from None
+
+
+def load_data(run_dir: str | Path, cfg):
+    """The run's data (``reparam.data.Data``); a table coded with the run's saved columns."""
+    from . import data
+
+    columns = read_columns(Path(run_dir), cfg)
+    return data.load(cfg.data) if columns is None else data.load(cfg.data, columns)
+
+
 def load(run_dir: str | Path, device: str = "cpu"):
     """Rebuild the VAE of a finished or running run folder, in eval mode.
 
-    Raises RunError for a missing folder or a checkpoint that fails validation.
+    Raises RunError for a missing folder or a checkpoint that fails validation. A table
+    run's model carries its ``columns`` (``reparam.tables.Columns``; None for images).
     """
     from . import model as model_mod
 
@@ -95,9 +124,10 @@ def load(run_dir: str | Path, device: str = "cpu"):
     x_shape = tuple(info.get("x_shape") or ())
     if not x_shape:
         raise RunError(f"{run_dir} has no checkpoint yet ({STATE_JSON} is missing)")
-    vae = model_mod.build(cfg, x_shape)
+    columns = read_columns(run_dir, cfg)
+    vae = model_mod.build(cfg, x_shape, columns=None if columns is None else columns.layout())
     tensors = {k: v for k, v in load_tensors(run_dir / WEIGHTS).items() if not k.startswith(LEGACY_BASELINE)}
     check_state_dict(vae, tensors, run_dir / WEIGHTS)
     vae.load_state_dict(tensors)
-    vae.config = cfg
+    vae.config, vae.columns = cfg, columns
     return vae.to(device).eval()

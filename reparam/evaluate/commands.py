@@ -18,7 +18,7 @@ from ..errors import ReparamError
 def cmd_eval(a: argparse.Namespace) -> int:
     import torch
 
-    from .. import data, runs
+    from .. import runs
     from . import metrics
 
     if a.k < 1:
@@ -26,14 +26,18 @@ def cmd_eval(a: argparse.Namespace) -> int:
     model = runs.load(a.run)
     if model.config.train.threads:  # the run's thread count (one thread beats two on a busy machine)
         torch.set_num_threads(model.config.train.threads)
-    test = data.load(model.config.data).test
-    out = metrics.evaluate(model, test, a.k, precision=a.precision)
+    source = runs.load_data(a.run, model.config)
+    out = metrics.evaluate(model, source.test, a.k, precision=a.precision, nll_shift=source.nll_shift)
     if a.json:
         print(json.dumps(out, sort_keys=True))
         return 0
-    print(f"test set     {out['n']} images, k = {out['k']} importance samples ({out['precision']} decoder)")
+    print(f"test set     {out['n']} {'images' if model.columns is None else 'rows'}, k = {out['k']} importance samples ({out['precision']} decoder)")
     print(f"model        {out['model']}")
     _print_scores(out)
+    if "nll_original_units" in out:
+        shift = out["nll_original_units"] - out["nll"]
+        print(f"{'orig. units':<13}NLL {out['nll_original_units']:.3f}, ELBO {out['elbo_original_units']:.3f} nats per row "
+              f"(real columns in their own units: NLL + sum_j log std_j = NLL {shift:+.3f})")  # fmt: skip
     for key in ("discrete", "objective"):
         if key in out:
             block = out[key]
@@ -119,7 +123,7 @@ def load_target(path: str, batch: int, seed: int = 0, overrides: list[str] | tup
             raise ReparamError(f"key=value overrides apply to a config file, not to the run folder {path}")
         model = runs.load(p)
         cfg = model.config
-        x_train = data_mod.load(cfg.data).train
+        x_train = runs.load_data(p, cfg).train
         objective = objectives.Objective(cfg.objective, model.x_shape)
         if objective.baseline is not None and checkpoint.list_checkpoints(p):
             state = checkpoint.nest(*checkpoint.latest(p))
@@ -127,9 +131,10 @@ def load_target(path: str, batch: int, seed: int = 0, overrides: list[str] | tup
             objective.load_state_dict(saved)
     elif p.is_file():
         cfg = config.load(p, overrides)
-        x_train = data_mod.load(cfg.data).train
+        source = data_mod.load(cfg.data)
+        x_train = source.train
         torch.manual_seed(cfg.seed)
-        model = build(cfg, tuple(x_train.shape[1:]))
+        model = build(cfg, tuple(x_train.shape[1:]), columns=None if source.columns is None else source.columns.layout())
         objective = objectives.Objective(cfg.objective, model.x_shape)
     else:
         raise ReparamError(f"{path} is neither a run folder nor a config file")

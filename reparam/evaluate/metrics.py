@@ -143,7 +143,7 @@ def scores(model, x: torch.Tensor, k: int, seed: int = 0, precision: str = "fp32
     return out
 
 
-def evaluate(model, x: torch.Tensor, k: int, dashboard: bool = True, seed: int = 0, precision: str = "fp32") -> dict:
+def evaluate(model, x: torch.Tensor, k: int, dashboard: bool = True, seed: int = 0, precision: str = "fp32", nll_shift: float | None = None) -> dict:
     """The run's held-out numbers: ``scores`` of the model it defines, and the collapse dashboard.
 
     The ELBO and the log-likelihood always describe one model, named by ``model``: the
@@ -152,9 +152,16 @@ def evaluate(model, x: torch.Tensor, k: int, dashboard: bool = True, seed: int =
     (ELBO terms only: it is no model's bound). A relaxed family trained with its relaxed
     KL also reports the discrete model it relaxes, as ``discrete``. With ``dashboard``,
     adds active units, KL per dimension and I(x; z) (see diagnostics).
+
+    ``nll_shift`` (``Data.nll_shift``: sum_j log std_j of a table's standardized columns)
+    adds ``nll_original_units`` = nll + shift and ``elbo_original_units`` = elbo - shift:
+    the same model's numbers for rows in their original units (the change of variables
+    x_std = (x - mean) / std has log |det J| = -sum_j log std_j).
     """
     scored = model.with_family(model.family.scored())
     out = scores(scored, x, k, seed, precision)
+    if nll_shift is not None:
+        out.update(nll_original_units=out["nll"] + nll_shift, elbo_original_units=out["elbo"] - nll_shift)
     discrete = model.family.discrete()
     discrete_model = None if discrete is None else model.with_family(discrete)
     if scored is not model:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from ..errors import RunError
 from ..report import latent
 from ..report.images import tile
 from ..report.run import RunView, open_run
@@ -41,8 +42,11 @@ class Explorer:
 
     @classmethod
     def open(cls, run_dir: str | Path, max_test: int = MAX_TEST) -> Explorer:
-        """Load a run folder (RunError without a model) with its first ``max_test`` test images."""
-        return cls(open_run(run_dir, max_test))
+        """Load a run folder (RunError without a model, or for a table run) with its first ``max_test`` test images."""
+        view = open_run(run_dir, max_test)
+        if view.columns is not None:
+            raise RunError(f"{run_dir} models a table; the explorer draws images: see its report (reparam report {run_dir}) or sample rows (reparam sample {run_dir} --out rows.csv)")
+        return cls(view)
 
     def _slider_ranges(self) -> torch.Tensor:
         """Per dimension: the family's own sweep through the prior's centre, widened to the test codes."""

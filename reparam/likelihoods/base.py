@@ -26,6 +26,8 @@ class Head(nn.Module):
 
     name: str = ""
     n_params: int = 1
+    #: Whether the head takes a table's column kinds (``likelihoods.get(..., columns=...)``).
+    takes_columns: bool = False
 
     def __init__(self, x_shape: tuple[int, ...]):
         super().__init__()

@@ -32,11 +32,11 @@ def check(cfg) -> None:
         raise ConfigError(f"model.stochastic stacks layers that are drawn and scored in sequence, but {why}")
 
 
-def build_hierarchical(cfg, x_shape: tuple[int, ...], encoder: nn.Module | None, decoder: nn.Module | None) -> HierarchicalVAE:
+def build_hierarchical(cfg, x_shape: tuple[int, ...], encoder: nn.Module | None, decoder: nn.Module | None, columns=None) -> HierarchicalVAE:
     """Layers z_1..z_L of ``layer_sizes(cfg)``, networks between consecutive layers of
     ``model.stochastic_hidden`` (default: two of twice the upper layer's size)."""
     fams = [latents.get(cfg.latent.family, d, **cfg.latent.options) for d in layer_sizes(cfg)]
-    head = likelihoods.get(cfg.likelihood.name, x_shape, **cfg.likelihood.options)
+    head = likelihoods.get(cfg.likelihood.name, x_shape, columns, **cfg.likelihood.options)
     enc, dec = ARCHS.lookup(cfg.model.arch)(cfg.model, tuple(x_shape), fams[0].raw_size, fams[0].dim, head.raw_size)
     up, down = [], []
     for below, above in zip(fams[:-1], fams[1:]):
@@ -46,7 +46,9 @@ def build_hierarchical(cfg, x_shape: tuple[int, ...], encoder: nn.Module | None,
     return HierarchicalVAE(enc if encoder is None else encoder, fams, dec if decoder is None else decoder, head, up, down)
 
 
-def build(cfg, x_shape: tuple[int, ...], encoder: nn.Module | None = None, decoder: nn.Module | None = None) -> VAE | HierarchicalVAE:
+def build(
+    cfg, x_shape: tuple[int, ...], encoder: nn.Module | None = None, decoder: nn.Module | None = None, *, columns: list[str] | None = None
+) -> VAE | HierarchicalVAE:
     """A VAE from a resolved config (``reparam.config.Config``) and the data's image shape (channels-last).
 
     ``model.arch`` picks the networks; ``encoder`` or ``decoder`` replaces the configured
@@ -54,12 +56,13 @@ def build(cfg, x_shape: tuple[int, ...], encoder: nn.Module | None = None, decod
     (*batch, raw_size) (the family's raw numbers, then the flow's), decoder z (*batch, D)
     -> (*batch, head.raw_size). ``latent.flow`` adds a flow to the posterior and
     ``prior.name`` chooses p(z); ``model.stochastic`` stacks further stochastic layers
-    (a ``HierarchicalVAE``).
+    (a ``HierarchicalVAE``). ``columns``: a table's column kinds (``Data.columns.layout()``),
+    for the table head.
     """
     if cfg.model.stochastic:
-        return build_hierarchical(cfg, x_shape, encoder, decoder)
+        return build_hierarchical(cfg, x_shape, encoder, decoder, columns)
     family = latents.get(cfg.latent.family, cfg.latent.dim, **cfg.latent.options)
-    head = likelihoods.get(cfg.likelihood.name, x_shape, **cfg.likelihood.options)
+    head = likelihoods.get(cfg.likelihood.name, x_shape, columns, **cfg.likelihood.options)
     flow = None if cfg.latent.flow == "none" else flows.get(cfg.latent.flow, family.dim, cfg.latent.flow_steps)
     prior = priors.get(cfg.prior.name, family, x_shape, cfg.prior.components)
     raw_size = family.raw_size + (0 if flow is None else flow.raw_size)

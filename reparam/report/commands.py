@@ -1,4 +1,5 @@
-"""``reparam report RUN [RUN ...]`` (the run report, or several runs side by side) and ``reparam sample RUN``."""
+"""``reparam report RUN [RUN ...]`` (the run report, or several runs side by side) and ``reparam sample RUN``
+(a PNG grid of decoded prior samples, or for a table run a CSV of rows drawn from the model in original units)."""
 
 from __future__ import annotations
 
@@ -22,23 +23,31 @@ def cmd_report(a: argparse.Namespace) -> int:
 
 def cmd_sample(a: argparse.Namespace) -> int:
     from .. import runs
-    from . import pictures
+    from . import pictures, table
 
     if a.n < 1:
         raise ReparamError(f"--n must be >= 1, got {a.n}")
     model = runs.load(a.run)
-    out = Path(a.out) if a.out else Path(a.run) / "samples.png"
+    kind = ".png" if model.columns is None else ".csv"
+    out = Path(a.out) if a.out else Path(a.run) / f"samples{kind}"
     if not out.parent.is_dir():
         raise ReparamError(f"folder {out.parent} does not exist; create it or choose another --out")
-    print(pictures.save_samples(model, out, n=a.n, seed=a.seed))
+    if model.columns is not None and out.suffix.lower() != ".csv":
+        raise ReparamError(f"{a.run} models a table: its samples are rows, written as CSV; choose --out FILE.csv (got {out.name})")
+    if model.columns is None and out.suffix.lower() == ".csv":
+        raise ReparamError(f"{a.run} models images: its samples are a PNG grid; choose --out FILE.png (got {out.name})")
+    if model.columns is not None:
+        print(table.save_samples_csv(model, model.columns, out, n=a.n, seed=a.seed))
+    else:
+        print(pictures.save_samples(model, out, n=a.n, seed=a.seed))
     return 0
 
 
 def add_commands(sub) -> None:
-    s = sub.add_parser("sample", help="a PNG grid of decoded prior samples")
+    s = sub.add_parser("sample", help="a PNG grid of decoded prior samples (a table run: a CSV of sampled rows)")
     s.add_argument("run")
-    s.add_argument("--n", type=int, default=64)
-    s.add_argument("--out", help="PNG file (default: RUN/samples.png)")
+    s.add_argument("--n", type=int, default=64, help="samples (images or rows; default 64)")
+    s.add_argument("--out", help="PNG file (default: RUN/samples.png); for a table run a CSV file (default: RUN/samples.csv)")
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=cmd_sample)
     r = sub.add_parser("report", help="write report.html for a run, or compare several runs side by side")

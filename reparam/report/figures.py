@@ -25,7 +25,9 @@ FIGURES: dict[str, tuple[str, str]] = {
     "traversals": ("Latent traversals", "One test image's latent, one informative dimension swept per row (most informative first)."),
     "interpolations": ("Interpolations", "Between two test images (outer columns), one row per path through latent space."),
     "manifold": ("Decoded manifold", "The decoder's mean over a grid of the two-dimensional latent space."),
-    "codes": ("Latent codes", "Representative latents of the test set, coloured by label."),
+    "columns": ("Per-column reconstructions", "A table's test rows against the mean of p(x|z) at their representative latents, in original units: real columns as points against the diagonal, the others as confusion matrices."),
+    "marginals": ("Per-column marginals", "Each column's distribution in the test rows and in as many rows drawn from the model (z ~ p(z), x ~ p(x|z))."),
+    "codes": ("Latent codes", "Representative latents of the test set, coloured by label (a table: by its last binary or categorical column)."),
 }
 
 CELL = 0.55  # inches per image in a grid

@@ -1,4 +1,4 @@
-"""The run's pictures: prior samples and reconstructions, as plain PNG grids."""
+"""The run's pictures: prior samples and reconstructions, as plain PNG grids (a table: samples.csv)."""
 
 from __future__ import annotations
 
@@ -29,3 +29,15 @@ def save_samples(model, path: Path, n: int = 64, seed: int = 0) -> Path:
 def save_reconstructions(model, x: torch.Tensor, path: Path) -> Path:
     pairs = reconstructions(model, x[:32])
     return save_png(path, tile(pairs, ncols=max(1, len(x[:32]) // 2)), upscale_for(model.x_shape))
+
+
+def save_run_pictures(model, run_dir: Path, x: torch.Tensor, seed: int = 0, columns=None) -> None:
+    """What a finished run leaves beside its weights: samples.png and reconstructions.png, or
+    for a table (``columns``, ``reparam.tables.Columns``) samples.csv in original units."""
+    if columns is not None:
+        from .table import save_samples_csv
+
+        save_samples_csv(model, columns, run_dir / "samples.csv", seed=seed)
+        return
+    save_samples(model, run_dir / "samples.png", seed=seed)
+    save_reconstructions(model, x, run_dir / "reconstructions.png")

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from .. import data, runs
+from .. import runs
 from ..errors import RunError
 
 #: Test images used for diagnostics and the latent scatter (enough for a stable picture).
@@ -19,7 +20,8 @@ MAX_TEST = 2000
 class RunView:
     """What the report reads from one run folder.
 
-    ``test`` is (N, *x_shape) in [0, 1] with N <= MAX_TEST; ``labels`` is (N,) or None.
+    ``test`` is (N, *x_shape) in [0, 1] with N <= MAX_TEST (a table: coded rows (N, F'));
+    ``labels`` is (N,) or None; ``columns`` a table's ``reparam.tables.Columns``, else None.
     """
 
     run_dir: Path
@@ -29,6 +31,7 @@ class RunView:
     summary: dict
     test: torch.Tensor
     labels: torch.Tensor | None
+    columns: Any = None
 
     @property
     def name(self) -> str:
@@ -59,7 +62,7 @@ def open_run(run_dir: str | Path, max_test: int = MAX_TEST) -> RunView:
     """Load a run folder; raises RunError (missing folder, no model) or DataError (data gone)."""
     run_dir = Path(run_dir)
     model = runs.load(run_dir)
-    source = data.load(model.config.data)
+    source = runs.load_data(run_dir, model.config)
     labels = None if source.test_labels is None else source.test_labels[:max_test]
     summary = runs.read_json(run_dir / runs.SUMMARY) if (run_dir / runs.SUMMARY).exists() else {}
     return RunView(
@@ -70,4 +73,5 @@ def open_run(run_dir: str | Path, max_test: int = MAX_TEST) -> RunView:
         summary=summary,
         test=source.test[:max_test],
         labels=labels,
+        columns=source.columns,
     )

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from . import figures, latent
+from . import figures, latent, table
 from .run import RunView
 
 MAX_TRAVERSED = 8  # dimensions shown in the traversal figure
@@ -73,8 +73,12 @@ def render(view: RunView, seed: int = 0) -> dict[str, bytes]:
 
 
 def _figures(view: RunView, seed: int) -> dict[str, Figure | None]:
+    """Image runs get image grids; a table run (``view.columns``) gets its table figures instead."""
     model, x = view.model, view.test
     ranking = latent.rank_dimensions(model, x)
+    if view.columns is not None:
+        return {"curves": figures.curves_figure([(view.name, view.metrics)]), "kl_per_dim": figures.kl_figure(ranking),
+                **table.figures(model, view.columns, x, seed)}  # fmt: skip
     return {
         "curves": figures.curves_figure([(view.name, view.metrics)]),
         "kl_per_dim": figures.kl_figure(ranking),

@@ -66,6 +66,7 @@ class Trainer:
         self.device = next(model.parameters()).device
         self.train_x = data.train.to(self.device)
         self.test_x = data.test.to(self.device)
+        self.columns, self.nll_shift = data.columns, data.nll_shift  # a table's columns; None for images
         self.objective = objectives.Objective(cfg.objective, model.x_shape).to(self.device)
         self.ddp = distributed.wrap(model, self.objective, dist, self.device) if dist.enabled else None
         self.opt = optim.make_optimizer([*model.parameters(), *self.objective.parameters()], cfg.train.lr)
@@ -356,7 +357,7 @@ class Trainer:
         """Final held-out metrics (with the IS log-likelihood), summary.json and pictures (rank 0)."""
         if not self.dist.is_main:
             return None
-        summary = evaluate.evaluate(self.model, self.test_x, self.cfg.train.eval_k)
+        summary = evaluate.evaluate(self.model, self.test_x, self.cfg.train.eval_k, nll_shift=self.nll_shift)
         summary.update(
             epochs=self.epoch,
             steps=self.step,
@@ -372,6 +373,5 @@ class Trainer:
             warnings.warn(warning, stacklevel=2)
             summary["warnings"] = [warning]
         runs.write_json(self.run_dir / runs.SUMMARY, summary)
-        pictures.save_samples(self.model, self.run_dir / "samples.png", seed=self.cfg.seed)
-        pictures.save_reconstructions(self.model, self.test_x, self.run_dir / "reconstructions.png")
+        pictures.save_run_pictures(self.model, self.run_dir, self.test_x, self.cfg.seed, self.columns)
         return summary

@@ -47,17 +47,21 @@ def stop_on_signals(trainer: Trainer):
             signal.signal(s, h)
 
 
-def _setup(cfg, model: VAE | None = None) -> tuple[data_mod.Data, VAE, Dist]:
-    """Seed, load and check the data, build (or take) the model, join the process group."""
+def _setup(cfg, model: VAE | None = None, columns=None) -> tuple[data_mod.Data, VAE, Dist]:
+    """Seed, load and check the data, build (or take) the model, join the process group.
+
+    ``columns``: a resumed table run's saved columns (``reparam.tables.Columns``), so its
+    rows are coded as before; a new table run infers them."""
     torch.manual_seed(cfg.seed)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     dist = distributed.from_env()
     device = devices.resolve_device(cfg.train.device, dist.local_rank)
     devices.check_precision(cfg.train.precision, device)
-    data = data_mod.load(cfg.data)
+    data = data_mod.load(cfg.data) if columns is None else data_mod.load(cfg.data, columns)
     distributed.check_sizes(dist, len(data.train), len(data.test), cfg.train.batch_size)
-    model = (build(cfg, data.x_shape) if model is None else model).to(device)
+    layout = None if data.columns is None else data.columns.layout()
+    model = (build(cfg, data.x_shape, columns=layout) if model is None else model).to(device)
     model.head.check_data(data.train, "the training set")
     model.head.check_data(data.test, "the test set")
     distributed.init(dist, device)
@@ -109,6 +113,8 @@ def train(cfg, out: str | Path, overwrite: bool = False, hooks: Iterable[Hook] =
         if dist.is_main:
             run_dir = runs.prepare_run_dir(out, overwrite)
             runs.write_json(run_dir / runs.CONFIG, cfg.to_dict())
+            if data.columns is not None:
+                runs.write_columns(run_dir, data.columns)
         distributed.barrier(dist)
         announce(cfg, dist)
         trainer = _trainer(cfg, model, data, run_dir, hooks, dist)
@@ -128,7 +134,7 @@ def resume(run_dir: str | Path, epochs: int | None = None, hooks: Iterable[Hook]
         if epochs < state["meta"]["epoch"]:
             raise ConfigError(f"train.epochs={epochs} is fewer than the {state['meta']['epoch']} epochs already done")
         cfg.train.epochs = epochs
-    data, model, dist = _setup(cfg)
+    data, model, dist = _setup(cfg, columns=runs.read_columns(run_dir, cfg))
     try:
         if epochs is not None and dist.is_main:
             runs.write_json(run_dir / runs.CONFIG, cfg.to_dict())
