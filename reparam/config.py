@@ -38,6 +38,7 @@ class DataConfig:
     test_fraction: float = 0.15  # held-out share for arrays that carry no test split
     categorical: list[str] = field(default_factory=list)  # table: numeric columns to read as categories
     max_levels: int = 50  # table: most levels a categorical column may have
+    labeled: int = 0  # semi-supervised M2: keep the labels of this many training images (class-balanced, seeded); 0: all or none
 
     def validate(self) -> None:
         from . import data
@@ -53,6 +54,7 @@ class ModelConfig:
     channels: list[int] = field(default_factory=lambda: [32, 64])  # conv: one stride-2 conv per entry
     stochastic: list[int] = field(default_factory=list)  # sizes of stochastic layers above latent.dim (hierarchical)
     stochastic_hidden: list[int] = field(default_factory=list)  # hidden sizes between layers; default: twice the upper size, twice
+    condition: str = "none"  # none | label: a conditional VAE q(z|x, y), p(x|z, y) (with data.labeled: the M2 model)
 
     def validate(self) -> None:
         from . import networks
@@ -79,7 +81,7 @@ class LatentConfig:
 
 @dataclass
 class PriorConfig:
-    name: str = "standard"  # standard | mog | vamp (reparam.priors)
+    name: str = "standard"  # standard | mog | vamp | label (reparam.priors)
     components: int = 0  # mixture components of a learned prior; 0: its default (500)
 
     def validate(self) -> None:
@@ -110,6 +112,10 @@ class ObjectiveConfig:
     free_bits_group: int = 1  # latent dimensions per free-bits group (1: per dimension)
     estimator: str = "auto"  # gradient: auto | pathwise | score | iwae | stl | dreg (see objectives/estimators.py)
     baseline: str = "none"  # for score: none | moving_average | nvil | loo
+    labels: str = "exact"  # M2's unlabelled images: exact | relaxed | score (see reparam.objectives.labels)
+    label_weight: float = 0.1  # alpha of Kingma et al. (2014): the classifier's weight, alpha N / N_l per labelled image
+    label_temperature: float = 0.5  # labels=relaxed: the Gumbel-softmax temperature
+    label_baseline: str = "moving_average"  # labels=score: none | moving_average | nvil
     options: dict[str, Any] = field(default_factory=dict)  # the bound's own keys (renyi: alpha)
 
     def validate(self) -> None:
@@ -149,12 +155,13 @@ class TrainConfig:
     lr_backoff: float = 0.5  # learning-rate factor applied at each rollback
     gradvar_every: int = 0  # epochs between gradient-variance measurements (RUN/gradvar.jsonl); 0: never
     gradvar_replicates: int = 20  # gradient estimates per estimator at each measurement
+    labeled_batch_size: int = 0  # M2: labelled images per step beside batch_size unlabelled ones; 0: min(data.labeled, batch_size)
 
     def validate(self) -> None:
         for key in ("epochs", "batch_size", "eval_k", "eval_every", "keep_checkpoints", "max_bad_steps"):
             require(getattr(self, key) >= 1, f"train.{key} must be >= 1, got {getattr(self, key)}")
         require(self.gradvar_replicates >= 2, f"train.gradvar_replicates must be >= 2, got {self.gradvar_replicates}")
-        for key in ("checkpoint_every", "clip_grad", "max_rollbacks", "gradvar_every"):
+        for key in ("checkpoint_every", "clip_grad", "max_rollbacks", "gradvar_every", "labeled_batch_size"):
             require(getattr(self, key) >= 0, f"train.{key} must be >= 0, got {getattr(self, key)}")
         require(0 < self.lr_backoff < 1, f"train.lr_backoff must lie in (0, 1), got {self.lr_backoff}")
         require(math.isfinite(self.lr) and self.lr > 0, f"train.lr must be a finite rate > 0, got {self.lr}")
@@ -213,6 +220,7 @@ class Config:
 
     def validate(self) -> Config:
         from . import latents, model, priors
+        from .objectives import labels
 
         for name in SECTIONS:
             getattr(self, name).validate()
@@ -221,6 +229,7 @@ class Config:
         model.check(self)
         self.objective.check_family(family, density_everywhere=self.latent.flow == "none")
         self.check_table()
+        labels.check(self)
         return self
 
     def check_table(self) -> None:
@@ -229,8 +238,6 @@ class Config:
         require(not table or self.likelihood.name == "table", f"data.name=table takes likelihood.name=table (a likelihood per column), its default; got {self.likelihood.name!r}")
         require(table or self.likelihood.name != "table", f"likelihood.name=table models the columns of a table; use it with data.name=table (got data.name={self.data.name})")
         require(not table or self.model.arch == "mlp", f"model.arch={self.model.arch} needs images; a table's rows take model.arch=mlp")
-
-
 
 
 def check_section_options(section: str, own: list[str], component: str, valid: dict, given: dict) -> None:

@@ -303,6 +303,42 @@ def check(cfg) -> None:
         require(cfg.name == "table" or getattr(cfg, key) == default, f"data.{key} applies to data.name=table; remove it or set data.name=table")
 
 
+def check_labels(cfg, data: Data) -> None:
+    """A conditional run's data carry labels; ``data.labeled`` fits them (DataError, one line)."""
+    if cfg.model.condition != "label":
+        return
+    if data.classes is None or data.train_labels is None or data.test_labels is None:
+        raise DataError(
+            f"model.condition=label needs labels, and data {data.name!r} has none: use digits or MNIST, "
+            "an .npz with y_train and y_test (or x and y), or a folder with one subfolder per class"
+        )
+    c = len(data.classes)
+    for split, y in (("training", data.train_labels), ("test", data.test_labels)):
+        if len(y) and int(y.max()) >= c:
+            raise DataError(f"the {split} labels hold class {int(y.max())}, but the data name {c} classes (0..{c - 1})")
+    if cfg.data.labeled:
+        labelled_subset(data.train_labels, cfg.data.labeled, c, cfg.seed)
+        n_l, bl = cfg.data.labeled, cfg.train.labeled_batch_size
+        require(bl <= n_l, f"train.labeled_batch_size={bl} is more than the {n_l} labelled images (data.labeled)")
+
+
+def labelled_subset(y: torch.Tensor, n: int, classes: int, seed: int) -> torch.Tensor:
+    """Indices (n,) of n images of y (N,) whose labels are kept, n / C of each class, at random
+    with ``seed`` (sorted); DataError (one line) when the data cannot give that."""
+    if n >= len(y):
+        raise DataError(f"data.labeled={n} must be fewer than the {len(y)} training images (M2 needs unlabelled ones too)")
+    if n % classes:
+        raise DataError(f"data.labeled={n} is not divisible by the {classes} classes; use a multiple of {classes} (class-balanced)")
+    g = torch.Generator().manual_seed(seed)
+    picked = []
+    for c in range(classes):
+        members = torch.nonzero(y == c).flatten()
+        if len(members) < n // classes:
+            raise DataError(f"class {c} has {len(members)} training images, fewer than the {n // classes} per class that data.labeled={n} asks")
+        picked.append(members[torch.randperm(len(members), generator=g)[: n // classes]])
+    return torch.sort(torch.cat(picked)).values
+
+
 def binarize(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """A fresh Bernoulli draw of every grey level: pixel ~ Bernoulli(x)."""
     return torch.bernoulli(x, generator=generator)

@@ -27,6 +27,7 @@ from .files import atomic_write_bytes, load_tensors, read_json, read_jsonl, save
 CONFIG, METRICS, WEIGHTS, STATE_JSON, SUMMARY = "config.json", "metrics.jsonl", "model.safetensors", "state.json", "summary.json"
 CHECKPOINTS = "checkpoints"
 COLUMNS = "columns.json"
+CLASSES = "classes.json"
 #: reparam 0.1 saved a score-function baseline's weights beside the VAE's; they now belong to
 #: the training objective (its checkpoint entry), and loading a VAE skips them.
 LEGACY_BASELINE = "baseline."
@@ -100,6 +101,19 @@ def read_columns(run_dir: Path, cfg):
         raise RunError(str(e)) from None
 
 
+def read_classes(run_dir: Path, cfg) -> list[str] | None:
+    """A conditional run's class names (RUN/classes.json; RunError if it is gone), else None."""
+    if cfg.model.condition != "label":
+        return None
+    path = run_dir / CLASSES
+    if not path.exists():
+        raise RunError(f"{path} is missing: the run is conditional and its class names were saved there")
+    names = read_json(path).get("classes")
+    if not isinstance(names, list) or not names:
+        raise RunError(f"{path} holds no list of class names; the run folder is damaged")
+    return [str(n) for n in names]
+
+
 def load_data(run_dir: str | Path, cfg):
     """The run's data (``reparam.data.Data``); a table coded with the run's saved columns."""
     from . import data
@@ -125,9 +139,10 @@ def load(run_dir: str | Path, device: str = "cpu"):
     if not x_shape:
         raise RunError(f"{run_dir} has no checkpoint yet ({STATE_JSON} is missing)")
     columns = read_columns(run_dir, cfg)
-    vae = model_mod.build(cfg, x_shape, columns=None if columns is None else columns.layout())
+    names = read_classes(run_dir, cfg)
+    vae = model_mod.build(cfg, x_shape, columns=None if columns is None else columns.layout(), classes=None if names is None else len(names))
     tensors = {k: v for k, v in load_tensors(run_dir / WEIGHTS).items() if not k.startswith(LEGACY_BASELINE)}
     check_state_dict(vae, tensors, run_dir / WEIGHTS)
     vae.load_state_dict(tensors)
-    vae.config, vae.columns = cfg, columns
+    vae.config, vae.columns, vae.class_names = cfg, columns, names
     return vae.to(device).eval()

@@ -27,13 +27,18 @@ def cmd_eval(a: argparse.Namespace) -> int:
     if model.config.train.threads:  # the run's thread count (one thread beats two on a busy machine)
         torch.set_num_threads(model.config.train.threads)
     source = runs.load_data(a.run, model.config)
-    out = metrics.evaluate(model, source.test, a.k, precision=a.precision, nll_shift=source.nll_shift)
+    y = source.test_labels if hasattr(model, "given") else None
+    out = metrics.evaluate(model, source.test, a.k, precision=a.precision, nll_shift=source.nll_shift, y=y)
     if a.json:
         print(json.dumps(out, sort_keys=True))
         return 0
     print(f"test set     {out['n']} {'images' if model.columns is None else 'rows'}, k = {out['k']} importance samples ({out['precision']} decoder)")
     print(f"model        {out['model']}")
+    if "labels" in out:
+        print(f"labels       {out['labels']}")
     _print_scores(out)
+    if "classification_error" in out:
+        print(f"error        {100 * out['classification_error']:.2f} ± {100 * out['classification_error_se']:.2f} % of test images misclassified by q(y|x)")
     if "nll_original_units" in out:
         shift = out["nll_original_units"] - out["nll"]
         print(f"{'orig. units':<13}NLL {out['nll_original_units']:.3f}, ELBO {out['elbo_original_units']:.3f} nats per row "
@@ -123,6 +128,8 @@ def load_target(path: str, batch: int, seed: int = 0, overrides: list[str] | tup
             raise ReparamError(f"key=value overrides apply to a config file, not to the run folder {path}")
         model = runs.load(p)
         cfg = model.config
+        if hasattr(model, "given"):
+            raise ReparamError(f"{path} is a conditional run (model.condition=label); the gradient lab measures unconditional models")
         x_train = runs.load_data(p, cfg).train
         objective = objectives.Objective(cfg.objective, model.x_shape)
         if objective.baseline is not None and checkpoint.list_checkpoints(p):
@@ -131,6 +138,8 @@ def load_target(path: str, batch: int, seed: int = 0, overrides: list[str] | tup
             objective.load_state_dict(saved)
     elif p.is_file():
         cfg = config.load(p, overrides)
+        if cfg.model.condition != "none":
+            raise ReparamError(f"{path} configures a conditional model (model.condition=label); the gradient lab measures unconditional models")
         source = data_mod.load(cfg.data)
         x_train = source.train
         torch.manual_seed(cfg.seed)

@@ -15,7 +15,8 @@ def kl_per_dim(model, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor |
     """Mean over x of KL(q(z_d|x) || p(z_d)) for each dimension d, (D,); None if not factorized."""
     total = None
     for start in range(0, len(x), batch_size):
-        kl = model.kl_per_dim(model.posterior(x[start : start + batch_size]))
+        part = model.rows(slice(start, start + batch_size))
+        kl = part.kl_per_dim(part.posterior(x[start : start + batch_size]))
         if kl is None:
             return None
         total = kl.sum(0) if total is None else total + kl.sum(0)
@@ -25,14 +26,14 @@ def kl_per_dim(model, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor |
 @torch.inference_mode()
 def posterior_points(model, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     """The family's representative latent (the mean for most) for each example, (N, D)."""
-    chunks = [model.point(model.posterior(x[s : s + batch_size])) for s in range(0, len(x), batch_size)]
+    chunks = [model.point(model.rows(slice(s, s + batch_size)).posterior(x[s : s + batch_size])) for s in range(0, len(x), batch_size)]
     return torch.cat(chunks)
 
 
 @torch.inference_mode()
 def activity(model, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     """Cov_x(E_q[z_d | x]) per dimension d, (D,), with E_q[z_d | x] from ``family.unit_mean``."""
-    means = [model.unit_mean(model.posterior(x[s : s + batch_size])) for s in range(0, len(x), batch_size)]
+    means = [model.unit_mean(model.rows(slice(s, s + batch_size)).posterior(x[s : s + batch_size])) for s in range(0, len(x), batch_size)]
     return torch.cat(means).double().var(0)
 
 
@@ -79,10 +80,11 @@ def mutual_information(model, x: torch.Tensor, n_queries: int = 1000, seed: int 
     idx = _query_index(len(x), n_queries, seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        q = model.posterior(x[idx])  # batch (M,)
+        part = model.rows(idx)
+        q = part.posterior(x[idx])  # batch (M,)
         z = q.sample()  # (M, D)
     terms = (q.log_prob(z) - _log_aggregate(q_all, z, max_elements)).double()  # (M,)
-    kl = model.kl(q, z.unsqueeze(0)).double().mean()
+    kl = part.kl(q, z.unsqueeze(0)).double().mean()
     mi = terms.mean()
     se = terms.std() / math.sqrt(len(terms)) if len(terms) > 1 else torch.tensor(float("nan"))
     return {"mi": float(mi), "mi_se": float(se), "kl_marginal": float(kl - mi), "mi_max": math.log(len(x))}

@@ -13,6 +13,7 @@ import torch
 
 from .. import objectives
 from ..errors import ConfigError
+from ..objectives import labels
 from . import diagnostics
 
 #: Upper bound on (examples x samples x pixels) held in memory at once by the IS estimate.
@@ -34,12 +35,24 @@ def _batches(n: int, size: int):
         yield slice(start, min(start + size, n))
 
 
+def semi_supervised(model) -> bool:
+    """Whether the model is M2: a conditional VAE with a classifier q(y|x), its labels latent."""
+    return getattr(model, "classifier", None) is not None
+
+
 @torch.inference_mode()
 def elbo_terms(model, x: torch.Tensor, batch_size: int = 1000) -> dict[str, float]:
-    """Mean test ELBO and its terms over x (N, *x_shape), one sample per example."""
+    """Mean test ELBO and its terms over x (N, *x_shape), one sample per example.
+
+    A conditional VAE given the test labels (``model.given(y)``) scores log p(x|y); M2
+    (its labels latent) the exact sum over the classes, U(x) of ``objectives.labels``.
+    """
     sums: dict[str, float] = {}
     for sl in _batches(len(x), batch_size):
-        _, terms = objectives.elbo(model, x[sl])
+        if semi_supervised(model):
+            _, terms = labels.exact(objectives.elbo, model, x[sl])
+        else:
+            _, terms = objectives.elbo(model.rows(sl), x[sl])
         for key, value in terms.items():
             sums[key] = sums.get(key, 0.0) + float(value.sum())
     return {key: value / len(x) for key, value in sums.items()}
@@ -95,28 +108,52 @@ def log_likelihood(model, x: torch.Tensor, k: int, max_elements: int = MAX_ELEME
     """
     if precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if semi_supervised(model):
+        return _marginal_log_likelihood(model, x, k, max_elements, seed, precision)
     dtype = PRECISIONS[precision]
     cast = torch.autocast(x.device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
     rows = max(1, max_elements // max(1, math.prod(model.x_shape)))
     log_px, ess = [], []
-    prior = model.prior()  # once: a learned prior's mixture is the same for every example
+    prior = None if getattr(model, "y", None) is not None and model.y.dim() else model.prior()  # once, unless per-example labels
     with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
         for block, ex in enumerate(_batches(len(x), DRAW_EXAMPLES)):
             xb = x[ex]
-            q = model.posterior(xb)
+            part = model.rows(ex)
+            q = part.posterior(xb)
             lse = torch.full((len(xb),), -math.inf, device=x.device)
             lse2 = lse.clone()
             for group, ks in enumerate(_batches(k, DRAW_SAMPLES)):
                 _reseed(x.device, seed, block, group)
                 z = q.rsample((ks.stop - ks.start,))  # (k', b, D)
                 with cast:  # only the decoder: log p(z) and log q(z|x) stay in float32
-                    lw = _log_px_z(model, z, xb, rows)
-                lw = lw + _log_prior(prior, z, max_elements) - q.log_prob(z)
+                    lw = _log_px_z(part, z, xb, rows)
+                lw = lw + _log_prior(part.prior() if prior is None else prior, z, max_elements) - q.log_prob(z)
                 lse = torch.logaddexp(lse, torch.logsumexp(lw, 0))
                 lse2 = torch.logaddexp(lse2, torch.logsumexp(2 * lw, 0))
             log_px.append(lse - math.log(k))
             ess.append(torch.exp(2 * lse - lse2))
     return torch.cat(log_px), torch.cat(ess)
+
+
+def _marginal_log_likelihood(model, x: torch.Tensor, k: int, max_elements: int, seed: int, precision: str):
+    """M2's log p(x) = log sum_y p(y) p(x|y), p(y) uniform, each p(x|y) importance-sampled with
+    K draws of q(z|x, y). The sum of unbiased estimates of p(x|y) is unbiased for p(x), so
+    the estimate sits below log p(x) in expectation, like L_K. ESS: the classes' ESS
+    weighted by their share of the sum."""
+    c = model.classes
+    per_class = [log_likelihood(model.given(torch.tensor(y, device=x.device)), x, k, max_elements, seed, precision) for y in range(c)]
+    log_pxy = torch.stack([lp for lp, _ in per_class])  # (C, N)
+    share = torch.softmax(log_pxy, 0)
+    ess = (share * torch.stack([e for _, e in per_class])).sum(0)
+    return torch.logsumexp(log_pxy, 0) - math.log(c), ess
+
+
+@torch.inference_mode()
+def classification(model, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000) -> dict:
+    """M2's classifier q(y|x) on labelled images: error rate of its most probable class, and its SE."""
+    wrong = torch.cat([model.label_posterior(x[sl]).probs.argmax(-1) != y[sl] for sl in _batches(len(x), batch_size)]).double()
+    n = len(wrong)
+    return {"classification_error": float(wrong.mean()), "classification_error_se": float(wrong.std() / math.sqrt(n)) if n > 1 else float("nan")}
 
 
 def scores(model, x: torch.Tensor, k: int, seed: int = 0, precision: str = "fp32") -> dict:
@@ -143,7 +180,8 @@ def scores(model, x: torch.Tensor, k: int, seed: int = 0, precision: str = "fp32
     return out
 
 
-def evaluate(model, x: torch.Tensor, k: int, dashboard: bool = True, seed: int = 0, precision: str = "fp32", nll_shift: float | None = None) -> dict:
+def evaluate(model, x: torch.Tensor, k: int, dashboard: bool = True, seed: int = 0, precision: str = "fp32",
+             nll_shift: float | None = None, y: torch.Tensor | None = None) -> dict:  # fmt: skip
     """The run's held-out numbers: ``scores`` of the model it defines, and the collapse dashboard.
 
     The ELBO and the log-likelihood always describe one model, named by ``model``: the
@@ -157,7 +195,15 @@ def evaluate(model, x: torch.Tensor, k: int, dashboard: bool = True, seed: int =
     adds ``nll_original_units`` = nll + shift and ``elbo_original_units`` = elbo - shift:
     the same model's numbers for rows in their original units (the change of variables
     x_std = (x - mean) / std has log |det J| = -sum_j log std_j).
+
+    A conditional VAE is scored given the test labels ``y`` (ELBO and -log p(x|y)); M2 (a
+    classifier, its labels latent) by its marginal, log p(x) = log sum_y p(y) p(x|y), with
+    ``classification_error`` of q(y|x). ``labels`` says which; the dashboard reads
+    q(z|x, y) at the test labels.
     """
+    view = model if y is None else model.given(y)
+    if y is not None and not semi_supervised(model):
+        model = view
     scored = model.with_family(model.family.scored())
     out = scores(scored, x, k, seed, precision)
     if nll_shift is not None:
@@ -168,6 +214,10 @@ def evaluate(model, x: torch.Tensor, k: int, dashboard: bool = True, seed: int =
         out["objective"] = {"what": "the trained objective: relaxed sample into the decoder, discrete KL", **elbo_terms(model, x)}
     elif discrete_model is not None:  # None: a flow or a learned prior ties the model to its relaxed family
         out["discrete"] = {"what": "the discrete model this relaxation stands for", **scores(discrete_model, x, k, seed, precision)}
+    if y is not None:
+        out["labels"] = "latent: log p(x) sums over the classes" if semi_supervised(model) else "given: -log p(x|y) at the test labels"
+    if semi_supervised(model):
+        out.update(classification(model, x, y))
     if dashboard:
-        out.update(diagnostics.dashboard(model, x))
+        out.update(diagnostics.dashboard(view, x))
     return out

@@ -53,20 +53,21 @@ def api(ex: Explorer, route: str, q: dict) -> tuple[bytes, str] | None:
     """Answer one API route with (body, content type); None for an unknown route."""
     if route == "/api/meta":
         return _json(ex.meta())
+    label = ex.label_arg(_q(q, "label", ""))  # a conditional run's class; None: its default
     if route == "/api/decode.png":
-        return ex.decode_png(ex.latent_arg(_q(q, "z"))), "image/png"
+        return ex.decode_png(ex.latent_arg(_q(q, "z")), label), "image/png"
     if route == "/api/test.png":
         return ex.test_png(ex.index_arg(_q(q, "i"))), "image/png"
     if route == "/api/encode":
         return _json(ex.encode(ex.index_arg(_q(q, "i"))))
     if route == "/api/interpolate.png":
         a, b = ex.index_arg(_q(q, "a")), ex.index_arg(_q(q, "b"))
-        return ex.interpolate_png(a, b, _number(q, "t", float), _q(q, "kind", "linear")), "image/png"
+        return ex.interpolate_png(a, b, _number(q, "t", float), _q(q, "kind", "linear"), label), "image/png"
     n, seed, temp = _number(q, "n", int, "1"), _number(q, "seed", int, "0"), _number(q, "temperature", float, "1")
     if route == "/api/samples.png":
-        return ex.samples_png(n, seed, temp), "image/png"
+        return ex.samples_png(n, seed, temp, label), "image/png"
     if route == "/api/sample":
-        return _json({"z": [round(float(v), 4) for v in ex.sample(1, seed, temp)[0]]})
+        return _json({"z": [round(float(v), 4) for v in ex.sample(1, seed, temp, label)[0]]})
     return None
 
 

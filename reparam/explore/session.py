@@ -33,11 +33,12 @@ class Explorer:
         self.view = view
         self.model, self.family = self.view.model, self.view.model.family
         self.dim = self.family.dim
+        self.classes = getattr(self.model, "class_names", None) if view.conditional else None
         self._lock = threading.Lock()
         with torch.inference_mode():
-            self.points = latent.points(self.model, self.view.test)  # (N, D)
-            self.ranking = latent.rank_dimensions(self.model, self.view.test)
-            self.centre = latent.prior_centre(self.model, self.points[0]).float()  # (D,)
+            self.points = latent.points(view.given(), self.view.test)  # (N, D): a conditional model's at each image's label
+            self.ranking = latent.rank_dimensions(view.given(), self.view.test)
+            self.centre = latent.prior_centre(self.decoder_for(None), self.points[0]).float()  # (D,)
             self.ranges = self._slider_ranges()  # (D, 2)
 
     @classmethod
@@ -55,8 +56,25 @@ class Explorer:
         hi = torch.maximum(ends.max(1).values, self.points.max(0).values)
         return torch.stack([lo, hi], 1)
 
+    def decoder_for(self, label: int | None):
+        """The model that decodes and samples: a conditional model given class ``label``
+        (None: the class the run was opened with); the model itself otherwise."""
+        if self.classes is None:
+            return self.model
+        return self.model.given(torch.tensor(self.view.label if label is None else label))
+
+    def label_arg(self, text: str) -> int | None:
+        """'' -> None (the default class); else a class index of a conditional run (BadRequest otherwise)."""
+        if text == "":
+            return None
+        if self.classes is None:
+            raise BadRequest("label applies to a conditional run (model.condition=label)")
+        if not text.isdigit() or int(text) >= len(self.classes):
+            raise BadRequest(f"label must be an integer in [0, {len(self.classes)})")
+        return int(text)
+
     def _temperature_ok(self) -> bool:
-        return latent.prior_samples(self.model, 1, 0.5, 0) is not None
+        return latent.prior_samples(self.decoder_for(None), 1, 0.5, 0) is not None
 
     def meta(self) -> dict:
         """What the page needs to build itself: dimensions by rank, slider ranges, options."""
@@ -73,6 +91,8 @@ class Explorer:
             "kinds": list(self.family.interpolation_kinds()),
             "temperature": self._temperature_ok(),
             "n_test": len(self.view.test),
+            "classes": self.classes,
+            "label": self.view.label,
         }
 
     def latent_arg(self, text: str) -> torch.Tensor:
@@ -90,13 +110,13 @@ class Explorer:
             raise BadRequest(f"i must be an integer in [0, {len(self.view.test)})")
         return int(text)
 
-    def _decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Latents (*batch, D) -> mean images (*batch, *x_shape), one request at a time."""
+    def _decode(self, z: torch.Tensor, label: int | None = None) -> torch.Tensor:
+        """Latents (*batch, D) -> mean images (*batch, *x_shape) (given class ``label``), one request at a time."""
         with self._lock, torch.inference_mode():
-            return self.model.decode_mean(z)
+            return self.decoder_for(label).decode_mean(z)
 
-    def decode_png(self, z: torch.Tensor) -> bytes:
-        return png.encode(self._decode(z))
+    def decode_png(self, z: torch.Tensor, label: int | None = None) -> bytes:
+        return png.encode(self._decode(z, label))
 
     def test_png(self, i: int) -> bytes:
         return png.encode(self.view.test[i])
@@ -104,7 +124,7 @@ class Explorer:
     def encode(self, i: int) -> dict:
         """Posterior of test image i: representative latent, spread per dimension (or None), label."""
         with self._lock:
-            sd = latent.spread(self.model, self.view.test[i : i + 1])
+            sd = latent.spread(self.view.given().rows(slice(i, i + 1)), self.view.test[i : i + 1])
         labels = self.view.labels
         return {
             "i": i,
@@ -113,24 +133,24 @@ class Explorer:
             "label": None if labels is None else int(labels[i]),
         }
 
-    def interpolate_png(self, i: int, j: int, t: float, kind: str) -> bytes:
+    def interpolate_png(self, i: int, j: int, t: float, kind: str, label: int | None = None) -> bytes:
         if kind not in self.family.interpolation_kinds() or not 0.0 <= t <= 1.0:
             raise BadRequest(f"kind must be one of {self.family.interpolation_kinds()} and t in [0, 1]")
         z = self.family.interpolate(self.points[i], self.points[j], torch.tensor([t]), kind)  # (1, D)
-        return png.encode(self._decode(z)[0])
+        return png.encode(self._decode(z, label)[0])
 
-    def sample(self, n: int, seed: int, temperature: float) -> torch.Tensor:
-        """n latents drawn from p(z) at a temperature: (n, D)."""
+    def sample(self, n: int, seed: int, temperature: float, label: int | None = None) -> torch.Tensor:
+        """n latents drawn from p(z) (p(z|y) given class ``label``) at a temperature: (n, D)."""
         if not 1 <= n <= MAX_SAMPLES or not 0.0 < temperature <= 1.0:
             raise BadRequest(f"n must be in [1, {MAX_SAMPLES}] and temperature in (0, 1]")
         with latent.seeded(seed):
             try:
-                return self.model.sample_prior(n, temperature)
+                return self.decoder_for(label).sample_prior(n, temperature)
             except NotImplementedError:
                 raise BadRequest("this latent family has no temperature; use temperature=1") from None
 
-    def samples_png(self, n: int, seed: int, temperature: float) -> bytes:
-        images = self._decode(self.sample(n, seed, temperature))  # (n, *x_shape)
+    def samples_png(self, n: int, seed: int, temperature: float, label: int | None = None) -> bytes:
+        images = self._decode(self.sample(n, seed, temperature, label), label)  # (n, *x_shape)
         return png.encode(tile(images, ncols=min(n, 8)))
 
 

@@ -7,6 +7,7 @@ from torch import nn
 from .. import flows, latents, likelihoods, priors
 from ..errors import ConfigError, require
 from ..networks import ARCHS, mlp
+from .conditional import ConditionalVAE
 from .hierarchical import HierarchicalVAE
 from .vae import VAE
 
@@ -18,6 +19,7 @@ def layer_sizes(cfg) -> list[int]:
 
 def check(cfg) -> None:
     """The model sections together (ConfigError, one line): a hierarchy's layers against the family."""
+    require(cfg.prior.name != "label" or cfg.prior.components == 0, "prior.name=label has one component per class: drop prior.components")
     if not cfg.model.stochastic:
         return
     require(cfg.latent.flow == "none", "latent.flow applies to a one-layer model; drop model.stochastic or latent.flow")
@@ -47,8 +49,9 @@ def build_hierarchical(cfg, x_shape: tuple[int, ...], encoder: nn.Module | None,
 
 
 def build(
-    cfg, x_shape: tuple[int, ...], encoder: nn.Module | None = None, decoder: nn.Module | None = None, *, columns: list[str] | None = None
-) -> VAE | HierarchicalVAE:
+    cfg, x_shape: tuple[int, ...], encoder: nn.Module | None = None, decoder: nn.Module | None = None, *,
+    columns: list[str] | None = None, classes: int | None = None,
+) -> VAE | HierarchicalVAE | ConditionalVAE:  # fmt: skip
     """A VAE from a resolved config (``reparam.config.Config``) and the data's image shape (channels-last).
 
     ``model.arch`` picks the networks; ``encoder`` or ``decoder`` replaces the configured
@@ -57,17 +60,27 @@ def build(
     -> (*batch, head.raw_size). ``latent.flow`` adds a flow to the posterior and
     ``prior.name`` chooses p(z); ``model.stochastic`` stacks further stochastic layers
     (a ``HierarchicalVAE``). ``columns``: a table's column kinds (``Data.columns.layout()``),
-    for the table head.
+    for the table head. ``model.condition=label`` builds a ``ConditionalVAE`` of ``classes``
+    classes (its decoder reads D + C numbers), with a classifier q(y|x) (the encoder's
+    architecture, C outputs) when ``data.labeled`` asks for semi-supervised training.
     """
     if cfg.model.stochastic:
         return build_hierarchical(cfg, x_shape, encoder, decoder, columns)
     family = latents.get(cfg.latent.family, cfg.latent.dim, **cfg.latent.options)
     head = likelihoods.get(cfg.likelihood.name, x_shape, columns, **cfg.likelihood.options)
     flow = None if cfg.latent.flow == "none" else flows.get(cfg.latent.flow, family.dim, cfg.latent.flow_steps)
-    prior = priors.get(cfg.prior.name, family, x_shape, cfg.prior.components)
+    conditional = cfg.model.condition == "label"
+    if conditional and not classes:
+        raise ConfigError("model.condition=label needs labelled data: digits, MNIST, an .npz with y, or a folder of class subfolders")
+    extra = classes if conditional else 0  # the decoder also reads the one-hot label
+    prior = priors.get(cfg.prior.name, family, x_shape, extra if cfg.prior.name == "label" else cfg.prior.components)
     raw_size = family.raw_size + (0 if flow is None else flow.raw_size)
+    arch = ARCHS.lookup(cfg.model.arch)
     if encoder is None or decoder is None:
-        enc, dec = ARCHS.lookup(cfg.model.arch)(cfg.model, tuple(x_shape), raw_size, family.dim, head.raw_size)
+        enc, dec = arch(cfg.model, tuple(x_shape), raw_size, family.dim + extra, head.raw_size)
         encoder = enc if encoder is None else encoder
         decoder = dec if decoder is None else decoder
-    return VAE(encoder, family, decoder, head, prior, flow)
+    if not conditional:
+        return VAE(encoder, family, decoder, head, prior, flow)
+    classifier = arch(cfg.model, tuple(x_shape), classes, 1, 1)[0] if cfg.data.labeled else None
+    return ConditionalVAE(encoder, family, decoder, head, classes, classifier, prior, flow)

@@ -20,6 +20,11 @@ from ..flows import FlowPosterior
 from .vae import VAE
 
 
+def full(t: torch.Tensor) -> torch.Tensor:
+    """A network's output in at least float32 (autocast's half precision raised; float64 kept)."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
 class ConditionalVAE(VAE):
     """A VAE conditioned on a label y in 0..C-1 (``classes`` = C), optionally with a classifier q(y|x).
 
@@ -39,11 +44,11 @@ class ConditionalVAE(VAE):
         """Class indices (*B,) -> one-hots (*B, C) float; (relaxed) one-hots pass through."""
         if y.is_floating_point():
             return y
-        return F.one_hot(y, self.classes).float()
+        return F.one_hot(y, self.classes).to(self.label_in.weight.dtype)
 
     def raw_given(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """q's raw numbers for x (B, *x_shape) and labels y: (*S, B, raw_size)."""
-        return self.encoder(x).float() + self.label_in(self.onehot(y))
+        return full(self.encoder(x)) + self.label_in(self.onehot(y))
 
     def posterior_given(self, x: torch.Tensor, y: torch.Tensor, stop: bool = False) -> Distribution:
         """q(z|x, y)."""
@@ -66,35 +71,60 @@ class ConditionalVAE(VAE):
 
     def likelihood_given(self, z: torch.Tensor, y: torch.Tensor) -> Distribution:
         """p(x|z, y)."""
-        return self.head(self.decoder(self.decoder_inputs(z, y)).float())
+        return self.head(full(self.decoder(self.decoder_inputs(z, y))))
 
     def decode_mean_given(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.head.mean(self.decoder(self.decoder_inputs(z, y)).float())
+        return self.head.mean(full(self.decoder(self.decoder_inputs(z, y))))
 
     def label_posterior(self, x: torch.Tensor) -> OneHotCategorical:
         """q(y|x), the classifier, as one-hots: batch (B,), event (C,)."""
-        return OneHotCategorical(logits=self.classifier(x).float(), validate_args=False)
+        return OneHotCategorical(logits=full(self.classifier(x)), validate_args=False)
 
     def given(self, y: torch.Tensor) -> LabelledView:
         """The model with the labels y (B,) (or relaxed one-hots) of a minibatch fixed."""
         return LabelledView(self, y)
 
     def sample_prior_given(self, n: int, temperature: float, y: torch.Tensor) -> torch.Tensor:
-        """n draws of p(z|y) for one label y (a 0-dim class index), (n, D)."""
-        if not self.prior_model.learned:
-            return self.family.sample_prior(n, temperature)
-        return self.prior_model.sample(n, temperature, self.family, self.base_posterior, self.onehot(y.expand(n)))
+        """n draws of p(z|y), (n, D): y one class index (0-dim) or n of them."""
+        yy = self.onehot(y.expand(n)) if self.prior_model.conditional else None
+        return self.prior_model.sample(n, temperature, self.family, self.base_posterior, yy)
+
+    def posterior(self, x: torch.Tensor, stop: bool = False) -> Distribution:
+        raise TypeError("a conditional VAE's q(z|x, y) needs the labels: use model.given(y).posterior(x)")
+
+    def likelihood(self, z: torch.Tensor) -> Distribution:
+        raise TypeError("a conditional VAE's p(x|z, y) needs the labels: use model.given(y).likelihood(z)")
+
+    def with_family(self, family) -> ConditionalVAE | None:
+        """The same networks with another latent family of the same raw layout (see ``VAE.with_family``)."""
+        if family is self.family:
+            return self
+        if not self._standard():
+            return None
+        other = ConditionalVAE(self.encoder, family, self.decoder, self.head, self.classes, self.classifier)
+        other.label_in = self.label_in
+        return other.train(self.training)
 
 
 class LabelledView:
     """A conditional VAE with the labels y fixed: posterior(x) = q(z|x, y), likelihood(z) = p(x|z, y),
     prior() = p(z|y), and the VAE's other hooks; what it does not override it reads from the model."""
 
+    classifier = None  # its labels are given, not latent: evaluation scores it as a model of x given y
+
     def __init__(self, model: ConditionalVAE, y: torch.Tensor):
         self.model, self.y = model, y
 
     def __getattr__(self, name: str):
         return getattr(self.model, name)
+
+    def rows(self, index) -> LabelledView:
+        """The view for the examples ``index`` of its batch (itself when one label serves all)."""
+        return self if self.y.dim() == 0 else LabelledView(self.model, self.y[index])
+
+    def sample_prior(self, n: int, temperature: float = 1.0) -> torch.Tensor:
+        """n draws of p(z|y), (n, D) (y one label, or n of them)."""
+        return self.model.sample_prior_given(n, temperature, self.y)
 
     def posterior(self, x: torch.Tensor, stop: bool = False) -> Distribution:
         return self.model.posterior_given(x, self.y, stop)
@@ -131,5 +161,6 @@ class LabelledView:
                 return None
         return None
 
-    def with_family(self, family):
-        return self if family is self.model.family else None
+    def with_family(self, family) -> LabelledView | None:
+        other = self.model.with_family(family)
+        return None if other is None else LabelledView(other, self.y)

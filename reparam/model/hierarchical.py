@@ -219,5 +219,9 @@ class HierarchicalVAE(nn.Module):
         for f in self.families:
             f.on_step(step)
 
+    def rows(self, index) -> HierarchicalVAE:
+        """The model for examples ``index`` of a batch: itself (see ``VAE.rows``)."""
+        return self
+
     def with_family(self, family) -> HierarchicalVAE | None:
         return self if family is self.family else None

@@ -126,6 +126,10 @@ class VAE(nn.Module):
     def on_step(self, step: int) -> None:
         self.family.on_step(step)
 
+    def rows(self, index) -> VAE:
+        """The model for examples ``index`` of a batch: itself (a labelled view picks their labels)."""
+        return self
+
     def with_family(self, family: Family) -> VAE | None:
         """The same networks with another latent family of the same raw layout (shares the modules),
         or None where a flow or a learned prior ties the model to its family."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from . import labels
 from .baselines import baseline_module
 from .bounds import OBJECTIVES, Terms
 from .free_bits import BatchMean
@@ -58,10 +59,14 @@ def schedule_warning(cfg, total_steps: int) -> str | None:
 
 
 class Objective(nn.Module):
-    """The configured bound on a minibatch, with its estimator's state (``baseline``, or None).
+    """The configured bound on a minibatch, with its estimators' state (``baseline``,
+    ``label_baseline``, or None).
 
-    ``Objective(cfg, x_shape)(model, x, step)`` -> (bound (B,), terms): the surrogate whose
-    value is the bound and whose gradient is the estimator's (see ``estimators.py``).
+    ``Objective(cfg, x_shape)(model, batch, step)`` -> (bound (B,), terms): the surrogate
+    whose value is the bound and whose gradient is the estimator's (see ``estimators.py``).
+    ``batch`` is images x (B, *x_shape), or a minibatch with labels (``labels.Labelled``
+    for a conditional VAE, ``labels.SemiSupervised`` for M2: per-row contributions whose
+    mean is M2's objective).
     """
 
     def __init__(self, cfg, x_shape: tuple[int, ...]):
@@ -69,9 +74,15 @@ class Objective(nn.Module):
         self.cfg = cfg
         self.fn = OBJECTIVES.lookup(cfg.name)
         self.baseline = baseline_module(cfg.baseline, tuple(x_shape))  # None: no state to keep
+        self.label_baseline = labels.label_baseline(cfg, tuple(x_shape))
 
-    def forward(self, model: nn.Module, x: torch.Tensor, step: int = 0, batch_mean: BatchMean | None = None) -> tuple[torch.Tensor, Terms]:
+    def forward(self, model: nn.Module, batch, step: int = 0, batch_mean: BatchMean | None = None) -> tuple[torch.Tensor, Terms]:
         kwargs = call_kwargs(self.cfg, step, batch_mean)
         if self.baseline is not None:
             kwargs["baseline_state"] = self.baseline
-        return self.fn(model, x, **kwargs)
+        if isinstance(batch, labels.Labelled):
+            return labels.conditional(self.fn, model, batch, **kwargs)
+        if isinstance(batch, labels.SemiSupervised):
+            kwargs.pop("batch_mean", None)  # free bits choose their mask on each part's own rows
+            return labels.semi_supervised(self.fn, model, batch, self.cfg, self.label_baseline, **kwargs)
+        return self.fn(model, batch, **kwargs)

@@ -22,7 +22,11 @@ class Prior(nn.Module):
     ``posterior`` is the model's q(z|x) as a function of inputs (a VampPrior mixes it at
     its pseudo-inputs). The family is passed at each call, never held: the VAE owns it.
     A learned prior's parameters are trained with the model and saved in its weights.
+    ``y`` ((relaxed) one-hot labels (*B, C) of a conditional model, or None) is read by a
+    prior of the labels, p(z|y) (``conditional``); the others are p(z) whatever the label.
     """
+
+    conditional = False
 
     learned = True
     default_components = 0
@@ -42,10 +46,10 @@ class Prior(nn.Module):
         if mismatch:
             raise ConfigError(f"prior.name={cfg.name} needs the KL of the posterior and the prior densities, but {mismatch}")
 
-    def distribution(self, family, posterior: Posterior) -> Distribution:
+    def distribution(self, family, posterior: Posterior, y: torch.Tensor | None = None) -> Distribution:
         raise NotImplementedError
 
-    def sample(self, n: int, temperature: float, family, posterior: Posterior) -> torch.Tensor:
+    def sample(self, n: int, temperature: float, family, posterior: Posterior, y: torch.Tensor | None = None) -> torch.Tensor:
         """n draws of p(z) at a temperature, (n, D), for pictures (no gradient)."""
         raise NotImplementedError
 

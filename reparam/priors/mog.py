@@ -36,16 +36,16 @@ class MixtureOfGaussians(Prior):
         super().check(cfg, family)
         support = family.prior().support
         if getattr(support, "base_constraint", support) is not constraints.real:
-            raise ConfigError(f"prior.name=mog mixes Gaussians on R^D; latent.family={family.name} has latents in {support}, use prior.name=vamp")
+            raise ConfigError(f"prior.name={cfg.name} mixes Gaussians on R^D; latent.family={family.name} has latents in {support}, use prior.name=vamp")
 
     def components_distribution(self) -> Independent:
         return Independent(Normal(self.loc, positive(self.raw_scale), validate_args=False), 1)  # batch (K,)
 
-    def distribution(self, family, posterior: Posterior) -> Distribution:
+    def distribution(self, family, posterior: Posterior, y: torch.Tensor | None = None) -> Distribution:
         return GaussianMixture(self.logits, self.loc, positive(self.raw_scale))
 
     @torch.no_grad()
-    def sample(self, n: int, temperature: float, family, posterior: Posterior) -> torch.Tensor:
+    def sample(self, n: int, temperature: float, family, posterior: Posterior, y: torch.Tensor | None = None) -> torch.Tensor:
         """Component k ~ pi, then mu_k + T sigma_k eps: each component tempered around its mean."""
         k = Categorical(logits=self.logits).sample((n,))  # (n,)
         comp = self.components_distribution()

@@ -14,8 +14,8 @@ class StandardPrior(Prior):
 
     learned = False
 
-    def distribution(self, family, posterior: Posterior) -> Distribution:
+    def distribution(self, family, posterior: Posterior, y: torch.Tensor | None = None) -> Distribution:
         return family.prior()
 
-    def sample(self, n: int, temperature: float, family, posterior: Posterior) -> torch.Tensor:
+    def sample(self, n: int, temperature: float, family, posterior: Posterior, y: torch.Tensor | None = None) -> torch.Tensor:
         return family.sample_prior(n, temperature)

@@ -35,7 +35,7 @@ class VampPrior(Prior):
         """u (K, *x_shape) in [0, 1]."""
         return F.hardtanh(self.raw_inputs, 0.0, 1.0)
 
-    def distribution(self, family, posterior: Posterior) -> Distribution:
+    def distribution(self, family, posterior: Posterior, y: torch.Tensor | None = None) -> Distribution:
         """The mixture of q(z | u_k): through matrix products where q is a diagonal Gaussian."""
         q = posterior(self.pseudo_inputs())  # batch (K,), event (D,)
         uniform = torch.zeros(self.components, device=self.raw_inputs.device)
@@ -44,7 +44,7 @@ class VampPrior(Prior):
         return MixtureSameFamily(Categorical(logits=uniform), q, validate_args=False)
 
     @torch.no_grad()
-    def sample(self, n: int, temperature: float, family, posterior: Posterior) -> torch.Tensor:
+    def sample(self, n: int, temperature: float, family, posterior: Posterior, y: torch.Tensor | None = None) -> torch.Tensor:
         """k uniform, z ~ q(z | u_k); tempered around that component's representative point."""
         k = torch.randint(self.components, (n,), device=self.raw_inputs.device)
         q = posterior(self.pseudo_inputs()[k])  # batch (n,)

@@ -20,7 +20,7 @@ FIGURE_DIR = "figures"
 def diagnostics(view: RunView) -> dict:
     """Active units and (dimension, score, active) triples, most informative first."""
     with torch.inference_mode():
-        r = latent.rank_dimensions(view.model, view.test)
+        r = latent.rank_dimensions(view.given(), view.test)
     dims = [(d, float(r.scores[d]), bool(r.active[d])) for d in r.order.tolist()]
     return {"active_units": int(r.active.sum()), "latent_dim": len(dims), "what": r.what, "dims": dims}
 
@@ -46,6 +46,11 @@ def metrics_block(summary: dict) -> str:
 def run_page(view: RunView, pngs: dict[str, bytes]) -> str:
     """The single-run report: metrics, diagnostics, every figure, the config."""
     parts = [f'<p class="muted">{escape(str(view.run_dir))}</p>', metrics_block(view.summary)]
+    if view.conditional:
+        name = view.model.class_names[view.label]
+        parts.append(f'<p class="muted">A conditional model: its figures are drawn given class {escape(name)}, with that '
+                     "class's test images (reparam report RUN --label CLASS for another); the diagnostics read q(z|x, y) at "
+                     "each test image's label.</p>")  # fmt: skip
     parts.append(html.diagnostics_block(diagnostics(view)))
     parts += [html.figure(name, pngs[name]) for name in FIGURES if name in pngs]
     parts.append(html.config_block(view.config))
@@ -54,13 +59,14 @@ def run_page(view: RunView, pngs: dict[str, bytes]) -> str:
     return html.page(view.title, nav, "".join(parts))
 
 
-def write_report(run_dir: str | Path, out: str | Path | None = None, seed: int = 0) -> Path:
+def write_report(run_dir: str | Path, out: str | Path | None = None, seed: int = 0, label: str | None = None) -> Path:
     """Draw every figure into RUN/figures/*.png and write RUN/report.html (or ``out``); returns its path.
 
+    ``label``: for a conditional run, the class (name or index) whose figures are drawn.
     Raises RunError for a folder without a model and DataError when the run's data is gone.
     """
     _check_parent(out)
-    view = open_run(run_dir)
+    view = open_run(run_dir, label=label)
     pngs = space.render(view, seed)
     folder = view.run_dir / FIGURE_DIR
     folder.mkdir(exist_ok=True)

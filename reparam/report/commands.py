@@ -1,5 +1,6 @@
 """``reparam report RUN [RUN ...]`` (the run report, or several runs side by side) and ``reparam sample RUN``
-(a PNG grid of decoded prior samples, or for a table run a CSV of rows drawn from the model in original units)."""
+(a PNG grid of decoded prior samples, per class or of one ``--label`` for a conditional run, or for a
+table run a CSV of rows drawn from the model in original units)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import ReparamError
+from .run import class_index
 
 DEFAULT_COMPARISON = "comparison.html"
 
@@ -15,7 +17,9 @@ def cmd_report(a: argparse.Namespace) -> int:
     from .build import write_comparison, write_report
 
     if len(a.runs) == 1:
-        print(write_report(a.runs[0], out=a.out, seed=a.seed))
+        print(write_report(a.runs[0], out=a.out, seed=a.seed, label=a.label))
+    elif a.label is not None:
+        raise ReparamError("--label picks the class of one conditional run's report; pass one run")
     else:
         print(write_comparison(a.runs, a.out or DEFAULT_COMPARISON, seed=a.seed))
     return 0
@@ -25,9 +29,10 @@ def cmd_sample(a: argparse.Namespace) -> int:
     from .. import runs
     from . import pictures, table
 
-    if a.n < 1:
+    if a.n is not None and a.n < 1:
         raise ReparamError(f"--n must be >= 1, got {a.n}")
     model = runs.load(a.run)
+    label = class_index(model, a.label)
     kind = ".png" if model.columns is None else ".csv"
     out = Path(a.out) if a.out else Path(a.run) / f"samples{kind}"
     if not out.parent.is_dir():
@@ -37,16 +42,19 @@ def cmd_sample(a: argparse.Namespace) -> int:
     if model.columns is None and out.suffix.lower() == ".csv":
         raise ReparamError(f"{a.run} models images: its samples are a PNG grid; choose --out FILE.png (got {out.name})")
     if model.columns is not None:
-        print(table.save_samples_csv(model, model.columns, out, n=a.n, seed=a.seed))
+        print(table.save_samples_csv(model, model.columns, out, n=a.n or 64, seed=a.seed))
+    elif hasattr(model, "given"):  # one class, or a row per class
+        print(pictures.save_class_samples(model, out, a.n, a.seed, label))
     else:
-        print(pictures.save_samples(model, out, n=a.n, seed=a.seed))
+        print(pictures.save_samples(model, out, n=a.n or 64, seed=a.seed))
     return 0
 
 
 def add_commands(sub) -> None:
     s = sub.add_parser("sample", help="a PNG grid of decoded prior samples (a table run: a CSV of sampled rows)")
     s.add_argument("run")
-    s.add_argument("--n", type=int, default=64, help="samples (images or rows; default 64)")
+    s.add_argument("--n", type=int, help="samples (images or rows; default 64; a conditional run: per class, default 10)")
+    s.add_argument("--label", help="a conditional run: draw from p(z|y) of this class (name or index); default: a row per class")
     s.add_argument("--out", help="PNG file (default: RUN/samples.png); for a table run a CSV file (default: RUN/samples.csv)")
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=cmd_sample)
@@ -54,4 +62,5 @@ def add_commands(sub) -> None:
     r.add_argument("runs", nargs="+", metavar="RUN", help="run folder(s)")
     r.add_argument("--out", help=f"HTML file (default: RUN/report.html; {DEFAULT_COMPARISON} for several runs)")
     r.add_argument("--seed", type=int, default=0, help="seed for the prior samples (default 0)")
+    r.add_argument("--label", help="a conditional run: the class (name or index) whose figures are drawn (default: the first)")
     r.set_defaults(func=cmd_report)

@@ -20,6 +20,7 @@ from .images import tile
 FIGURES: dict[str, tuple[str, str]] = {
     "curves": ("Training curves", "Per-epoch averages: solid lines are the test set, dashed the training set."),
     "kl_per_dim": ("KL per latent dimension", "Mean KL(q(z_d|x) || p(z_d)) over the test set, sorted; filled bars are active units."),
+    "class_samples": ("Samples per class", "A conditional model's decoded draws z ~ p(z|y), x = mean of p(x|z, y), one row per class y."),
     "reconstructions": ("Reconstructions", "Test images and the decoder's mean at the family's representative latent of q(z|x)."),
     "samples": ("Prior samples", "Decoded draws z ~ p(z), one row per temperature."),
     "traversals": ("Latent traversals", "One test image's latent, one informative dimension swept per row (most informative first)."),

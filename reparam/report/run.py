@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from .. import runs
-from ..errors import RunError
+from ..errors import ReparamError, RunError
 
 #: Test images used for diagnostics and the latent scatter (enough for a stable picture).
 MAX_TEST = 2000
@@ -32,10 +32,29 @@ class RunView:
     test: torch.Tensor
     labels: torch.Tensor | None
     columns: Any = None
+    label: int | None = None  # a conditional run: the class whose figures are drawn
 
     @property
     def name(self) -> str:
         return self.run_dir.name
+
+    @property
+    def conditional(self) -> bool:
+        return hasattr(self.model, "given")
+
+    def given(self):
+        """The model given each test image's label (a conditional run), else the model."""
+        return self.model.given(self.labels) if self.conditional else self.model
+
+    def of_class(self):
+        """(the model given class ``label``, that class's test images, their labels) for a
+        conditional run; (the model, the test images, their labels) otherwise."""
+        if not self.conditional:
+            return self.model, self.test, self.labels
+        mask = self.labels == self.label
+        if not bool(mask.any()):  # no test image of that class among those read: use them all
+            mask = torch.ones_like(mask)
+        return self.model.given(torch.tensor(self.label)), self.test[mask], self.labels[mask]
 
     @property
     def title(self) -> str:
@@ -58,10 +77,28 @@ def read_metrics(path: Path) -> list[dict]:
     return rows
 
 
-def open_run(run_dir: str | Path, max_test: int = MAX_TEST) -> RunView:
-    """Load a run folder; raises RunError (missing folder, no model) or DataError (data gone)."""
+def class_index(model, label: str | None) -> int | None:
+    """The class a ``--label`` names (a class name, or its index) in a conditional run; None
+    for no label. ReparamError (one line) for an unknown class or a run without labels."""
+    names = getattr(model, "class_names", None)
+    if label is None:
+        return None
+    if names is None:
+        raise ReparamError(f"--label applies to a conditional run (model.condition=label); this one has no labels (got --label {label})")
+    if label in names:
+        return names.index(label)
+    if label.isdigit() and int(label) < len(names):
+        return int(label)
+    raise ReparamError(f"--label {label} is not a class of this run; its classes are {', '.join(names)} (or their indices 0..{len(names) - 1})")
+
+
+def open_run(run_dir: str | Path, max_test: int = MAX_TEST, label: str | None = None) -> RunView:
+    """Load a run folder; raises RunError (missing folder, no model) or DataError (data gone).
+
+    A conditional run's figures are drawn for class ``label`` (a name or index; default the first)."""
     run_dir = Path(run_dir)
     model = runs.load(run_dir)
+    index = class_index(model, label)
     source = runs.load_data(run_dir, model.config)
     labels = None if source.test_labels is None else source.test_labels[:max_test]
     summary = runs.read_json(run_dir / runs.SUMMARY) if (run_dir / runs.SUMMARY).exists() else {}
@@ -74,4 +111,5 @@ def open_run(run_dir: str | Path, max_test: int = MAX_TEST) -> RunView:
         test=source.test[:max_test],
         labels=labels,
         columns=source.columns,
+        label=(0 if index is None else index) if hasattr(model, "given") else None,
     )

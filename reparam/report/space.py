@@ -73,7 +73,13 @@ def render(view: RunView, seed: int = 0) -> dict[str, bytes]:
 
 
 def _figures(view: RunView, seed: int) -> dict[str, Figure | None]:
-    """Image runs get image grids; a table run (``view.columns``) gets its table figures instead."""
+    """Image runs get image grids; a table run (``view.columns``) gets its table figures instead.
+
+    A conditional run's figures are those of the model given class ``view.label`` (its
+    test images only), beside draws of every class and the codes of all test images
+    (q(z|x, y) at their labels)."""
+    if view.conditional:
+        return _class_figures(view, seed)
     model, x = view.model, view.test
     ranking = latent.rank_dimensions(model, x)
     if view.columns is not None:
@@ -88,4 +94,28 @@ def _figures(view: RunView, seed: int) -> dict[str, Figure | None]:
         "interpolations": interpolations_figure(model, x, view.labels),
         "manifold": manifold_figure(model, x),
         "codes": codes_figure(model, x, view.labels),
+    }
+
+
+def class_samples_figure(model, names: list[str], seed: int = 0, n: int = 10) -> Figure:
+    """One row of decoded draws of p(z|y) per class y."""
+    from .pictures import class_samples
+
+    grid = class_samples(model, n, seed=seed).unflatten(0, (model.classes, n))
+    return figures.image_rows(list(grid), names, "decoded samples, one row per class")
+
+
+def _class_figures(view: RunView, seed: int) -> dict[str, Figure | None]:
+    given, (model, x, labels) = view.given(), view.of_class()
+    ranking = latent.rank_dimensions(model, x)
+    return {
+        "curves": figures.curves_figure([(view.name, view.metrics)]),
+        "kl_per_dim": figures.kl_figure(ranking),
+        "class_samples": class_samples_figure(view.model, view.model.class_names, seed),
+        "reconstructions": figures.reconstructions_figure(model, x),
+        "samples": figures.samples_figure(model, seed),
+        "traversals": traversals_figure(model, x, ranking),
+        "interpolations": interpolations_figure(model, x, labels),
+        "manifold": manifold_figure(model, x),
+        "codes": codes_figure(given, view.test, view.labels),
     }

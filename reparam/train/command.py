@@ -56,9 +56,11 @@ def cmd_train(a: argparse.Namespace) -> int:
     if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 speaks for the job
         return 0
     summary = json.loads((run_dir / "summary.json").read_text())
+    given = " given the test labels" if summary.get("labels", "").startswith("given") else ""
+    error = f", classification error {100 * summary['classification_error']:.1f}%" if "classification_error" in summary else ""
     print(
         f"test ELBO {summary['elbo']:.2f} nats, NLL {summary['nll']:.2f} ± {summary['nll_se']:.2f} "
-        f"nats (k={summary['k']}), {summary['epochs']} epochs in {summary['train_seconds']:.1f} s"
+        f"nats (k={summary['k']}){given}{error}, {summary['epochs']} epochs in {summary['train_seconds']:.1f} s"
     )
     print(run_dir)
     return 0

@@ -33,6 +33,7 @@ from ..distributed import SINGLE, Dist
 from ..errors import ReparamError, RunError
 from ..evaluate import diagnostics
 from ..model import VAE
+from ..objectives.labels import Labelled, SemiSupervised
 from ..report import pictures
 from . import checkpoint
 
@@ -67,6 +68,7 @@ class Trainer:
         self.train_x = data.train.to(self.device)
         self.test_x = data.test.to(self.device)
         self.columns, self.nll_shift = data.columns, data.nll_shift  # a table's columns; None for images
+        self.setup_labels(data)
         self.objective = objectives.Objective(cfg.objective, model.x_shape).to(self.device)
         self.ddp = distributed.wrap(model, self.objective, dist, self.device) if dist.enabled else None
         self.opt = optim.make_optimizer([*model.parameters(), *self.objective.parameters()], cfg.train.lr)
@@ -75,12 +77,41 @@ class Trainer:
         self.dynamic = cfg.data.binarize == "dynamic"
         self.step = self.epoch = self.pos = self.rollbacks = self.skipped_steps = self.bad_streak = 0
         self.perm: torch.Tensor | None = None  # this epoch's data order
+        self.lperm: torch.Tensor | None = None  # M2: the labelled images' current order
+        self.lpos = 0  # M2: labelled images used from it
         self.global_batch = cfg.train.batch_size  # size of the current global batch
         self.sums: dict[str, torch.Tensor] = {}  # running sums of this epoch's terms
         self.metrics: list[dict] = []
         self.stop_signal: int | None = None
         self.restore_clock(0.0)
         self.apply_lr()
+
+    def setup_labels(self, data: data_mod.Data) -> None:
+        """A conditional run's labels: all of the training set's (a conditional VAE), or for M2
+        (``data.labeled``) a class-balanced labelled subset, the rest the unlabelled pool."""
+        self.train_y = self.test_y = self.labelled = None
+        self.shares = (1.0, 0.0)
+        if self.cfg.model.condition != "label":
+            return
+        y = data.train_labels.to(self.device)
+        self.test_y = data.test_labels.to(self.device)
+        if not self.cfg.data.labeled:
+            self.train_y = y
+            return
+        idx = data_mod.labelled_subset(data.train_labels, self.cfg.data.labeled, len(data.classes), self.cfg.seed).to(self.device)
+        keep = torch.ones(len(y), dtype=torch.bool, device=self.device)
+        keep[idx] = False
+        n = len(y)
+        self.labelled = (self.train_x[idx], y[idx])
+        self.train_x = self.train_x[keep]  # the unlabelled pool: an epoch is one pass over it
+        self.shares = (len(self.train_x) / n, len(idx) / n)
+
+    def eval_model(self):
+        """What held-out numbers describe: the model given the test labels (a conditional VAE),
+        the model itself (M2, whose labels are latent; a plain VAE)."""
+        if self.test_y is None or self.labelled is not None:
+            return self.model
+        return self.model.given(self.test_y)
 
     # --- state ---------------------------------------------------------------------------
 
@@ -99,12 +130,14 @@ class Trainer:
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
         if self.dist.enabled:
             rng.update({f"rank{r}": s for r, s in enumerate(distributed.gather_rng(self.dist, self.device))})
-        meta = {k: getattr(self, k) for k in ("step", "epoch", "pos", "rollbacks", "skipped_steps")}
+        meta = {k: getattr(self, k) for k in ("step", "epoch", "pos", "lpos", "rollbacks", "skipped_steps")}
         meta.update(seconds=self.elapsed(), param_groups=groups, x_shape=list(self.model.x_shape), world=self.dist.world, scaler=self.amp.state())
         state = {"model": self.model.state_dict(), "objective": self.objective.state_dict(), "optim": optim_tensors,
                  "rng": rng, "sums": self.reduced_sums(), "meta": meta}  # fmt: skip
         if self.perm is not None:
             state["perm"] = self.perm
+        if self.lperm is not None:
+            state["lperm"] = self.lperm
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -123,8 +156,10 @@ class Trainer:
         self._restore_rng(rng, meta)
         self.sums = dict(state.get("sums", {}))
         self.perm = state["perm"].to(self.device) if "perm" in state else None
+        self.lperm = state["lperm"].to(self.device) if "lperm" in state else None
         for key in ("step", "epoch", "pos", "rollbacks", "skipped_steps"):
             setattr(self, key, meta[key])
+        self.lpos = meta.get("lpos", 0)
         self.restore_clock(meta["seconds"])
         self.model.on_step(self.step)  # schedules are functions of the step
         self.apply_lr()
@@ -169,8 +204,9 @@ class Trainer:
                 group["lr"] = lr
         return lr
 
-    def next_batch(self) -> torch.Tensor:
-        """The batch at ``pos`` of this epoch's permutation, binarized afresh if dynamic.
+    def next_batch(self) -> torch.Tensor | Labelled | SemiSupervised:
+        """The batch at ``pos`` of this epoch's permutation, binarized afresh if dynamic; with
+        its labels for a conditional VAE, beside a labelled batch for M2.
 
         Distributed: every rank draws the whole global batch (same permutation, same
         binarization noise) and keeps its own slice.
@@ -178,19 +214,38 @@ class Trainer:
         if self.perm is None:
             self.perm = torch.randperm(len(self.train_x), generator=self.gen, device=self.device)
         bs = self.cfg.train.batch_size
-        x = torch.index_select(self.train_x, 0, self.perm[self.pos * bs : (self.pos + 1) * bs])  # ~10x faster than x[idx]
+        idx = self.perm[self.pos * bs : (self.pos + 1) * bs]
+        x = torch.index_select(self.train_x, 0, idx)  # ~10x faster than x[idx]
         x = data_mod.binarize(x, self.gen) if self.dynamic else x
+        y = None if self.train_y is None else self.train_y[idx]
         if self.dist.enabled:
             self.global_batch = len(x)
-            x = x[self.dist.shard(len(x))]
+            rows = self.dist.shard(len(x))
+            x, y = x[rows], None if y is None else y[rows]
+        if y is not None:
+            return Labelled(x, y)
+        if self.labelled is not None:
+            return SemiSupervised(x, *self.next_labelled(), *self.shares)
         return x
+
+    def next_labelled(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """M2's labelled batch (``train.labeled_batch_size``, default min(N_l, batch_size)): the
+        next images of a permutation of the labelled subset, a fresh one when it runs out."""
+        x_l, y_l = self.labelled
+        size = self.cfg.train.labeled_batch_size or min(len(x_l), self.cfg.train.batch_size)
+        if self.lperm is None or self.lpos + size > len(x_l):
+            self.lperm, self.lpos = torch.randperm(len(x_l), generator=self.gen, device=self.device), 0
+        idx = self.lperm[self.lpos : self.lpos + size]
+        self.lpos += size
+        x = torch.index_select(x_l, 0, idx)
+        return (data_mod.binarize(x, self.gen) if self.dynamic else x), y_l[idx]
 
     def batch_mean(self, t: torch.Tensor) -> torch.Tensor:
         """Mean over the global batch of this rank's rows t (B, ...) (free bits choose their mask with it)."""
         return distributed.global_mean(t, self.global_batch)
 
-    def loss(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """-bound.mean() over x (B, *x_shape) and the per-example terms (under autocast if set).
+    def loss(self, x) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """-bound.mean() over the batch's rows (``next_batch``) and the per-example terms (under autocast if set).
 
         Distributed: -bound.sum() * world / global batch, so DDP's gradient average is the
         gradient of the global batch mean.
@@ -202,8 +257,8 @@ class Trainer:
             bound, terms = self.ddp(x, self.step, self.batch_mean)
             return -bound.sum() * (self.dist.world / self.global_batch), terms
 
-    def train_step(self, x: torch.Tensor) -> dict[str, torch.Tensor] | None:
-        """One optimizer step on x (B, *x_shape): batch-mean terms, or None if not finite."""
+    def train_step(self, x) -> dict[str, torch.Tensor] | None:
+        """One optimizer step on a batch (``next_batch``): batch-mean terms, or None if not finite."""
         loss, terms = self.loss(x)
         self.opt.zero_grad(set_to_none=True)
         self.amp.backward(loss)
@@ -283,9 +338,10 @@ class Trainer:
     def test_terms(self) -> dict[str, float]:
         """Mean test ELBO terms; distributed, each rank scores its shard and the sums are reduced."""
         if not self.dist.enabled:
-            return evaluate.elbo_terms(self.model, self.test_x)
-        part = self.test_x[self.dist.shard(len(self.test_x))]  # never empty (distributed.check_sizes)
-        means = evaluate.elbo_terms(self.model, part)
+            return evaluate.elbo_terms(self.eval_model(), self.test_x)
+        rows = self.dist.shard(len(self.test_x))
+        part = self.test_x[rows]  # never empty (distributed.check_sizes)
+        means = evaluate.elbo_terms(self.eval_model().rows(rows), part)
         keys = sorted(means)
         local = torch.tensor([means[k] * len(part) for k in keys], dtype=torch.float64, device=self.device)
         return {k: float(v) / len(self.test_x) for k, v in zip(keys, distributed.sum_(local))}
@@ -295,7 +351,9 @@ class Trainer:
         self.model.eval()
         test = self.test_terms()
         if self.dist.is_main:  # on rank 0's images: the posterior-collapse dashboard over training
-            test.update(diagnostics.epoch_dashboard(self.model, self.test_x))
+            test.update(diagnostics.epoch_dashboard(self.model if self.test_y is None else self.model.given(self.test_y), self.test_x))
+            if self.labelled is not None:
+                test.update(evaluate.classification(self.model, self.test_x, self.test_y))
         self.model.train()
         record = {"epoch": self.epoch, "step": self.step, "seconds": self.elapsed(), "skipped_steps": self.skipped_steps}
         record["lr"] = self.opt.param_groups[0]["lr"]  # the rate of the next step (lr_final at the end)
@@ -357,7 +415,7 @@ class Trainer:
         """Final held-out metrics (with the IS log-likelihood), summary.json and pictures (rank 0)."""
         if not self.dist.is_main:
             return None
-        summary = evaluate.evaluate(self.model, self.test_x, self.cfg.train.eval_k, nll_shift=self.nll_shift)
+        summary = evaluate.evaluate(self.model, self.test_x, self.cfg.train.eval_k, nll_shift=self.nll_shift, y=self.test_y)
         summary.update(
             epochs=self.epoch,
             steps=self.step,
@@ -373,5 +431,5 @@ class Trainer:
             warnings.warn(warning, stacklevel=2)
             summary["warnings"] = [warning]
         runs.write_json(self.run_dir / runs.SUMMARY, summary)
-        pictures.save_run_pictures(self.model, self.run_dir, self.test_x, self.cfg.seed, self.columns)
+        pictures.save_run_pictures(self.model, self.run_dir, self.test_x, self.cfg.seed, self.columns, self.test_y)
         return summary

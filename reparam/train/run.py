@@ -59,9 +59,13 @@ def _setup(cfg, model: VAE | None = None, columns=None) -> tuple[data_mod.Data, 
     device = devices.resolve_device(cfg.train.device, dist.local_rank)
     devices.check_precision(cfg.train.precision, device)
     data = data_mod.load(cfg.data) if columns is None else data_mod.load(cfg.data, columns)
+    data_mod.check_labels(cfg, data)
+    if dist.enabled and cfg.data.labeled:
+        raise ConfigError("data.labeled (semi-supervised M2) trains in one process; run it without torchrun")
     distributed.check_sizes(dist, len(data.train), len(data.test), cfg.train.batch_size)
     layout = None if data.columns is None else data.columns.layout()
-    model = (build(cfg, data.x_shape, columns=layout) if model is None else model).to(device)
+    classes = len(data.classes) if cfg.model.condition == "label" else None
+    model = (build(cfg, data.x_shape, columns=layout, classes=classes) if model is None else model).to(device)
     model.head.check_data(data.train, "the training set")
     model.head.check_data(data.test, "the test set")
     distributed.init(dist, device)
@@ -115,6 +119,8 @@ def train(cfg, out: str | Path, overwrite: bool = False, hooks: Iterable[Hook] =
             runs.write_json(run_dir / runs.CONFIG, cfg.to_dict())
             if data.columns is not None:
                 runs.write_columns(run_dir, data.columns)
+            if cfg.model.condition == "label":
+                runs.write_json(run_dir / runs.CLASSES, {"classes": data.classes})
         distributed.barrier(dist)
         announce(cfg, dist)
         trainer = _trainer(cfg, model, data, run_dir, hooks, dist)

@@ -6,7 +6,7 @@ const $ = (sel) => document.querySelector(sel);
 const PAGE = 40; // test images per gallery page
 const TOP = 8; // sliders shown before "More dimensions"
 const ROW = 14; // pixels per dimension in the posterior chart
-const state = { meta: null, z: [], a: null, b: null, page: 0, seed: 0, inputs: [] };
+const state = { meta: null, z: [], a: null, b: null, page: 0, seed: 0, inputs: [], label: null };
 
 function status(text) { $("#status").textContent = text; }
 
@@ -18,6 +18,8 @@ async function getJSON(url) {
 }
 
 const zParam = (z) => z.map((v) => v.toFixed(4)).join(",");
+// A conditional run decodes and samples given the selected class.
+const labelParam = () => (state.label === null ? "" : `&label=${state.label}`);
 
 // Live decoding: at most one request in flight; the latest slider position wins.
 const live = { busy: false, dirty: false };
@@ -25,7 +27,7 @@ function decode() {
   if (live.busy) { live.dirty = true; return; }
   live.busy = true;
   live.dirty = false;
-  $("#decoded").src = "/api/decode.png?z=" + zParam(state.z);
+  $("#decoded").src = "/api/decode.png?z=" + zParam(state.z) + labelParam();
 }
 function decoded() {
   live.busy = false;
@@ -94,7 +96,8 @@ async function pick(i) {
     $("#picked").hidden = false;
     $("#original").src = `/api/test.png?i=${i}`;
     $("#imgA").src = `/api/test.png?i=${i}`;
-    $("#recon").src = "/api/decode.png?z=" + zParam(post.z);
+    if (post.label !== null && state.label !== null) { state.label = post.label; $("#class").value = post.label; drawSamples(); }
+    $("#recon").src = "/api/decode.png?z=" + zParam(post.z) + labelParam();
     $("#label").textContent = post.label === null ? "" : ` (label ${post.label})`;
     drawPosterior(post);
     setZ(post.z);
@@ -128,7 +131,7 @@ function interpolate() {
   const ready = state.a !== null && state.b !== null;
   $("#interp-hint").hidden = ready;
   $("#tval").textContent = Number($("#t").value).toFixed(2);
-  if (ready) $("#interp").src = `/api/interpolate.png?a=${state.a}&b=${state.b}&t=${$("#t").value}&kind=${$("#kind").value}`;
+  if (ready) $("#interp").src = `/api/interpolate.png?a=${state.a}&b=${state.b}&t=${$("#t").value}&kind=${$("#kind").value}${labelParam()}`;
 }
 
 function temperature() { return state.meta.temperature ? $("#temperature").value : "1"; }
@@ -136,12 +139,12 @@ function temperature() { return state.meta.temperature ? $("#temperature").value
 function drawSamples() {
   state.seed += 1;
   $("#tempval").textContent = Number(temperature()).toFixed(2);
-  $("#samples").src = `/api/samples.png?n=32&seed=${state.seed}&temperature=${temperature()}`;
+  $("#samples").src = `/api/samples.png?n=32&seed=${state.seed}&temperature=${temperature()}${labelParam()}`;
 }
 
 async function randomZ() {
   state.seed += 1;
-  try { setZ((await getJSON(`/api/sample?seed=${state.seed}&temperature=${temperature()}`)).z); }
+  try { setZ((await getJSON(`/api/sample?seed=${state.seed}&temperature=${temperature()}${labelParam()}`)).z); }
   catch (e) { status("error: " + e.message); }
 }
 
@@ -158,6 +161,13 @@ function wire() {
   $("#temperature").addEventListener("change", drawSamples);
   $("#temperature").disabled = !state.meta.temperature;
   for (const k of state.meta.kinds) $("#kind").append(new Option(k, k));
+  if (state.meta.classes) {
+    state.label = state.meta.label;
+    state.meta.classes.forEach((name, i) => $("#class").append(new Option(name, i)));
+    $("#class").value = state.label;
+    $("#class-row").hidden = false;
+    $("#class").addEventListener("change", () => { state.label = Number($("#class").value); decode(); drawSamples(); interpolate(); });
+  }
 }
 
 async function main() {
