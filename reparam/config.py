@@ -131,6 +131,7 @@ class TrainConfig:
     lr_backoff: float = 0.5  # learning-rate factor applied at each rollback
     gradvar_every: int = 0  # epochs between gradient-variance measurements (RUN/gradvar.jsonl); 0: never
     gradvar_replicates: int = 20  # gradient estimates per estimator at each measurement
+    log: list[str] = field(default_factory=list)  # experiment trackers: tensorboard, mlflow, wandb (reparam.train.tracking)
 
     def validate(self) -> None:
         for key in ("epochs", "batch_size", "eval_k", "eval_every", "keep_checkpoints", "max_bad_steps"):
@@ -223,6 +224,8 @@ def valid_keys() -> list[str]:
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     """Check ``value`` against the annotation ``tp``; ints are accepted for floats."""
     origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is list and args[0] is str and isinstance(value, str):  # train.log=tensorboard,mlflow
+        value = [v.strip() for v in value.split(",") if v.strip()]
     if origin is list:
         if not isinstance(value, list):
             raise ConfigError(f"{key} must be a list, got {value!r}")

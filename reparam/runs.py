@@ -9,6 +9,8 @@ Layout of a run folder::
     checkpoints/         the newest few full training states (see reparam.train.checkpoint)
     summary.json         final test metrics
     samples.png, reconstructions.png, report.html, figures/
+    tracking.json        with train.log: the MLflow and W&B run ids (see reparam.train.tracking)
+    tensorboard/, wandb/ with train.log: TensorBoard's event files, W&B's files (unless WANDB_DIR)
 
 Nothing here unpickles: weights are safetensors and metadata is JSON (``files.py``).
 """

@@ -23,7 +23,7 @@ from ..errors import ConfigError, ReparamError
 from ..evaluate import gradvar
 from ..model import VAE, build
 from ..report import write_report
-from . import checkpoint
+from . import checkpoint, tracking
 from .loop import Hook, Trainer
 
 
@@ -103,16 +103,19 @@ def train(cfg, out: str | Path, overwrite: bool = False, hooks: Iterable[Hook] =
     custom = model is not None
     if custom and cfg.train.report:
         warnings.warn("train.report skipped: a VAE with your own networks cannot be rebuilt from config.json", stacklevel=2)
+    tracking.check(cfg.train.log)
     data, model, dist = _setup(cfg, model)
     try:
         run_dir = Path(out)
         if dist.is_main:
             run_dir = runs.prepare_run_dir(out, overwrite)
-            runs.write_json(run_dir / runs.CONFIG, cfg.to_dict())
-        distributed.barrier(dist)
-        announce(cfg, dist)
-        trainer = _trainer(cfg, model, data, run_dir, hooks, dist)
-        return _run(trainer, cfg.train.progress if progress is None else progress, report=not custom)
+        with tracking.session(cfg.train.log if dist.is_main else (), cfg.to_dict(), run_dir) as trackers:
+            if dist.is_main:
+                runs.write_json(run_dir / runs.CONFIG, cfg.to_dict())
+            distributed.barrier(dist)
+            announce(cfg, dist)
+            trainer = _trainer(cfg, model, data, run_dir, [*hooks, *trackers], dist)
+            return _run(trainer, cfg.train.progress if progress is None else progress, report=not custom)
     finally:
         distributed.shutdown(dist)
 
@@ -128,14 +131,16 @@ def resume(run_dir: str | Path, epochs: int | None = None, hooks: Iterable[Hook]
         if epochs < state["meta"]["epoch"]:
             raise ConfigError(f"train.epochs={epochs} is fewer than the {state['meta']['epoch']} epochs already done")
         cfg.train.epochs = epochs
+    tracking.check(cfg.train.log)
     data, model, dist = _setup(cfg)
     try:
-        if epochs is not None and dist.is_main:
-            runs.write_json(run_dir / runs.CONFIG, cfg.to_dict())
-        announce(cfg, dist)
-        trainer = _trainer(cfg, model, data, run_dir, hooks, dist)
-        trainer.load_state_dict(state)
-        trainer.metrics = [m for m in runs.read_jsonl(run_dir / runs.METRICS) if m["step"] <= trainer.step]
-        return _run(trainer, cfg.train.progress if progress is None else progress)
+        with tracking.session(cfg.train.log if dist.is_main else (), cfg.to_dict(), run_dir) as trackers:
+            if epochs is not None and dist.is_main:
+                runs.write_json(run_dir / runs.CONFIG, cfg.to_dict())
+            announce(cfg, dist)
+            trainer = _trainer(cfg, model, data, run_dir, [*hooks, *trackers], dist)
+            trainer.load_state_dict(state)
+            trainer.metrics = [m for m in runs.read_jsonl(run_dir / runs.METRICS) if m["step"] <= trainer.step]
+            return _run(trainer, cfg.train.progress if progress is None else progress)
     finally:
         distributed.shutdown(dist)
