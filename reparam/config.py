@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, one_of, require
+from .errors import ConfigError, check_seed, one_of, require
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -29,7 +29,7 @@ MNIST_SHA256 = "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1
 
 @dataclass
 class DataConfig:
-    name: str = "digits"  # digits | mnist | file | folder
+    name: str = "auto"  # auto | digits | mnist | file | folder (auto: digits, or what data.path is)
     path: str = ""  # a file, a folder holding mnist.npz, or (folder) a folder of PNG/JPEG images
     binarize: str = "dynamic"  # none | static | dynamic
     download: bool = False  # fetch MNIST from `url` when no local copy is found
@@ -193,6 +193,7 @@ class Config:
         return out
 
     def validate(self) -> Config:
+        check_seed("seed", self.seed)
         for name in SECTIONS:
             getattr(self, name).validate()
         self.objective.check_family(latents_get(self.latent))
@@ -297,6 +298,8 @@ def load(path: str | Path | None = None, overrides: Iterable[str] = ()) -> Confi
     raw: dict[str, Any] = {}
     if path is not None:
         p = Path(path)
+        if p.is_dir():
+            raise ConfigError(f"config file {p} is a folder; name a .toml file (a run folder is continued with --resume)")
         if not p.is_file():
             raise ConfigError(f"config file {p} does not exist")
         try:

@@ -21,6 +21,21 @@ DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 DEVICES = ("cpu", "cuda", "auto")
 
 
+def set_threads(n: int, fresh: bool = False) -> None:
+    """torch's thread count (0 keeps torch's default), at most this machine's cores.
+
+    A fresh run asking for more threads than cores is refused (torch crashes with tens of
+    thousands); a run moved to a smaller machine (resume, eval) runs on the cores there.
+    """
+    import os
+
+    cores = os.cpu_count() or 1
+    if fresh and n > cores:
+        raise ConfigError(f"train.threads={n} exceeds this machine's {cores} CPU cores; choose at most {cores} (0: torch's default)")
+    if n:
+        torch.set_num_threads(min(n, cores))
+
+
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     """cpu, cuda (the process's local GPU under torchrun) or auto; ConfigError without a GPU."""
     if name == "auto":

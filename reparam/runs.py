@@ -82,6 +82,16 @@ def read_config(run_dir: Path):
         raise RunError(f"{run_dir / CONFIG}: {e}") from None
 
 
+def check_run_dir(run_dir: str | Path) -> Path:
+    """The run folder as a Path; RunError when it is missing or a file."""
+    run_dir = Path(run_dir)
+    if run_dir.is_file():
+        raise RunError(f"{run_dir} is a file, not a run folder")
+    if not run_dir.is_dir():
+        raise RunError(f"run folder {run_dir} does not exist")
+    return run_dir
+
+
 def load(run_dir: str | Path, device: str = "cpu"):
     """Rebuild the VAE of a finished or running run folder, in eval mode.
 
@@ -89,9 +99,7 @@ def load(run_dir: str | Path, device: str = "cpu"):
     """
     from . import model as model_mod
 
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise RunError(f"run folder {run_dir} does not exist")
+    run_dir = check_run_dir(run_dir)
     cfg = read_config(run_dir)
     info = read_json(run_dir / STATE_JSON) if (run_dir / STATE_JSON).exists() else {}
     x_shape = tuple(info.get("x_shape") or ())

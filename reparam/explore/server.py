@@ -49,8 +49,29 @@ def _number(query: dict, key: str, kind: type, default: str | None = None):
         raise BadRequest(f"{key} must be a{'n integer' if kind is int else ' number'}") from None
 
 
+#: Each API route's query parameters: any other, or one given twice, is a 400, never ignored.
+PARAMETERS = {
+    "/api/meta": (), "/api/decode.png": ("z",), "/api/test.png": ("i",), "/api/encode": ("i",),
+    "/api/interpolate.png": ("a", "b", "t", "kind"), "/api/samples.png": ("n", "seed", "temperature"),
+    "/api/sample": ("seed", "temperature"),
+}  # fmt: skip
+
+
+def check_parameters(route: str, q: dict) -> None:
+    """BadRequest for a parameter the route does not take, or one given more than once."""
+    valid = PARAMETERS[route]
+    for key, values in q.items():
+        if key not in valid:
+            raise BadRequest(f"{route} takes no parameter {key!r}; its parameters: {', '.join(valid) or 'none'}")
+        if len(values) > 1:
+            raise BadRequest(f"parameter {key} is given {len(values)} times; give it once")
+
+
 def api(ex: Explorer, route: str, q: dict) -> tuple[bytes, str] | None:
     """Answer one API route with (body, content type); None for an unknown route."""
+    if route not in PARAMETERS:
+        return None
+    check_parameters(route, q)
     if route == "/api/meta":
         return _json(ex.meta())
     if route == "/api/decode.png":
@@ -62,12 +83,10 @@ def api(ex: Explorer, route: str, q: dict) -> tuple[bytes, str] | None:
     if route == "/api/interpolate.png":
         a, b = ex.index_arg(_q(q, "a")), ex.index_arg(_q(q, "b"))
         return ex.interpolate_png(a, b, _number(q, "t", float), _q(q, "kind", "linear")), "image/png"
-    n, seed, temp = _number(q, "n", int, "1"), _number(q, "seed", int, "0"), _number(q, "temperature", float, "1")
+    seed, temp = _number(q, "seed", int, "0"), _number(q, "temperature", float, "1")
     if route == "/api/samples.png":
-        return ex.samples_png(n, seed, temp), "image/png"
-    if route == "/api/sample":
-        return _json({"z": [round(float(v), 4) for v in ex.sample(1, seed, temp)[0]]})
-    return None
+        return ex.samples_png(_number(q, "n", int, "1"), seed, temp), "image/png"
+    return _json({"z": [round(float(v), 4) for v in ex.sample(1, seed, temp)[0]]})  # /api/sample
 
 
 def _json(obj) -> tuple[bytes, str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..errors import ReparamError
+from ..errors import ReparamError, check_seed
 
 DEFAULT_COMPARISON = "comparison.html"
 
@@ -13,6 +13,7 @@ DEFAULT_COMPARISON = "comparison.html"
 def cmd_report(a: argparse.Namespace) -> int:
     from .build import write_comparison, write_report
 
+    check_seed("--seed", a.seed)
     if len(a.runs) == 1:
         print(write_report(a.runs[0], out=a.out, seed=a.seed))
     else:
@@ -26,8 +27,11 @@ def cmd_sample(a: argparse.Namespace) -> int:
 
     if a.n < 1:
         raise ReparamError(f"--n must be >= 1, got {a.n}")
+    check_seed("--seed", a.seed)
     model = runs.load(a.run)
     out = Path(a.out) if a.out else Path(a.run) / "samples.png"
+    if out.is_dir():
+        raise ReparamError(f"--out {out} is a folder, not a file; name a .png file")
     if not out.parent.is_dir():
         raise ReparamError(f"folder {out.parent} does not exist; create it or choose another --out")
     print(pictures.save_samples(model, out, n=a.n, seed=a.seed))

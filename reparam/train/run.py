@@ -19,7 +19,7 @@ import torch
 from .. import data as data_mod
 from .. import devices, distributed, runs
 from ..distributed import Dist
-from ..errors import ConfigError, ReparamError
+from ..errors import ConfigError
 from ..evaluate import gradvar
 from ..model import VAE, build
 from ..report import write_report
@@ -50,8 +50,7 @@ def stop_on_signals(trainer: Trainer):
 def _setup(cfg, model: VAE | None = None) -> tuple[data_mod.Data, VAE, Dist]:
     """Seed, load and check the data, build (or take) the model, join the process group."""
     torch.manual_seed(cfg.seed)
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
+    devices.set_threads(cfg.train.threads)
     dist = distributed.from_env()
     device = devices.resolve_device(cfg.train.device, dist.local_rank)
     devices.check_precision(cfg.train.precision, device)
@@ -104,6 +103,7 @@ def train(cfg, out: str | Path, overwrite: bool = False, hooks: Iterable[Hook] =
     if custom and cfg.train.report:
         warnings.warn("train.report skipped: a VAE with your own networks cannot be rebuilt from config.json", stacklevel=2)
     tracking.check(cfg.train.log)
+    devices.set_threads(cfg.train.threads, fresh=True)
     data, model, dist = _setup(cfg, model)
     try:
         run_dir = Path(out)
@@ -122,9 +122,7 @@ def train(cfg, out: str | Path, overwrite: bool = False, hooks: Iterable[Hook] =
 
 def resume(run_dir: str | Path, epochs: int | None = None, hooks: Iterable[Hook] = (), progress: bool | None = None) -> Path:
     """Continue a run from its newest checkpoint; with ``epochs``, train up to that many epochs."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise ReparamError(f"run folder {run_dir} does not exist")
+    run_dir = runs.check_run_dir(run_dir)
     cfg = runs.read_config(run_dir)
     state = checkpoint.nest(*checkpoint.latest(run_dir))
     if epochs is not None:
