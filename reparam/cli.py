@@ -15,7 +15,7 @@ USAGE_ERROR = 2
 class Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line and exit code 2."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str):
         self.exit(USAGE_ERROR, f"reparam: error: {message} (see {self.prog} --help)\n")
 
 
@@ -27,7 +27,10 @@ COMMAND_MODULES: tuple[str, ...] = (
 
 
 def parser() -> Parser:
+    from . import __version__
+
     p = Parser(prog="reparam", description="Variational autoencoders with the reparameterization trick.")
+    p.add_argument("--version", action="version", version=f"reparam {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
     for name in COMMAND_MODULES:
         importlib.import_module(name).add_commands(sub)

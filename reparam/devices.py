@@ -11,6 +11,7 @@ before building distributions.
 from __future__ import annotations
 
 from contextlib import nullcontext
+from typing import TypeVar
 
 import torch
 from torch import nn
@@ -93,14 +94,17 @@ class Amp:
             self.scaler.load_state_dict(state)
 
 
-def prepare(model: nn.Module, channels_last: bool, compile: bool) -> nn.Module:
+M = TypeVar("M", bound=nn.Module)
+
+
+def prepare(model: M, channels_last: bool, compile: bool) -> M:
     """Optionally put conv weights in channels_last format and torch.compile the networks.
 
     ``Module.compile`` compiles in place, so parameter names (and checkpoints) are unchanged.
     """
     if channels_last:
-        model.to(memory_format=torch.channels_last)  # only 4-d weights change
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # documented, absent from torch's overloads; only 4-d weights change
     if compile:
-        model.encoder.compile()
-        model.decoder.compile()
+        model.get_submodule("encoder").compile()
+        model.get_submodule("decoder").compile()
     return model

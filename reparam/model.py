@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 from torch.distributions import Distribution
@@ -19,6 +21,12 @@ class VAE(nn.Module):
     event_shape (D,); ``likelihood(z)`` takes z (*S, B, D) and returns batch_shape
     (*S, B), event_shape x_shape.
     """
+
+    encoder: nn.Module
+    family: Family
+    decoder: nn.Module
+    head: Head
+    config: Any  # the run's Config, set by reparam.runs.load
 
     def __init__(self, encoder: nn.Module, family: Family, decoder: nn.Module, head: Head):
         super().__init__()

@@ -96,6 +96,7 @@ def _json(obj) -> tuple[bytes, str]:
 class Handler(BaseHTTPRequestHandler):
     """GET only; the server object carries ``explorer``, ``static`` and ``allowed_hosts``."""
 
+    server: Server
     server_version = "reparam-explore"
     protocol_version = "HTTP/1.1"  # keep-alive: every response carries Content-Length
     disable_nagle_algorithm = True  # headers and body leave at once, no 40 ms delayed-ACK stall
@@ -140,12 +141,13 @@ class Server(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], family: socket.AddressFamily, explorer: Explorer):
         self.address_family = family
-        self.explorer, self.static, self.verbose, self.allowed_hosts = explorer, load_static(), False, None
+        self.explorer, self.static, self.verbose = explorer, load_static(), False
+        self.allowed_hosts: set[str] | None = None
         super().__init__(address, Handler)
 
     @property
     def url(self) -> str:
-        host, port = self.server_address[:2]
+        host, port = str(self.server_address[0]), self.server_address[1]
         return f"http://{f'[{host}]' if ':' in host else host}:{port}/"
 
 
@@ -155,7 +157,7 @@ def resolve(host: str, allow_remote: bool) -> socket.AddressFamily:
         infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as e:
         raise ServeError(f"cannot resolve --host {host!r} ({getattr(e, 'strerror', None) or e})") from None
-    local = all(ipaddress.ip_address(info[4][0].split("%")[0]).is_loopback for info in infos)
+    local = all(ipaddress.ip_address(str(info[4][0]).split("%")[0]).is_loopback for info in infos)
     if not local and not allow_remote:
         raise ServeError(
             f"--host {host} is not a loopback address; the explorer has no authentication, "

@@ -23,6 +23,7 @@ def reconstructions(model, x: torch.Tensor) -> torch.Tensor:
 def save_samples(model, path: Path, n: int = 64, seed: int = 0) -> Path:
     """n decoded prior draws (seeded; the caller's RNG state is left as it was)."""
     images = prior_samples(model, n, 1.0, seed)  # (n, *x_shape)
+    assert images is not None  # every family samples its prior at temperature 1
     return save_png(path, tile(images), upscale_for(model.x_shape))
 
 

@@ -10,6 +10,7 @@ import torch
 
 from .. import data, runs
 from ..errors import RunError
+from ..model import VAE
 
 #: Test images used for diagnostics and the latent scatter (enough for a stable picture).
 MAX_TEST = 2000
@@ -23,7 +24,7 @@ class RunView:
     """
 
     run_dir: Path
-    model: torch.nn.Module
+    model: VAE
     config: dict
     metrics: list[dict]
     summary: dict

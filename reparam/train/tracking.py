@@ -141,8 +141,10 @@ class TensorBoard(Tracker):
 
         self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
         self.step = 0
+        events = self.writer.file_writer
+        assert events is not None  # SummaryWriter opens it in __init__
         for summary in hparams(flatten(config), {}):  # experiment, session start and end
-            self.writer.file_writer.add_summary(summary)
+            events.add_summary(summary)
         self.writer.add_text("config", "```\n" + json.dumps(config, indent=2, sort_keys=True) + "\n```", 0)
         return str(run_dir / "tensorboard")
 
