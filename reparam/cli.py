@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 
@@ -14,7 +15,7 @@ USAGE_ERROR = 2
 class Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line and exit code 2."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str):
         self.exit(USAGE_ERROR, f"reparam: error: {message} (see {self.prog} --help)\n")
 
 
@@ -26,7 +27,10 @@ COMMAND_MODULES: tuple[str, ...] = (
 
 
 def parser() -> Parser:
+    from . import __version__
+
     p = Parser(prog="reparam", description="Variational autoencoders with the reparameterization trick.")
+    p.add_argument("--version", action="version", version=f"reparam {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
     for name in COMMAND_MODULES:
         importlib.import_module(name).add_commands(sub)
@@ -44,6 +48,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def out_of_memory(e: BaseException) -> bool:
+    """A failed allocation: Python's MemoryError, torch's CPU allocator or CUDA out of memory."""
+    text = str(e)
+    return isinstance(e, MemoryError) or "can't allocate memory" in text or "out of memory" in text.lower()
+
+
 def main(argv: list[str] | None = None) -> int:
     from .train.loop import Interrupted
 
@@ -55,7 +65,13 @@ def main(argv: list[str] | None = None) -> int:
         return USAGE_ERROR
     except OSError as e:  # the file system refused (disk full, permissions): nothing half-written
         where = f" ({e.filename})" if e.filename else ""
-        print(f"reparam: error: {e.strerror or e}{where}; free space or choose another --out", file=sys.stderr)
+        fix = "free space or choose another --out" if e.errno == errno.ENOSPC else "choose another --out"
+        print(f"reparam: error: {e.strerror or e}{where}; {fix}", file=sys.stderr)
+        return USAGE_ERROR
+    except (MemoryError, RuntimeError) as e:
+        if not out_of_memory(e):
+            raise
+        print("reparam: error: out of memory; choose smaller sizes (latent.dim, model.hidden, train.batch_size, --k, --n)", file=sys.stderr)
         return USAGE_ERROR
     except Interrupted as e:
         print(f"reparam: {e}", file=sys.stderr)

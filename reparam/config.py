@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, one_of, require
+from .errors import ConfigError, check_seed, one_of, require
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -29,7 +29,7 @@ MNIST_SHA256 = "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1
 
 @dataclass
 class DataConfig:
-    name: str = "digits"  # digits | mnist | file | folder | table
+    name: str = "auto"  # auto | digits | mnist | file | folder | table (auto: digits, or what data.path is)
     path: str = ""  # a file, a folder holding mnist.npz, (folder) a folder of PNG/JPEG images, (table) a .csv/.parquet/.npy or sklearn:wine
     binarize: str = "dynamic"  # none | static | dynamic (table: none, its default)
     download: bool = False  # fetch MNIST from `url` when no local copy is found
@@ -156,6 +156,7 @@ class TrainConfig:
     gradvar_every: int = 0  # epochs between gradient-variance measurements (RUN/gradvar.jsonl); 0: never
     gradvar_replicates: int = 20  # gradient estimates per estimator at each measurement
     labeled_batch_size: int = 0  # M2: labelled images per step beside batch_size unlabelled ones; 0: min(data.labeled, batch_size)
+    log: list[str] = field(default_factory=list)  # experiment trackers: tensorboard, mlflow, wandb (reparam.train.tracking)
 
     def validate(self) -> None:
         for key in ("epochs", "batch_size", "eval_k", "eval_every", "keep_checkpoints", "max_bad_steps"):
@@ -222,6 +223,7 @@ class Config:
         from . import latents, model, priors
         from .objectives import labels
 
+        check_seed("seed", self.seed)
         for name in SECTIONS:
             getattr(self, name).validate()
         family = latents.get(self.latent.family, self.latent.dim, **self.latent.options)
@@ -257,6 +259,8 @@ def valid_keys() -> list[str]:
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     """Check ``value`` against the annotation ``tp``; ints are accepted for floats."""
     origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is list and args[0] is str and isinstance(value, str):  # train.log=tensorboard,mlflow
+        value = [v.strip() for v in value.split(",") if v.strip()]
     if origin is list:
         if not isinstance(value, list):
             hint = ' (quote text items: ["a", "b"])' if isinstance(value, str) and value.startswith("[") else ""
@@ -293,7 +297,12 @@ SOURCE_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {"table": {"likelihood":
 
 def _source_defaults(raw: dict[str, Any]) -> dict[str, Any]:
     """``raw`` with the defaults of its data source filled in where no key was given."""
-    source = raw.get("data", {}).get("name") if isinstance(raw.get("data"), dict) else None
+    section = raw.get("data") if isinstance(raw.get("data"), dict) else {}
+    source, path = section.get("name", "auto"), section.get("path", "")
+    if source == "auto" and isinstance(path, str):  # a table named by its path brings the table's defaults too
+        from .data import is_table_path
+
+        source = "table" if is_table_path(path) else source
     defaults = SOURCE_DEFAULTS.get(source) if isinstance(source, str) else None
     if not defaults:
         return raw
@@ -347,6 +356,8 @@ def load(path: str | Path | None = None, overrides: Iterable[str] = ()) -> Confi
     raw: dict[str, Any] = {}
     if path is not None:
         p = Path(path)
+        if p.is_dir():
+            raise ConfigError(f"config file {p} is a folder; name a .toml file (a run folder is continued with --resume)")
         if not p.is_file():
             raise ConfigError(f"config file {p} does not exist")
         try:

@@ -11,13 +11,21 @@ CSV, Parquet, (N, F) ``.npy``/``.npz`` file or a table bundled with scikit-learn
 (``sklearn:wine``), its columns typed and coded by ``reparam.tables`` (rows (N, F'), not
 images; the training rows' statistics standardize the real columns).
 
-Layout: grey images are (N, H, W), colour images (N, H, W, C) (channels last, as numpy
-and PIL hold them). A trailing channel of size 1 is dropped; an array that looks
-channels-first, (N, C, H, W) with C in {1, 3, 4}, is refused with the transpose to apply.
+``auto`` (the default): digits without ``data.path``; with one, the source the path names:
+an ``.npz``/``.npy`` file is ``file``, a folder holding ``mnist.npz`` is ``mnist``, any other
+folder is ``folder``. A key that has no effect on the chosen source (a path for digits, a
+download for anything but MNIST, a test fraction for data that carry their own split) is
+refused, never ignored.
+
+Layout: grey images are (N, H, W), colour images (N, H, W, 3) or (N, H, W, 4) (channels
+last, as numpy and PIL hold them). A trailing channel of size 1 is dropped; an array that
+looks channels-first, (N, C, H, W) with C in {1, 3, 4}, is refused with the transpose to
+apply; so are other ranks, empty axes, other channel counts, and complex values.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import urllib.request
@@ -29,7 +37,7 @@ import numpy as np
 import torch
 
 from . import tables
-from .errors import DataError, one_of, require
+from .errors import ConfigError, DataError, one_of, require
 from .files import atomic_write_bytes
 
 DIGITS_TEST = 297  # of 1797: the last 297 of a fixed permutation (seed 0)
@@ -63,26 +71,44 @@ class Data:
         return None if self.columns is None else self.columns.log_scale()
 
 
+CHANNELS = (3, 4)  # RGB, RGBA; grey images have no channel axis
+
+
 def to_unit(images: np.ndarray, what: str) -> torch.Tensor:
-    """uint8 0..255 or floats in [0, 255] -> float32 tensor in [0, 1]; rejects anything else."""
-    if images.dtype == object or not np.issubdtype(images.dtype, np.number):
-        raise DataError(f"{what} holds {images.dtype} values, not numbers")
-    if images.ndim < 2 or images.shape[0] == 0:
-        raise DataError(f"{what} has shape {images.shape}; expected (N, H, W) images with N >= 1")
-    images = channels_last(images, what)
+    """uint8 0..255, floats in [0, 255] or booleans -> float32 tensor (N, *x_shape) in [0, 1].
+
+    Refuses (DataError, one line) anything that is not real numbers laid out as grey
+    (N, H, W) or colour (N, H, W, C) images, before any training starts.
+    """
+    images = channels_last(check_layout(images, what), what)
     x = images.astype(np.float32)
     if not np.isfinite(x).all():
         raise DataError(f"{what} holds NaN or infinite values; clean the array first")
     lo, hi = float(x.min()), float(x.max())
     if lo < 0 or hi > 255:
         raise DataError(f"{what} holds values in [{lo:g}, {hi:g}]; expected [0, 1] or 0..255")
+    if images.dtype == np.uint8 and hi == 1:  # 0s and 1s read as 0..255 would be black images
+        raise DataError(f"{what} is uint8 holding only 0 and 1; for binary images save x.astype(bool) or x.astype(np.float32)")
     if images.dtype == np.uint8 or hi > 1.0:
         x /= 255.0
     return torch.from_numpy(np.ascontiguousarray(x))
 
 
+def check_layout(images: np.ndarray, what: str) -> np.ndarray:
+    """The array's dtype (real numbers or booleans) and rank (3 or 4, no empty axis)."""
+    if np.iscomplexobj(images):
+        raise DataError(f"{what} holds complex values; reparam takes real images (save np.abs(x) or x.real if that is what you mean)")
+    if images.dtype != np.bool_ and (images.dtype == object or not np.issubdtype(images.dtype, np.number)):
+        raise DataError(f"{what} holds {images.dtype} values, not numbers")
+    if images.ndim == 2:
+        raise DataError(f"{what} has shape {images.shape}: one vector per row, not images; save it as (N, H, W), e.g. x.reshape(len(x), H, W)")
+    if images.ndim not in (3, 4) or 0 in images.shape:
+        raise DataError(f"{what} has shape {images.shape}; expected (N, H, W) grey or (N, H, W, C) colour images with N >= 1 and no empty axis")
+    return images
+
+
 def channels_last(images: np.ndarray, what: str) -> np.ndarray:
-    """(N, H, W, 1) -> (N, H, W); refuse (N, C, H, W) with a hint; anything else unchanged."""
+    """(N, H, W, 1) -> (N, H, W); refuse (N, C, H, W) with a hint, and channel counts other than 3 or 4."""
     if images.ndim != 4:
         return images
     if images.shape[1] in (1, 3, 4) and images.shape[3] not in (1, 3, 4):
@@ -90,7 +116,11 @@ def channels_last(images: np.ndarray, what: str) -> np.ndarray:
             f"{what} has shape {images.shape}, which looks channels-first; reparam stores images "
             "(N, H, W, C): save np.moveaxis(x, 1, -1)"
         )
-    return images[..., 0] if images.shape[3] == 1 else images
+    if images.shape[3] == 1:
+        return images[..., 0]
+    if images.shape[3] not in CHANNELS:
+        raise DataError(f"{what} has {images.shape[3]} channels per pixel; expected grey (N, H, W), RGB (N, H, W, 3) or RGBA (N, H, W, 4)")
+    return images
 
 
 def _labels(y) -> torch.Tensor | None:
@@ -120,12 +150,20 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray]:
         raise DataError(f"cannot read {path}: {reason}") from None
 
 
-def load_arrays(path: Path, test_fraction: float, seed: int = 0) -> Data:
-    """A Keras-layout .npz, or one array (.npy, or a single-array .npz) split at random."""
+def load_arrays(path: Path, test_fraction: float, seed: int = 0, fraction_given: bool = False) -> Data:
+    """A Keras-layout .npz, or one array (.npy, or a single-array .npz) split at random.
+
+    ``fraction_given``: the user set ``data.test_fraction``, which a file that carries its
+    own test split (x_train, x_test) refuses rather than ignores.
+    """
+    if path.is_dir():
+        raise DataError(f"data.path {path} is a folder; data.name=file takes an .npz or .npy file (data.name=folder reads a folder of images)")
     if not path.is_file():
         raise DataError(f"data file {path} does not exist")
     arrays = _read_arrays(path)
     if {"x_train", "x_test"} <= set(arrays):
+        if fraction_given:
+            raise DataError(f"{path} carries its own test split (x_test); data.test_fraction does not apply, drop it")
         train, test = to_unit(arrays["x_train"], f"{path}:x_train"), to_unit(arrays["x_test"], f"{path}:x_test")
         if train.shape[1:] != test.shape[1:]:
             raise DataError(f"{path}: x_train images are {tuple(train.shape[1:])}, x_test {tuple(test.shape[1:])}")
@@ -279,21 +317,51 @@ def mnist_path(cfg) -> Path:
 SOURCES = {
     "digits": lambda cfg: load_digits(),
     "mnist": lambda cfg: load_arrays(mnist_path(cfg), cfg.test_fraction),
-    "file": lambda cfg: load_arrays(Path(cfg.path).expanduser(), cfg.test_fraction),
+    "file": lambda cfg: load_arrays(Path(cfg.path).expanduser(), cfg.test_fraction, fraction_given=changed(cfg, "test_fraction")),
     "folder": lambda cfg: load_folder(Path(cfg.path).expanduser(), cfg.test_fraction),
     "table": lambda cfg: load_table(cfg),
 }
+ARRAY_SUFFIXES = (".npz", ".npy")
 
 
 BINARIZATIONS = ("none", "static", "dynamic")
 MAX_LEVELS = 50  # data.max_levels: more levels than this in a text column is an identifier or free text
 
 
+def changed(cfg, key: str) -> bool:
+    """Whether the ``data`` section's ``key`` differs from its default (the user set it)."""
+    return getattr(cfg, key) != {f.name: f.default for f in dataclasses.fields(cfg)}[key]
+
+
+def infer_source(cfg) -> str:
+    """``data.name``, with ``auto`` resolved: digits without a path, else what the path is."""
+    if cfg.name != "auto":
+        return cfg.name
+    if not cfg.path:
+        return "digits"
+    if is_table_path(cfg.path):
+        return "table"
+    path = Path(cfg.path).expanduser()
+    if path.is_dir():
+        return "mnist" if (path / "mnist.npz").is_file() else "folder"
+    if path.suffix.lower() in ARRAY_SUFFIXES:
+        return "file"
+    require(path.exists(), f"data.path {path} does not exist")
+    raise ConfigError(f"data.path {path} is neither a table (.csv, .parquet), an .npz/.npy file nor a folder of images; set data.name (one of {', '.join(SOURCES)})")
+
+
+def is_table_path(path: str) -> bool:
+    """Whether ``data.path`` names a table by its form alone: a .csv/.parquet file or a bundled sklearn: table
+    (an (N, F) .npy table needs data.name=table: an .npy is read as images otherwise)."""
+    return path.startswith("sklearn:") or Path(path).suffix.lower() in (".csv", ".parquet", ".pq")
+
+
 def check(cfg) -> None:
-    """The ``data`` config section's rules (ConfigError, one line naming the key)."""
+    """The ``data`` config section's rules (ConfigError, one line naming the key); ``auto`` resolved first."""
+    one_of("data.name", cfg.name, ("auto", *SOURCES))
+    cfg.name = infer_source(cfg)
     one_of("data.binarize", cfg.binarize, BINARIZATIONS)
-    one_of("data.name", cfg.name, tuple(SOURCES))
-    require(0.0 < cfg.test_fraction < 1.0, "data.test_fraction must lie in (0, 1)")
+    require(0.0 < cfg.test_fraction < 1.0, f"data.test_fraction must lie in (0, 1), got {cfg.test_fraction}")
     require(cfg.name != "file" or bool(cfg.path), "data.name=file needs data.path=FILE")
     require(cfg.name != "folder" or bool(cfg.path), "data.name=folder needs data.path=DIR (PNG/JPEG images)")
     require(cfg.name != "table" or bool(cfg.path), "data.name=table needs data.path=FILE (.csv, .parquet, .npy) or a bundled table such as sklearn:wine")
@@ -301,6 +369,15 @@ def check(cfg) -> None:
     require(cfg.max_levels >= 2, f"data.max_levels must be >= 2, got {cfg.max_levels}")
     for key, default in (("categorical", []), ("max_levels", MAX_LEVELS)):
         require(cfg.name == "table" or getattr(cfg, key) == default, f"data.{key} applies to data.name=table; remove it or set data.name=table")
+
+    require(cfg.name != "digits" or not cfg.path, "data.path has no effect on the bundled digits; drop it, or name its source (data.name=file, folder, mnist or table)")
+    require(cfg.name == "mnist" or not cfg.download, f"data.download applies to data.name=mnist only, not {cfg.name}; drop it")
+    fetched = cfg.name == "mnist" and cfg.download
+    require(fetched or not (changed(cfg, "url") or changed(cfg, "sha256")), "data.url and data.sha256 apply only with data.name=mnist data.download=true")
+    require(
+        cfg.name in ("file", "folder", "table") or not changed(cfg, "test_fraction"),
+        f"data.test_fraction applies to data without a test split (data.name=file, folder or table); {cfg.name} keeps its own, drop it",
+    )
 
 
 def check_labels(cfg, data: Data) -> None:
@@ -355,7 +432,8 @@ def load(cfg, columns: tables.Columns | None = None) -> Data:
     binarization every time an image is used) while the test set is binarized once
     with a fixed seed (not the run's), so held-out numbers are comparable across runs.
     """
-    data = load_table(cfg, columns) if cfg.name == "table" else SOURCES[cfg.name](cfg)
+    source = infer_source(cfg)
+    data = load_table(cfg, columns) if source == "table" else SOURCES[source](cfg)
     if cfg.binarize != "none":
         g = torch.Generator().manual_seed(TEST_BINARIZATION_SEED)
         data.test = binarize(data.test, g)

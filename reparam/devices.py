@@ -11,6 +11,7 @@ before building distributions.
 from __future__ import annotations
 
 from contextlib import nullcontext
+from typing import TypeVar
 
 import torch
 from torch import nn
@@ -19,6 +20,21 @@ from .errors import ConfigError
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 DEVICES = ("cpu", "cuda", "auto")
+
+
+def set_threads(n: int, fresh: bool = False) -> None:
+    """torch's thread count (0 keeps torch's default), at most this machine's cores.
+
+    A fresh run asking for more threads than cores is refused (torch crashes with tens of
+    thousands); a run moved to a smaller machine (resume, eval) runs on the cores there.
+    """
+    import os
+
+    cores = os.cpu_count() or 1
+    if fresh and n > cores:
+        raise ConfigError(f"train.threads={n} exceeds this machine's {cores} CPU cores; choose at most {cores} (0: torch's default)")
+    if n:
+        torch.set_num_threads(min(n, cores))
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
@@ -78,14 +94,17 @@ class Amp:
             self.scaler.load_state_dict(state)
 
 
-def prepare(model: nn.Module, channels_last: bool, compile: bool) -> nn.Module:
+M = TypeVar("M", bound=nn.Module)
+
+
+def prepare(model: M, channels_last: bool, compile: bool) -> M:
     """Optionally put conv weights in channels_last format and torch.compile the networks.
 
     ``Module.compile`` compiles in place, so parameter names (and checkpoints) are unchanged.
     """
     if channels_last:
-        model.to(memory_format=torch.channels_last)  # only 4-d weights change
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # documented, absent from torch's overloads; only 4-d weights change
     if compile:
-        model.encoder.compile()
-        model.decoder.compile()
+        model.get_submodule("encoder").compile()
+        model.get_submodule("decoder").compile()
     return model

@@ -30,3 +30,13 @@ def require(ok: bool, message: str) -> None:
 def one_of(key: str, value, valid) -> None:
     """ConfigError naming ``key`` unless ``value`` is one of ``valid``."""
     require(value in valid, f"{key} must be one of {', '.join(valid)}; got {value!r}")
+
+
+#: Seeds are integers in [0, SEED_LIMIT): what torch's generators take, in every command.
+SEED_LIMIT = 2**63
+
+
+def check_seed(key: str, value) -> None:
+    """ConfigError naming ``key`` unless ``value`` is an integer seed in [0, 2**63)."""
+    ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value < SEED_LIMIT
+    require(ok, f"{key} must be an integer in [0, 2**63), got {value!r}")

@@ -7,6 +7,7 @@ here unpickles: tensors are safetensors and metadata is JSON.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -29,7 +30,12 @@ def atomic_write_bytes(path: str | Path, payload: bytes) -> None:
     A crash at any point leaves either the old file or the new one, never half of one.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a folder, not a file", str(path))
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:  # name the file asked for, not the temporary one
+        raise OSError(e.errno, e.strerror, str(path)) from None
     try:
         os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:

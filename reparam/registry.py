@@ -52,7 +52,8 @@ class Registry(MutableMapping, Generic[T]):
     def options(self, name: str) -> dict[str, Any]:
         """Keyword options the component takes beyond the positional ones, with defaults."""
         item = self.lookup(name)
-        params = inspect.signature(item.__init__ if inspect.isclass(item) else item).parameters.values()
+        target: Any = item.__init__ if inspect.isclass(item) else item
+        params = inspect.signature(target).parameters.values()
         return {p.name: p.default for p in params if p.kind is p.KEYWORD_ONLY}
 
     def build(self, name: str, *args: Any, **options: Any) -> T:

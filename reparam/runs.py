@@ -11,6 +11,8 @@ Layout of a run folder::
     samples.png, reconstructions.png, report.html, figures/
     columns.json         (a table) each column's name, kind, statistics and labels
     samples.csv          (a table) decoded prior samples in original units
+    tracking.json        with train.log: the MLflow and W&B run ids (see reparam.train.tracking)
+    tensorboard/, wandb/ with train.log: TensorBoard's event files, W&B's files (unless WANDB_DIR)
 
 Nothing here unpickles: weights are safetensors and metadata is JSON (``files.py``).
 """
@@ -122,6 +124,16 @@ def load_data(run_dir: str | Path, cfg):
     return data.load(cfg.data) if columns is None else data.load(cfg.data, columns)
 
 
+def check_run_dir(run_dir: str | Path) -> Path:
+    """The run folder as a Path; RunError when it is missing or a file."""
+    run_dir = Path(run_dir)
+    if run_dir.is_file():
+        raise RunError(f"{run_dir} is a file, not a run folder")
+    if not run_dir.is_dir():
+        raise RunError(f"run folder {run_dir} does not exist")
+    return run_dir
+
+
 def load(run_dir: str | Path, device: str = "cpu"):
     """Rebuild the VAE of a finished or running run folder, in eval mode.
 
@@ -130,9 +142,7 @@ def load(run_dir: str | Path, device: str = "cpu"):
     """
     from . import model as model_mod
 
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise RunError(f"run folder {run_dir} does not exist")
+    run_dir = check_run_dir(run_dir)
     cfg = read_config(run_dir)
     info = read_json(run_dir / STATE_JSON) if (run_dir / STATE_JSON).exists() else {}
     x_shape = tuple(info.get("x_shape") or ())

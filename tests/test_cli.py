@@ -123,3 +123,35 @@ def test_full_disk_is_one_line_and_leaves_no_partial_file(tiny_disk):
     assert_user_error(proc, "No space left on device")
     leftovers = [p.name for p in tiny_disk.rglob("*") if p.name.endswith(".tmp")]
     assert not leftovers
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["train", "seed=-1"], "seed must be an integer in [0, 2**63)"),
+        (["train", "seed=99999999999999999999999"], "seed must be an integer in [0, 2**63)"),
+        (["train", "train.threads=100000"], "exceeds this machine's"),
+        (["train", "latent.dim=100000000000"], "out of memory"),
+        (["train", "CONFIG_DIR"], "is a folder; name a .toml file"),
+        (["train", "--resume", "RUN", "--out", "ELSEWHERE"], "--out and --overwrite do not apply"),
+        (["train", "--resume", "RUN", "--overwrite"], "--out and --overwrite do not apply"),
+        (["train", "--resume", "FILE"], "is a file, not a run folder"),
+        (["eval", "FILE"], "is a file, not a run folder"),
+        (["sample", "RUN", "--seed", "99999999999999999999999"], "--seed must be an integer in [0, 2**63)"),
+        (["sample", "RUN", "--seed", "-1"], "--seed must be an integer in [0, 2**63)"),
+        (["sample", "RUN", "--out", "CONFIG_DIR"], "is a folder, not a file"),
+        (["report", "RUN", "--seed", "18446744073709551616"], "--seed must be an integer in [0, 2**63)"),
+        (["report", "RUN", "--out", "CONFIG_DIR"], "is a folder, not a file"),
+    ],
+)
+def test_more_bad_input_is_one_line_and_exit_2(args, needle, cli_run, tmp_path, capsys):
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file.txt").write_text("not a run")
+    subs = {"RUN": str(cli_run), "CONFIG_DIR": str(tmp_path / "folder"), "ELSEWHERE": str(tmp_path / "other"), "FILE": str(tmp_path / "file.txt")}
+    args = [subs.get(a, a) for a in args]
+    if args[0] == "train" and "--resume" not in args:
+        args = ["train", *TINY, *args[1:], "--out", str(tmp_path / "r")]
+    before = snapshot(cli_run)
+    assert_user_error(in_process(capsys, *args), needle)
+    assert snapshot(cli_run) == before
+    assert not (tmp_path / "r").exists() and not (tmp_path / "other").exists() and not list((tmp_path / "folder").iterdir())

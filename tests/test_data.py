@@ -149,3 +149,99 @@ def test_download_of_the_real_mnist_file(local_server, tmp_path, mnist_path):
     d = data.load_arrays(got, 0.1)
     assert d.train.shape == (60000, 28, 28) and d.test.shape == (10000, 28, 28)
     assert d.train_labels[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
+
+
+def png_folder(folder, n=4, shape=(6, 6)):
+    from PIL import Image
+
+    folder.mkdir()
+    for i in range(n):
+        Image.fromarray(np.full(shape, 40 * i, np.uint8)).save(folder / f"{i}.png")
+    return folder
+
+
+def test_the_source_is_inferred_from_data_path(tmp_path):
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).random((10, 4, 4)).astype(np.float32))
+    (tmp_path / "m").mkdir()
+    keras_npz(tmp_path / "m" / "mnist.npz")
+    cases = {"": "digits", str(tmp_path / "x.npy"): "file", str(png_folder(tmp_path / "imgs")): "folder", str(tmp_path / "m"): "mnist"}
+    for path, name in cases.items():
+        cfg = cfg_for(f"data.path={path!r}")
+        assert cfg.name == name, path
+        assert cfg_for(f"data.name={name}", f"data.path={path!r}") == cfg  # what config.json holds
+    assert data.load(cfg_for(f"data.path={tmp_path / 'x.npy'}", "data.binarize=none")).train.shape[1:] == (4, 4)
+
+
+@pytest.mark.parametrize(
+    "overrides, needle",
+    [
+        (["data.name=digits", "data.path=X"], "data.path has no effect on the bundled digits"),
+        (["data.path=NOPE"], "does not exist"),
+        (["data.path=TXT"], "an .npz/.npy file nor a folder of images"),
+        (["data.download=true"], "data.download applies to data.name=mnist only"),
+        (["data.name=file", "data.path=X", "data.download=true"], "data.download applies to data.name=mnist only"),
+        (["data.name=mnist", "data.url=http://example.org/m.npz"], "data.url and data.sha256 apply only with"),
+        (["data.sha256=" + "0" * 64], "data.url and data.sha256 apply only with"),
+        (["data.test_fraction=0.5"], "data.test_fraction applies to data without a test split"),
+        (["data.name=mnist", "data.test_fraction=0.5"], "data.test_fraction applies to data without a test split"),
+    ],
+)
+def test_a_key_without_effect_is_refused(overrides, needle, tmp_path):
+    from reparam.errors import ConfigError
+
+    np.save(tmp_path / "x.npy", np.zeros((4, 3, 3), np.float32))
+    (tmp_path / "notes.txt").write_text("hello")
+    subs = {"X": tmp_path / "x.npy", "NOPE": tmp_path / "nope", "TXT": tmp_path / "notes.txt"}
+    overrides = [o.split("=")[0] + "=" + str(subs.get(o.split("=", 1)[1], o.split("=", 1)[1])) for o in overrides]
+    with pytest.raises(ConfigError, match=needle):
+        cfg_for(*overrides)
+
+
+def not_images(tmp_path):
+    rng = np.random.default_rng(0)
+    arrays = {
+        "5d.npy": (rng.random((4, 2, 8, 8, 3)), "has shape (4, 2, 8, 8, 3); expected (N, H, W) grey"),
+        "complex.npy": (rng.random((4, 8, 8)) + 1j, "holds complex values"),
+        "rows.npy": (rng.random((20, 64)), "one vector per row, not images"),
+        "hollow.npy": (rng.random((4, 0, 8)), "no empty axis"),
+        "two.npy": (rng.random((4, 8, 8, 2)), "has 2 channels per pixel"),
+        "binary.npy": ((rng.random((4, 8, 8)) > 0.5).astype(np.uint8), "uint8 holding only 0 and 1"),
+    }
+    for name, (x, _) in arrays.items():
+        np.save(tmp_path / name, x)
+    return {name: needle for name, (_, needle) in arrays.items()}
+
+
+def test_arrays_that_are_not_images_are_refused_up_front(tmp_path):
+    for name, needle in not_images(tmp_path).items():
+        with pytest.raises(DataError) as e:
+            data.load(cfg_for(f"data.path={tmp_path / name}"))
+        assert needle in str(e.value) and "\n" not in str(e.value), (name, str(e.value))
+
+
+def test_a_5d_array_ends_in_one_line_and_writes_nothing(tmp_path, capsys):
+    from tests.conftest import TINY
+    from tests.helpers import assert_user_error, in_process
+
+    not_images(tmp_path)
+    for name in ("5d.npy", "complex.npy"):
+        out = tmp_path / f"run-{name}"
+        assert_user_error(in_process(capsys, "train", *TINY, f"data.path={tmp_path / name}", "--out", str(out)), str(tmp_path / name))
+        assert not out.exists()
+
+
+def test_boolean_and_rgba_arrays_are_images(tmp_path):
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "bits.npy", rng.random((10, 4, 4)) > 0.5)
+    np.save(tmp_path / "rgba.npy", rng.random((10, 4, 4, 4)).astype(np.float32))
+    bits = data.load(cfg_for(f"data.path={tmp_path / 'bits.npy'}", "data.binarize=none"))
+    assert set(torch.cat([bits.train, bits.test]).unique().tolist()) == {0.0, 1.0}
+    assert data.load(cfg_for(f"data.path={tmp_path / 'rgba.npy'}", "data.binarize=none")).x_shape == (4, 4, 4)
+
+
+def test_a_file_with_its_own_split_refuses_a_test_fraction_and_file_refuses_a_folder(tmp_path):
+    path = keras_npz(tmp_path / "k.npz")
+    with pytest.raises(DataError, match="carries its own test split"):
+        data.load(cfg_for(f"data.path={path}", "data.test_fraction=0.3"))
+    with pytest.raises(DataError, match="is a folder; data.name=file takes an .npz or .npy file"):
+        data.load(cfg_for("data.name=file", f"data.path={tmp_path}"))

@@ -12,20 +12,19 @@ import json
 import math
 from pathlib import Path
 
-from ..errors import ReparamError
+from ..errors import ReparamError, check_seed
+
+DEFAULT_BATCH = 100  # gradvar's minibatch: the first images of the training set
 
 
 def cmd_eval(a: argparse.Namespace) -> int:
-    import torch
-
-    from .. import runs
+    from .. import devices, runs
     from . import metrics
 
     if a.k < 1:
         raise ReparamError(f"--k must be >= 1, got {a.k}")
     model = runs.load(a.run)
-    if model.config.train.threads:  # the run's thread count (one thread beats two on a busy machine)
-        torch.set_num_threads(model.config.train.threads)
+    devices.set_threads(model.config.train.threads)  # the run's thread count (one thread beats two on a busy machine)
     source = runs.load_data(a.run, model.config)
     y = source.test_labels if hasattr(model, "given") else None
     out = metrics.evaluate(model, source.test, a.k, precision=a.precision, nll_shift=source.nll_shift, y=y)
@@ -110,7 +109,7 @@ def plot(result: dict, path: Path) -> Path:
     return path
 
 
-def load_target(path: str, batch: int, seed: int = 0, overrides: list[str] | tuple = ()):
+def load_target(path: str, batch: int | None, seed: int = 0, overrides: list[str] | tuple = ()):
     """(model, config, x, baseline state): a run folder's model and its trained objective
     state (from the newest checkpoint), or a TOML config's model at initialization (with
     ``key=value`` overrides, as for ``reparam train``)."""
@@ -147,7 +146,20 @@ def load_target(path: str, batch: int, seed: int = 0, overrides: list[str] | tup
         objective = objectives.Objective(cfg.objective, model.x_shape)
     else:
         raise ReparamError(f"{path} is neither a run folder nor a config file")
-    return model, cfg, fixed_batch(x_train, cfg, batch, seed), objective.baseline
+    if batch is not None and batch > len(x_train):
+        raise ReparamError(f"--batch {batch} exceeds the {len(x_train)} training images; choose at most {len(x_train)}")
+    return model, cfg, fixed_batch(x_train, cfg, DEFAULT_BATCH if batch is None else batch, seed), objective.baseline
+
+
+def parse_specs(text: str) -> list[str]:
+    """--estimators a,b,c as a list; ReparamError for none, or one named twice."""
+    specs = [s.strip() for s in text.split(",") if s.strip()]
+    if not specs:
+        raise ReparamError(f"--estimators {text!r} names no estimator; e.g. --estimators pathwise,score")
+    repeated = sorted({s for s in specs if specs.count(s) > 1})
+    if repeated:
+        raise ReparamError(f"--estimators names {repeated[0]!r} twice; name each estimator once")
+    return specs
 
 
 def cmd_gradvar(a: argparse.Namespace) -> int:
@@ -157,20 +169,21 @@ def cmd_gradvar(a: argparse.Namespace) -> int:
 
     if a.replicates < 2:
         raise ReparamError(f"--replicates must be >= 2 (a variance needs two estimates), got {a.replicates}")
-    if a.batch < 1 or (a.k is not None and a.k < 1):
+    if (a.batch is not None and a.batch < 1) or (a.k is not None and a.k < 1):
         raise ReparamError("--batch and --k must be >= 1")
+    check_seed("--seed", a.seed)
+    out = Path(a.out) if a.out else (Path(a.target) if Path(a.target).is_dir() else Path("."))
+    if not out.is_dir():
+        raise ReparamError(f"--out {out} is {'a file' if out.exists() else 'no folder'}; name an existing folder for gradvar.json and gradvar.png")
     model, cfg, x, state = load_target(a.target, a.batch, a.seed, a.settings)
     k = a.k or cfg.objective.k
     has, mismatch, everywhere = estimators.has_rsample(model.family), model.family.kl_mismatch(), model.density_everywhere
-    specs = [s for s in a.estimators.split(",") if s] if a.estimators else default_specs(has, cfg.objective, k, mismatch, everywhere)
+    specs = parse_specs(a.estimators) if a.estimators is not None else default_specs(has, cfg.objective, k, mismatch, everywhere)
     check_specs(specs, has, cfg.objective, k, cfg.latent.family, mismatch, everywhere)
     import torch
 
     torch.manual_seed(a.seed)
     result = measure(model, cfg.objective, x, specs, a.replicates, k, state=state)
-    out = Path(a.out) if a.out else (Path(a.target) if Path(a.target).is_dir() else Path("."))
-    if not out.is_dir():
-        raise ReparamError(f"folder {out} does not exist; create it or choose another --out")
     runs.write_json(out / "gradvar.json", result)
     plot(result, out / "gradvar.png")
     print(json.dumps(result, sort_keys=True) if a.json else table(result) + f"\n{out / 'gradvar.json'}\n{out / 'gradvar.png'}")
@@ -192,7 +205,7 @@ def add_commands(sub) -> None:
     g.add_argument("settings", nargs="*", metavar="KEY=VALUE", help="overrides for a config file (e.g. objective.k=5)")
     g.add_argument("--estimators", help="comma-separated, e.g. pathwise,score,score:loo,stl,dreg (default: all that apply)")
     g.add_argument("--replicates", type=int, default=100, help="gradient estimates per estimator (default 100)")
-    g.add_argument("--batch", type=int, default=100, help="minibatch size (default 100)")
+    g.add_argument("--batch", type=int, help=f"minibatch size (default {DEFAULT_BATCH}, or the training set if smaller)")
     g.add_argument("--k", type=int, help="samples per example (default: the config's objective.k)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--out", help="folder for gradvar.json and gradvar.png (default: the run folder, or .)")

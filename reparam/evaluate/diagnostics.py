@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
@@ -13,13 +14,13 @@ ACTIVE_THRESHOLD = 0.01
 @torch.inference_mode()
 def kl_per_dim(model, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor | None:
     """Mean over x of KL(q(z_d|x) || p(z_d)) for each dimension d, (D,); None if not factorized."""
-    total = None
+    total = torch.zeros(())
     for start in range(0, len(x), batch_size):
         part = model.rows(slice(start, start + batch_size))
         kl = part.kl_per_dim(part.posterior(x[start : start + batch_size]))
         if kl is None:
             return None
-        total = kl.sum(0) if total is None else total + kl.sum(0)
+        total = total + kl.sum(0)
     return total / len(x)
 
 
@@ -120,7 +121,7 @@ def dashboard(model, x: torch.Tensor, n_queries: int = 1000) -> dict:
     are coupled or the KL has no closed form.
     """
     kl = kl_per_dim(model, x)
-    out = {"active_units": active_units(model, x), "latent_dim": int(model.family.dim)}
+    out: dict[str, Any] = {"active_units": active_units(model, x), "latent_dim": int(model.family.dim)}
     out["kl_per_dim"] = None if kl is None else [round(float(v), 5) for v in kl]
     out.update(mutual_information(model, x, n_queries))
     out.update(layers(model, x))

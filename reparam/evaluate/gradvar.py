@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from .. import objectives
+from ..model import VAE
 from ..objectives import baseline_module, estimators
 
 WARMUP = 20  # estimates that warm up a fresh moving-average baseline (not measured)
@@ -48,7 +49,7 @@ def default_specs(has_rsample: bool, ocfg, k: int, kl_mismatch: str | None = Non
     Pathwise first (the reference); ``iwae`` is left out, being pathwise on the IWAE bound.
     """
     ok = set(estimators.supported(has_rsample, objectives.reduction(ocfg), k, kl_mismatch, density_everywhere))
-    specs = [name for name in ("pathwise", "stl", "dreg") if name in ok]
+    specs: list[str] = [name for name in ("pathwise", "stl", "dreg") if name in ok]
     if "score" in ok:
         specs += ["score", "score:moving_average", "score:nvil"] + (["score:loo"] if k > 1 else [])
     return specs
@@ -95,7 +96,7 @@ def gradient_stats(step: Callable[[], None], param_groups: dict[str, list], repl
     """
     if replicates < 2:
         raise ValueError("gradient_stats needs at least 2 replicates")
-    sums = {g: [0.0, 0.0] for g in param_groups}
+    sums = {g: [torch.zeros(()), torch.zeros(())] for g in param_groups}  # sum of v, of v^2
     start = time.perf_counter()
     for _ in range(replicates):
         step()
@@ -137,7 +138,7 @@ def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(torch.dot(a, b) / (a.norm() * b.norm()).clamp_min(1e-300))
 
 
-def baseline_for(state: nn.Module | None, baseline: str, model: nn.Module) -> tuple[nn.Module | None, bool]:
+def baseline_for(state: nn.Module | None, baseline: str, model: VAE) -> tuple[nn.Module | None, bool]:
     """The state the baseline needs for this measurement: ``state`` if it is of the right
     kind (the run's trained baseline), else a fresh one (then the flag is True): an
     untrained NVIL network (close to no baseline at all), or a moving average that
@@ -150,7 +151,7 @@ def baseline_for(state: nn.Module | None, baseline: str, model: nn.Module) -> tu
     return fresh.to(next(model.parameters()).device), True
 
 
-def measure_one(model: nn.Module, objective, x: torch.Tensor, kwargs: dict, replicates: int, state: nn.Module | None = None) -> dict:
+def measure_one(model: VAE, objective, x: torch.Tensor, kwargs: dict, replicates: int, state: nn.Module | None = None) -> dict:
     """gradient_stats for one estimator: step = backward of -mean(surrogate) on x.
 
     ``state`` is the run's baseline module (the training objective's), used where it fits.
@@ -176,7 +177,7 @@ def measure_one(model: nn.Module, objective, x: torch.Tensor, kwargs: dict, repl
     return stats
 
 
-def measure(model: nn.Module, ocfg, x: torch.Tensor, specs: list[str], replicates: int, k: int | None = None, state: nn.Module | None = None) -> dict:
+def measure(model: VAE, ocfg, x: torch.Tensor, specs: list[str], replicates: int, k: int | None = None, state: nn.Module | None = None) -> dict:
     """The lab's numbers for each spec ('pathwise', 'score:loo', ...) on minibatch x.
 
     ``ocfg`` is the run's ObjectiveConfig (bound and its options, K, beta after warm-up,

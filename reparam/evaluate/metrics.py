@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from typing import Any
 
 import torch
 
@@ -163,7 +164,7 @@ def scores(model, x: torch.Tensor, k: int, seed: int = 0, precision: str = "fp32
     ``bits_per_dim`` = NLL / (n_pixels ln 2); ``ess`` is the mean effective sample size of
     the K importance weights per example (K means q(z|x) is the true posterior).
     """
-    out = elbo_terms(model, x)
+    out: dict[str, Any] = dict(elbo_terms(model, x))
     log_px, ess = log_likelihood(model, x, k, seed=seed, precision=precision)
     n = len(x)
     nll = -log_px.double()

@@ -49,8 +49,29 @@ def _number(query: dict, key: str, kind: type, default: str | None = None):
         raise BadRequest(f"{key} must be a{'n integer' if kind is int else ' number'}") from None
 
 
+#: Each API route's query parameters: any other, or one given twice, is a 400, never ignored.
+PARAMETERS = {
+    "/api/meta": (), "/api/decode.png": ("z", "label"), "/api/test.png": ("i",), "/api/encode": ("i",),
+    "/api/interpolate.png": ("a", "b", "t", "kind", "label"), "/api/samples.png": ("n", "seed", "temperature", "label"),
+    "/api/sample": ("seed", "temperature", "label"),
+}  # fmt: skip  (label: a conditional run's class)
+
+
+def check_parameters(route: str, q: dict) -> None:
+    """BadRequest for a parameter the route does not take, or one given more than once."""
+    valid = PARAMETERS[route]
+    for key, values in q.items():
+        if key not in valid:
+            raise BadRequest(f"{route} takes no parameter {key!r}; its parameters: {', '.join(valid) or 'none'}")
+        if len(values) > 1:
+            raise BadRequest(f"parameter {key} is given {len(values)} times; give it once")
+
+
 def api(ex: Explorer, route: str, q: dict) -> tuple[bytes, str] | None:
     """Answer one API route with (body, content type); None for an unknown route."""
+    if route not in PARAMETERS:
+        return None
+    check_parameters(route, q)
     if route == "/api/meta":
         return _json(ex.meta())
     label = ex.label_arg(_q(q, "label", ""))  # a conditional run's class; None: its default
@@ -63,12 +84,10 @@ def api(ex: Explorer, route: str, q: dict) -> tuple[bytes, str] | None:
     if route == "/api/interpolate.png":
         a, b = ex.index_arg(_q(q, "a")), ex.index_arg(_q(q, "b"))
         return ex.interpolate_png(a, b, _number(q, "t", float), _q(q, "kind", "linear"), label), "image/png"
-    n, seed, temp = _number(q, "n", int, "1"), _number(q, "seed", int, "0"), _number(q, "temperature", float, "1")
+    seed, temp = _number(q, "seed", int, "0"), _number(q, "temperature", float, "1")
     if route == "/api/samples.png":
-        return ex.samples_png(n, seed, temp, label), "image/png"
-    if route == "/api/sample":
-        return _json({"z": [round(float(v), 4) for v in ex.sample(1, seed, temp, label)[0]]})
-    return None
+        return ex.samples_png(_number(q, "n", int, "1"), seed, temp, label), "image/png"
+    return _json({"z": [round(float(v), 4) for v in ex.sample(1, seed, temp, label)[0]]})  # /api/sample
 
 
 def _json(obj) -> tuple[bytes, str]:
@@ -78,6 +97,7 @@ def _json(obj) -> tuple[bytes, str]:
 class Handler(BaseHTTPRequestHandler):
     """GET only; the server object carries ``explorer``, ``static`` and ``allowed_hosts``."""
 
+    server: Server
     server_version = "reparam-explore"
     protocol_version = "HTTP/1.1"  # keep-alive: every response carries Content-Length
     disable_nagle_algorithm = True  # headers and body leave at once, no 40 ms delayed-ACK stall
@@ -122,12 +142,13 @@ class Server(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], family: socket.AddressFamily, explorer: Explorer):
         self.address_family = family
-        self.explorer, self.static, self.verbose, self.allowed_hosts = explorer, load_static(), False, None
+        self.explorer, self.static, self.verbose = explorer, load_static(), False
+        self.allowed_hosts: set[str] | None = None
         super().__init__(address, Handler)
 
     @property
     def url(self) -> str:
-        host, port = self.server_address[:2]
+        host, port = str(self.server_address[0]), self.server_address[1]
         return f"http://{f'[{host}]' if ':' in host else host}:{port}/"
 
 
@@ -137,7 +158,7 @@ def resolve(host: str, allow_remote: bool) -> socket.AddressFamily:
         infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as e:
         raise ServeError(f"cannot resolve --host {host!r} ({getattr(e, 'strerror', None) or e})") from None
-    local = all(ipaddress.ip_address(info[4][0].split("%")[0]).is_loopback for info in infos)
+    local = all(ipaddress.ip_address(str(info[4][0]).split("%")[0]).is_loopback for info in infos)
     if not local and not allow_remote:
         raise ServeError(
             f"--host {host} is not a loopback address; the explorer has no authentication, "

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import RunError
+from ..errors import SEED_LIMIT, RunError
 from ..report import latent
 from ..report.images import tile
 from ..report.run import RunView, open_run
@@ -106,7 +106,7 @@ class Explorer:
         return self.model.family.constrain(torch.tensor(values, dtype=self.centre.dtype))  # sliders may leave the support
 
     def index_arg(self, text: str) -> int:
-        if not text.isdigit() or int(text) >= len(self.view.test):
+        if not (text.isascii() and text.isdigit()) or int(text) >= len(self.view.test):  # not '²', which isdigit
             raise BadRequest(f"i must be an integer in [0, {len(self.view.test)})")
         return int(text)
 
@@ -143,6 +143,8 @@ class Explorer:
         """n latents drawn from p(z) (p(z|y) given class ``label``) at a temperature: (n, D)."""
         if not 1 <= n <= MAX_SAMPLES or not 0.0 < temperature <= 1.0:
             raise BadRequest(f"n must be in [1, {MAX_SAMPLES}] and temperature in (0, 1]")
+        if not 0 <= seed < SEED_LIMIT:  # torch's generators take 64 bits
+            raise BadRequest("seed must be an integer in [0, 2**63)")
         with latent.seeded(seed):
             try:
                 return self.decoder_for(label).sample_prior(n, temperature)

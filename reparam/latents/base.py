@@ -26,6 +26,8 @@ class Family(Views, nn.Module):
 
     name: str = ""
     n_params: int = 1
+    dim: int
+    _anchor: torch.Tensor  # a buffer (see __init__)
 
     def __init__(self, dim: int):
         super().__init__()

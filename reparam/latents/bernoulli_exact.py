@@ -13,13 +13,13 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torch.distributions import Bernoulli, Independent
+from torch.distributions import Bernoulli, Distribution, Independent
 
 from .base import Family, register
 from .views import linear_path
 
 
-class NoGradDraw:
+class NoGradDraw(Distribution):
     """Mixin for a discrete distribution: ``rsample`` only where no gradient is wanted.
 
     No reparameterization exists for a discrete draw (``has_rsample`` stays False, and

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -48,12 +49,12 @@ class RelaxedCategoricalFamily(RelaxedFamily):
     def _relaxed(self, tau: torch.Tensor, logits: torch.Tensor) -> TransformedDistribution:
         """logits (*batch, N, K) -> event (N K,), flattened."""
         base = Independent(ExpRelaxedCategorical(tau, logits=logits, validate_args=False), 1)
-        flat = ReshapeTransform((self.variables, self.classes), (self.dim,))
+        flat = ReshapeTransform(torch.Size((self.variables, self.classes)), torch.Size((self.dim,)))
         return TransformedDistribution(base, [flat], validate_args=False)
 
     def logits(self, q: TransformedDistribution) -> torch.Tensor:
         """Normalized logits log p_nk of q, (*batch, N, K)."""
-        return q.base_dist.base_dist.logits
+        return cast(Independent, q.base_dist).base_dist.logits  # built by _relaxed() above
 
     def posterior(self, raw: torch.Tensor) -> TransformedDistribution:
         (logits,) = self.split(raw)  # (*batch, N K)

@@ -8,6 +8,7 @@ layout, but z is a true one-hot draw, so only the score-function estimator appli
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -43,7 +44,7 @@ class ExactCategoricalFamily(Family):
     def _onehot(self, logits: torch.Tensor) -> TransformedDistribution:
         """logits (*batch, N, K) -> event (N K,), flattened."""
         base = Independent(DiscreteOneHot(logits=logits, validate_args=False), 1)
-        flat = ReshapeTransform((self.variables, self.classes), (self.dim,))
+        flat = ReshapeTransform(torch.Size((self.variables, self.classes)), torch.Size((self.dim,)))
         return TransformedDistribution(base, [flat], validate_args=False)
 
     def posterior(self, raw: torch.Tensor) -> TransformedDistribution:
@@ -55,7 +56,7 @@ class ExactCategoricalFamily(Family):
 
     def log_probs(self, q: TransformedDistribution) -> torch.Tensor:
         """Normalized log p_nk, (*batch, N, K)."""
-        return q.base_dist.base_dist.logits
+        return cast(Independent, q.base_dist).base_dist.logits  # built by posterior() above
 
     def kl(self, q: TransformedDistribution, z: torch.Tensor | None = None) -> torch.Tensor:
         logp = self.log_probs(q)

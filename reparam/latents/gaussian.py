@@ -21,7 +21,7 @@ class DiagonalNormal(Independent):
         self.logvar = logvar
         super().__init__(Normal(loc, scale_from_logvar(logvar), validate_args=False), 1)
 
-    def rsample(self, sample_shape: torch.Size | tuple[int, ...] = torch.Size()) -> torch.Tensor:
+    def rsample(self, sample_shape: torch.Size | list[int] | tuple[int, ...] = torch.Size()) -> torch.Tensor:
         loc, scale = self.base_dist.loc, self.base_dist.scale  # (*batch, D)
         eps = torch.randn(self._extended_shape(sample_shape), dtype=loc.dtype, device=loc.device)
         return loc + scale * eps  # (*sample, *batch, D)

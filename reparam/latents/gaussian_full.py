@@ -30,6 +30,8 @@ class GaussianFull(Family):
     def __init__(self, dim: int):
         super().__init__(dim)
         rows, cols = torch.tril_indices(dim, dim)
+        self._rows: torch.Tensor
+        self._cols: torch.Tensor
         self.register_buffer("_rows", rows, persistent=False)
         self.register_buffer("_cols", cols, persistent=False)
 

@@ -79,6 +79,7 @@ class RelaxedFamily(Family):
         self.tau0, self.tau_min = float(temperature), min(float(temperature_min), float(temperature))
         self.anneal_rate, self.hard, self.kl_mode = float(anneal_rate), hard, kl
         self.prior_temperature = default_prior_temperature(classes) if prior_temperature is None else float(prior_temperature)
+        self.temperature_now: torch.Tensor
         self.register_buffer("temperature_now", torch.tensor(self.tau0))
 
     def temperature_at(self, step: int) -> float:

@@ -22,7 +22,7 @@ def linear_path(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tens
     return (1 - t) * a + t * b
 
 
-def _base(constraint: constraints.Constraint) -> constraints.Constraint:
+def _base(constraint: constraints.Constraint | None) -> constraints.Constraint | None:
     """The per-coordinate constraint under ``independent(...)``."""
     return getattr(constraint, "base_constraint", constraint)
 

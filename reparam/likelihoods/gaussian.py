@@ -25,6 +25,7 @@ class GaussianHead(Head):
         if not (isinstance(min_scale, (int, float)) and min_scale > 0):
             raise ConfigError(f"likelihood.min_scale must be a positive number, got {min_scale!r}")
         self.min_scale = float(min_scale)
+        self.raw_scale: nn.Parameter | None
         if scale == "learned":
             self.raw_scale = nn.Parameter(torch.full(self.x_shape, 0.5413))  # softplus -> ~1
             self.fixed = None
@@ -37,6 +38,7 @@ class GaussianHead(Head):
     def scale(self) -> torch.Tensor | float:
         if self.fixed is not None:
             return self.fixed
+        assert self.raw_scale is not None  # learned: __init__ made the parameter
         return positive(self.raw_scale, floor=self.min_scale)
 
     def forward(self, raw: torch.Tensor) -> Distribution:

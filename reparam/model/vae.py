@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 from torch.distributions import Distribution, kl_divergence
@@ -24,6 +26,12 @@ class VAE(nn.Module):
     the explorer read; they defer to the family unless a flow or a learned prior changes
     the answer.
     """
+
+    encoder: nn.Module
+    family: Family
+    decoder: nn.Module
+    head: Head
+    config: Any  # the run's Config, set by reparam.runs.load
 
     def __init__(self, encoder: nn.Module, family: Family, decoder: nn.Module, head: Head, prior: Prior | None = None, flow: Flow | None = None):
         super().__init__()

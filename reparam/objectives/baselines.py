@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import torch
 from torch import nn
@@ -62,6 +62,7 @@ class MovingAverage(nn.Module):
     def __init__(self, x_shape: tuple[int, ...], decay: float = 0.9):
         super().__init__()
         self.decay = decay
+        self.value: torch.Tensor
         self.register_buffer("value", torch.zeros(()))
 
     def update(self, target: torch.Tensor) -> None:
@@ -109,7 +110,7 @@ def no_baseline(d: Draw, v: torch.Tensor, shape: Reduction):
 
 @register_baseline("moving_average", MovingAverage)
 def moving_average(d: Draw, v: torch.Tensor, shape: Reduction):
-    module = _module(d, "moving_average")
+    module = cast(MovingAverage, _module(d, "moving_average"))
     advantage = shape.share(v - module.value)
     module.update(shape.value(v))
     return advantage, 0.0

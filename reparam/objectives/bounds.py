@@ -82,7 +82,7 @@ def kl_term(model, d: Draw) -> tuple[torch.Tensor, bool]:
         return model.kl(d.q, d.z), False
 
 
-def bounds_for(cls: type) -> list[str]:
+def bounds_for(cls: type[est.Estimator]) -> list[str]:
     """Bounds whose (default) reduction estimator class ``cls`` handles."""
     return [name for name in BOUNDS.names() if cls.applies_to(BOUNDS[name].reduction())]
 

@@ -54,6 +54,7 @@ class FreeBits:
         """
         if self.group is None:
             return total * self.above[0]
+        assert per_dim is not None, "grouped free bits need the per-dimension KL"
         return (per_dim.unflatten(-1, (-1, self.group)).sum(-1) * self.above).sum(-1)
 
 

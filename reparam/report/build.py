@@ -114,5 +114,8 @@ def write_comparison(run_dirs: list[str | Path], out: str | Path, seed: int = 0)
 
 
 def _check_parent(out: str | Path | None) -> None:
+    """Refuse an --out that cannot be written before any figure is drawn."""
+    if out is not None and Path(out).is_dir():
+        raise RunError(f"--out {out} is a folder, not a file; name an .html file")
     if out is not None and not Path(out).parent.is_dir():
         raise RunError(f"folder {Path(out).parent} does not exist; create it or choose another --out")

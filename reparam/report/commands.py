@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..errors import ReparamError
+from ..errors import ReparamError, check_seed
 from .run import class_index
 
 DEFAULT_COMPARISON = "comparison.html"
@@ -16,6 +16,7 @@ DEFAULT_COMPARISON = "comparison.html"
 def cmd_report(a: argparse.Namespace) -> int:
     from .build import write_comparison, write_report
 
+    check_seed("--seed", a.seed)
     if len(a.runs) == 1:
         print(write_report(a.runs[0], out=a.out, seed=a.seed, label=a.label))
     elif a.label is not None:
@@ -31,10 +32,13 @@ def cmd_sample(a: argparse.Namespace) -> int:
 
     if a.n is not None and a.n < 1:
         raise ReparamError(f"--n must be >= 1, got {a.n}")
+    check_seed("--seed", a.seed)
     model = runs.load(a.run)
     label = class_index(model, a.label)
     kind = ".png" if model.columns is None else ".csv"
     out = Path(a.out) if a.out else Path(a.run) / f"samples{kind}"
+    if out.is_dir():
+        raise ReparamError(f"--out {out} is a folder, not a file; name a {kind} file")
     if not out.parent.is_dir():
         raise ReparamError(f"folder {out.parent} does not exist; create it or choose another --out")
     if model.columns is not None and out.suffix.lower() != ".csv":

@@ -34,6 +34,7 @@ def save_samples(model, path: Path, n: int = 64, seed: int = 0) -> Path:
     if hasattr(model, "given"):
         return save_class_samples(model, path, seed=seed)
     images = prior_samples(model, n, 1.0, seed)  # (n, *x_shape)
+    assert images is not None  # every family samples its prior at temperature 1
     return save_png(path, tile(images), upscale_for(model.x_shape))
 
 

@@ -11,6 +11,7 @@ import torch
 
 from .. import runs
 from ..errors import ReparamError, RunError
+from ..model import VAE
 
 #: Test images used for diagnostics and the latent scatter (enough for a stable picture).
 MAX_TEST = 2000
@@ -25,7 +26,7 @@ class RunView:
     """
 
     run_dir: Path
-    model: torch.nn.Module
+    model: VAE
     config: dict
     metrics: list[dict]
     summary: dict

@@ -49,8 +49,8 @@ def manifold_figure(model, x: torch.Tensor, steps: int = 15) -> Figure | None:
 
 def codes_figure(model, x: torch.Tensor, labels: torch.Tensor | None) -> Figure:
     """Scatter of test-set latents (PCA to 2-D when D > 2), coloured by label where known."""
-    xy, (xlabel, ylabel) = latent.project_2d(latent.points(model, x[:MAX_POINTS]))
-    xy = xy.numpy()
+    points, (xlabel, ylabel) = latent.project_2d(latent.points(model, x[:MAX_POINTS]))
+    xy = points.numpy()
     fig = Figure(figsize=(5.2, 4.4), layout="constrained")
     ax = fig.add_subplot()
     if labels is None:

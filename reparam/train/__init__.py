@@ -4,6 +4,7 @@
 - ``checkpoint``: a state dict of tensors plus a JSON header in one safetensors file;
 - ``run``: :func:`train` and :func:`resume`, which load data, build the model, join
   torchrun's process group and write the run folder;
+- ``tracking``: ``train.log``, the TensorBoard, MLflow and W&B trackers on the trainer's hook;
 - ``command``: ``reparam train``.
 """
 

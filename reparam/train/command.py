@@ -45,6 +45,8 @@ def cmd_train(a: argparse.Namespace) -> int:
     from .. import config
     from .run import resume, train
 
+    if a.resume and (a.out or a.overwrite):
+        raise ReparamError(f"--resume continues {a.resume} in place; --out and --overwrite do not apply to it")
     if a.resume:
         run_dir = resume(a.resume, resume_epochs(a.settings), progress=False if a.quiet else None)
     else:

@@ -132,7 +132,7 @@ class Trainer:
             rng.update({f"rank{r}": s for r, s in enumerate(distributed.gather_rng(self.dist, self.device))})
         meta = {k: getattr(self, k) for k in ("step", "epoch", "pos", "lpos", "rollbacks", "skipped_steps")}
         meta.update(seconds=self.elapsed(), param_groups=groups, x_shape=list(self.model.x_shape), world=self.dist.world, scaler=self.amp.state())
-        state = {"model": self.model.state_dict(), "objective": self.objective.state_dict(), "optim": optim_tensors,
+        state: dict[str, Any] = {"model": self.model.state_dict(), "objective": self.objective.state_dict(), "optim": optim_tensors,
                  "rng": rng, "sums": self.reduced_sums(), "meta": meta}  # fmt: skip
         if self.perm is not None:
             state["perm"] = self.perm

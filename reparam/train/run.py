@@ -19,11 +19,11 @@ import torch
 from .. import data as data_mod
 from .. import devices, distributed, runs
 from ..distributed import Dist
-from ..errors import ConfigError, ReparamError
+from ..errors import ConfigError
 from ..evaluate import gradvar
 from ..model import VAE, build
 from ..report import write_report
-from . import checkpoint
+from . import checkpoint, tracking
 from .loop import Hook, Trainer
 
 
@@ -53,8 +53,7 @@ def _setup(cfg, model: VAE | None = None, columns=None) -> tuple[data_mod.Data, 
     ``columns``: a resumed table run's saved columns (``reparam.tables.Columns``), so its
     rows are coded as before; a new table run infers them."""
     torch.manual_seed(cfg.seed)
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
+    devices.set_threads(cfg.train.threads)
     dist = distributed.from_env()
     device = devices.resolve_device(cfg.train.device, dist.local_rank)
     devices.check_precision(cfg.train.precision, device)
@@ -111,43 +110,47 @@ def train(cfg, out: str | Path, overwrite: bool = False, hooks: Iterable[Hook] =
     custom = model is not None
     if custom and cfg.train.report:
         warnings.warn("train.report skipped: a VAE with your own networks cannot be rebuilt from config.json", stacklevel=2)
+    tracking.check(cfg.train.log)
+    devices.set_threads(cfg.train.threads, fresh=True)
     data, model, dist = _setup(cfg, model)
     try:
         run_dir = Path(out)
         if dist.is_main:
             run_dir = runs.prepare_run_dir(out, overwrite)
-            runs.write_json(run_dir / runs.CONFIG, cfg.to_dict())
-            if data.columns is not None:
-                runs.write_columns(run_dir, data.columns)
-            if cfg.model.condition == "label":
-                runs.write_json(run_dir / runs.CLASSES, {"classes": data.classes})
-        distributed.barrier(dist)
-        announce(cfg, dist)
-        trainer = _trainer(cfg, model, data, run_dir, hooks, dist)
-        return _run(trainer, cfg.train.progress if progress is None else progress, report=not custom)
+        with tracking.session(cfg.train.log if dist.is_main else (), cfg.to_dict(), run_dir) as trackers:
+            if dist.is_main:
+                runs.write_json(run_dir / runs.CONFIG, cfg.to_dict())
+                if data.columns is not None:
+                    runs.write_columns(run_dir, data.columns)
+                if cfg.model.condition == "label":
+                    runs.write_json(run_dir / runs.CLASSES, {"classes": data.classes})
+            distributed.barrier(dist)
+            announce(cfg, dist)
+            trainer = _trainer(cfg, model, data, run_dir, [*hooks, *trackers], dist)
+            return _run(trainer, cfg.train.progress if progress is None else progress, report=not custom)
     finally:
         distributed.shutdown(dist)
 
 
 def resume(run_dir: str | Path, epochs: int | None = None, hooks: Iterable[Hook] = (), progress: bool | None = None) -> Path:
     """Continue a run from its newest checkpoint; with ``epochs``, train up to that many epochs."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise ReparamError(f"run folder {run_dir} does not exist")
+    run_dir = runs.check_run_dir(run_dir)
     cfg = runs.read_config(run_dir)
     state = checkpoint.nest(*checkpoint.latest(run_dir))
     if epochs is not None:
         if epochs < state["meta"]["epoch"]:
             raise ConfigError(f"train.epochs={epochs} is fewer than the {state['meta']['epoch']} epochs already done")
         cfg.train.epochs = epochs
+    tracking.check(cfg.train.log)
     data, model, dist = _setup(cfg, columns=runs.read_columns(run_dir, cfg))
     try:
-        if epochs is not None and dist.is_main:
-            runs.write_json(run_dir / runs.CONFIG, cfg.to_dict())
-        announce(cfg, dist)
-        trainer = _trainer(cfg, model, data, run_dir, hooks, dist)
-        trainer.load_state_dict(state)
-        trainer.metrics = [m for m in runs.read_jsonl(run_dir / runs.METRICS) if m["step"] <= trainer.step]
-        return _run(trainer, cfg.train.progress if progress is None else progress)
+        with tracking.session(cfg.train.log if dist.is_main else (), cfg.to_dict(), run_dir) as trackers:
+            if epochs is not None and dist.is_main:
+                runs.write_json(run_dir / runs.CONFIG, cfg.to_dict())
+            announce(cfg, dist)
+            trainer = _trainer(cfg, model, data, run_dir, [*hooks, *trackers], dist)
+            trainer.load_state_dict(state)
+            trainer.metrics = [m for m in runs.read_jsonl(run_dir / runs.METRICS) if m["step"] <= trainer.step]
+            return _run(trainer, cfg.train.progress if progress is None else progress)
     finally:
         distributed.shutdown(dist)

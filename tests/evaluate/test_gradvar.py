@@ -102,6 +102,10 @@ def test_cli_on_a_run_with_json(tiny_run, tmp_path, capsys):
 
 BAD = [
     (["--replicates", "1"], "--replicates must be >= 2"),
+    (["--estimators", ","], "names no estimator"),
+    (["--estimators", "pathwise,pathwise"], "names 'pathwise' twice"),
+    (["--batch", "100000"], "--batch 100000 exceeds the 1500 training images"),
+    (["--seed", "99999999999999999999999"], "--seed must be an integer in [0, 2**63)"),
     (["--estimators", "score:loo"], "K > 1"),
     (["--estimators", "dreg"], "objective.name=iwae"),
     (["--estimators", "magic"], "unknown objective.estimator"),
@@ -155,3 +159,9 @@ def test_gradvar_every_records_without_changing_training(tmp_path):
         return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
 
     assert metrics(plain) == metrics(hooked)
+
+
+def test_cli_out_must_be_a_folder(tiny_run, tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    assert main(["gradvar", str(tiny_run), "--replicates", "2", "--out", str(tmp_path / "file")]) == 2
+    assert "is a file; name an existing folder" in capsys.readouterr().err

@@ -221,3 +221,24 @@ def test_explorer_in_a_browser(server, explorer, browser):  # noqa: F811  (brows
     assert all(u.startswith(server.url) or u.startswith("data:") for u in page.requests), page.requests
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "explore.png"), full_page=True)
+
+
+@pytest.mark.parametrize(
+    "query, needle",
+    [("/api/sample?seed=" + str(2**64), "seed must be an integer in [0, 2**63)"),
+     ("/api/samples.png?seed=-1", "seed must be an integer in [0, 2**63)"),
+     ("/api/test.png?i=%C2%B2", "i must be an integer"),  # '²' passes str.isdigit
+     ("/api/sample?n=2", "/api/sample takes no parameter 'n'"),
+     ("/api/decode.png?z=0,0,0,0&zz=1", "takes no parameter 'zz'"),
+     ("/api/samples.png?seed=1&seed=2", "parameter seed is given 2 times")],
+)  # fmt: skip
+def test_parameters_out_of_range_unknown_or_repeated_are_400(server, query, needle):
+    status, ctype, body = get(server, query)
+    assert status == 400 and ctype == "application/json" and needle in json.loads(body)["error"]
+
+
+def test_png_encoder_writes_rgba():
+    from reparam.explore import png
+
+    rgba = np.random.default_rng(0).random((5, 7, 4)).astype(np.float32)
+    assert np.abs(read_png(png.encode(rgba)) - rgba).max() <= 1 / 255 + 1e-6

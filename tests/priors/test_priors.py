@@ -66,7 +66,7 @@ def test_a_learned_prior_gets_gradients_and_resumes_bit_for_bit(name, tmp_path):
 
 
 BAD = [
-    (["prior.name=gmm"], "unknown prior.name 'gmm'; valid: mog, standard, vamp"),
+    (["prior.name=gmm"], "unknown prior.name 'gmm'; valid: label, mog, standard, vamp"),
     (["prior.components=5"], "prior.components applies to a learned prior"),
     (["prior.name=mog", "prior.components=-2"], "prior.components must be >= 1"),
     (["prior.name=mog", "latent.family=dirichlet"], "prior.name=mog mixes Gaussians on R^D"),
