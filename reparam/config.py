@@ -297,8 +297,9 @@ SOURCE_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {"table": {"likelihood":
 
 def _source_defaults(raw: dict[str, Any]) -> dict[str, Any]:
     """``raw`` with the defaults of its data source filled in where no key was given."""
-    section = raw.get("data") if isinstance(raw.get("data"), dict) else {}
-    source, path = section.get("name", "auto"), section.get("path", "")
+    data = raw.get("data")
+    given = data if isinstance(data, dict) else {}  # the data section as written
+    source, path = given.get("name", "auto"), given.get("path", "")
     if source == "auto" and isinstance(path, str):  # a table named by its path brings the table's defaults too
         from .data import is_table_path
 

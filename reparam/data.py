@@ -265,10 +265,11 @@ def load_folder(folder: Path, test_fraction: float, seed: int = 0) -> Data:
             raise DataError(f"images in {folder} differ in shape: {files[0].name} is {images[0].shape}, {p.name} is {im.shape}; resize them to one size")
     x = to_unit(np.stack(images), str(folder))
     groups = [p.relative_to(folder).parts[0] if len(p.relative_to(folder).parts) > 1 else None for p in files]
-    classes = sorted(set(groups)) if None not in groups and len(set(groups)) > 1 else None
+    names = [g for g in groups if g is not None]  # every image's subfolder, if each sits in one
+    classes = sorted(set(names)) if len(names) == len(groups) and len(set(names)) > 1 else None
     if classes is None:
         return split(x, test_fraction, seed, str(folder), folder.name)
-    y = torch.tensor([classes.index(g) for g in groups])
+    y = torch.tensor([classes.index(g) for g in names])
     return split(x, test_fraction, seed, str(folder), folder.name, y, classes)
 
 

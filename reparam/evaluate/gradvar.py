@@ -75,9 +75,12 @@ def groups(model: nn.Module) -> dict[str, list[nn.Parameter]]:
     for group, children in GROUPS.items():
         params = [p for c in children if isinstance(getattr(model, c, None), nn.Module) for p in getattr(model, c).parameters()]
         out[group] = [p for p in params if p.requires_grad]
-    if isinstance(getattr(model, "up", None), nn.ModuleList):
-        out["encoder.layer1"] = [p for p in model.encoder.parameters() if p.requires_grad]
-        for layer, net in enumerate(model.up, start=2):
+    up = getattr(model, "up", None)
+    if isinstance(up, nn.ModuleList):
+        encoder = model.encoder
+        assert isinstance(encoder, nn.Module)  # a hierarchical model's encoder network
+        out["encoder.layer1"] = [p for p in encoder.parameters() if p.requires_grad]
+        for layer, net in enumerate(up, start=2):
             out[f"encoder.layer{layer}"] = [p for p in net.parameters() if p.requires_grad]
     return out
 

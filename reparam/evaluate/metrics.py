@@ -218,6 +218,7 @@ def evaluate(model, x: torch.Tensor, k: int, dashboard: bool = True, seed: int =
     if y is not None:
         out["labels"] = "latent: log p(x) sums over the classes" if semi_supervised(model) else "given: -log p(x|y) at the test labels"
     if semi_supervised(model):
+        assert y is not None  # M2 is evaluated with the test labels (a conditional run's data carry them)
         out.update(classification(model, x, y))
     if dashboard:
         out.update(diagnostics.dashboard(view, x))

@@ -9,10 +9,12 @@ from __future__ import annotations
 import math
 import threading
 from pathlib import Path
+from typing import cast
 
 import torch
 
 from ..errors import SEED_LIMIT, RunError
+from ..model import ConditionalVAE
 from ..report import latent
 from ..report.images import tile
 from ..report.run import RunView, open_run
@@ -61,7 +63,7 @@ class Explorer:
         (None: the class the run was opened with); the model itself otherwise."""
         if self.classes is None:
             return self.model
-        return self.model.given(torch.tensor(self.view.label if label is None else label))
+        return cast(ConditionalVAE, self.model).given(torch.tensor(self.view.label if label is None else label))  # a conditional run
 
     def label_arg(self, text: str) -> int | None:
         """'' -> None (the default class); else a class index of a conditional run (BadRequest otherwise)."""

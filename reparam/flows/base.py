@@ -66,6 +66,7 @@ class FlowPosterior(Distribution):
     def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
         with torch.no_grad():
             z = self.rsample(sample_shape)
+        assert self._last is not None  # set by rsample
         self._last = (z, self._last[1].detach())
         return z
 

@@ -25,6 +25,9 @@ def made_masks(dim: int, hidden: int) -> tuple[torch.Tensor, torch.Tensor]:
 class MADE(nn.Module):
     """z (*S, B, D), context h (B, C) -> (m, s), each (*S, B, D), output d a function of z_<d and h."""
 
+    mask_in: torch.Tensor  # buffers (see __init__)
+    mask_out: torch.Tensor
+
     def __init__(self, dim: int, context: int, hidden: int):
         super().__init__()
         first, second = made_masks(dim, hidden)
@@ -41,7 +44,8 @@ class MADE(nn.Module):
     def forward(self, z: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         a = torch.nn.functional.linear(z, self.inp.weight * self.mask_in, self.inp.bias) + self.ctx(h)
         out = torch.nn.functional.linear(torch.nn.functional.elu(a), self.out.weight * self.mask_out, self.out.bias)
-        return out.chunk(2, -1)
+        m, s = out.chunk(2, -1)
+        return m, s
 
 
 @register("iaf")

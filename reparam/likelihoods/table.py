@@ -41,7 +41,11 @@ class Layout:
     """
 
     def __init__(self, columns: list[tuple[str, int]]):
-        real, binary, self.categorical, kinds, start = [], [], [], [], 0
+        real: list[int] = []
+        binary: list[int] = []
+        kinds: list[int] = []
+        self.categorical: list[slice] = []
+        start = 0
         for kind, width in columns:
             {"real": real, "binary": binary, "categorical": kinds}[kind].append(start)
             if kind == "categorical":
@@ -91,7 +95,11 @@ class ColumnsDistribution(Distribution):
         return parts.index_select(-1, self.layout.order.to(parts.device))
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        return sum(p.sum(-1) for p in self._parts(self._flat(x)))
+        parts = self._parts(self._flat(x))  # never empty: the real columns' part comes first
+        out = parts[0].sum(-1)
+        for p in parts[1:]:
+            out = out + p.sum(-1)
+        return out
 
     @property
     def mean(self) -> torch.Tensor:

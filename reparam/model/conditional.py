@@ -78,6 +78,8 @@ class ConditionalVAE(VAE):
 
     def label_posterior(self, x: torch.Tensor) -> OneHotCategorical:
         """q(y|x), the classifier, as one-hots: batch (B,), event (C,)."""
+        if self.classifier is None:
+            raise TypeError("q(y|x) needs the classifier of a semi-supervised model (data.labeled)")
         return OneHotCategorical(logits=full(self.classifier(x)), validate_args=False)
 
     def given(self, y: torch.Tensor) -> LabelledView:

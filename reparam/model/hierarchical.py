@@ -12,9 +12,14 @@ conditional means down to z_1.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import cast
+
 import torch
 from torch import nn
 from torch.distributions import Distribution, constraints
+
+from ..latents import Family
 
 
 def detached(module: nn.Module, inp: torch.Tensor) -> torch.Tensor:
@@ -108,10 +113,14 @@ class HierarchicalVAE(nn.Module):
     the explorer act on the top layer; ``layer_statistics`` gives each layer's own.
     """
 
+    families: Sequence[Family]  # an nn.ModuleList (see __init__): torch types its items as plain Modules
+    class_names: list[str] | None  # the data's class names, set by reparam.runs.load
+
     def __init__(self, encoder: nn.Module, families: list, decoder: nn.Module, head, up: list[nn.Module], down: list[nn.Module]):
         super().__init__()
         self.encoder, self.decoder, self.head = encoder, decoder, head
-        self.families, self.up, self.down = nn.ModuleList(families), nn.ModuleList(up), nn.ModuleList(down)
+        self.families = cast(Sequence[Family], nn.ModuleList(families))
+        self.up, self.down = nn.ModuleList(up), nn.ModuleList(down)
         self.flow = None
 
     # --- the shape of the latent -----------------------------------------------------------

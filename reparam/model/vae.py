@@ -32,6 +32,7 @@ class VAE(nn.Module):
     decoder: nn.Module
     head: Head
     config: Any  # the run's Config, set by reparam.runs.load
+    class_names: list[str] | None  # the data's class names, set by reparam.runs.load
 
     def __init__(self, encoder: nn.Module, family: Family, decoder: nn.Module, head: Head, prior: Prior | None = None, flow: Flow | None = None):
         super().__init__()

@@ -44,6 +44,8 @@ class LabelPrior(Prior):
         """n draws of p(z|y) (y one-hot (n, C)), or of the marginal over uniform labels, at a temperature."""
         if y is None:
             y = nn.functional.one_hot(torch.randint(self.components, (n,), device=self.loc.device), self.components).float()
-        d = self.distribution(family, posterior, y).base_dist
+        p = self.distribution(family, posterior, y)
+        assert isinstance(p, Independent)  # y is given: the Gaussians of the labels (distribution above)
+        d = p.base_dist
         return d.loc + temperature * d.scale * torch.randn_like(d.loc)
 

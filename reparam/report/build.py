@@ -47,7 +47,9 @@ def run_page(view: RunView, pngs: dict[str, bytes]) -> str:
     """The single-run report: metrics, diagnostics, every figure, the config."""
     parts = [f'<p class="muted">{escape(str(view.run_dir))}</p>', metrics_block(view.summary)]
     if view.conditional:
-        name = view.model.class_names[view.label]
+        names, label = view.model.class_names, view.label
+        assert names is not None and label is not None  # a conditional run has its classes and a class to draw
+        name = names[label]
         parts.append(f'<p class="muted">A conditional model: its figures are drawn given class {escape(name)}, with that '
                      "class's test images (reparam report RUN --label CLASS for another); the diagnostics read q(z|x, y) at "
                      "each test image's label.</p>")  # fmt: skip

@@ -25,7 +25,12 @@ def class_samples(model, per_class: int, temperature: float = 1.0, seed: int = 0
     (default: all), class after class: (len(classes) * per_class, *x_shape)."""
     classes = list(range(model.classes)) if classes is None else classes
     label = [torch.tensor(c, device=next(model.parameters()).device) for c in classes]
-    return torch.cat([prior_samples(model.given(y), per_class, temperature, seed + int(y)) for y in label])
+    draws = []
+    for y in label:
+        images = prior_samples(model.given(y), per_class, temperature, seed + int(y))
+        assert images is not None  # None only for a family without tempered draws at temperature != 1; the views draw at 1
+        draws.append(images)
+    return torch.cat(draws)
 
 
 def save_samples(model, path: Path, n: int = 64, seed: int = 0) -> Path:

@@ -107,11 +107,13 @@ def class_samples_figure(model, names: list[str], seed: int = 0, n: int = 10) ->
 
 def _class_figures(view: RunView, seed: int) -> dict[str, Figure | None]:
     given, (model, x, labels) = view.given(), view.of_class()
+    names = view.model.class_names
+    assert names is not None  # a conditional run has its classes
     ranking = latent.rank_dimensions(model, x)
     return {
         "curves": figures.curves_figure([(view.name, view.metrics)]),
         "kl_per_dim": figures.kl_figure(ranking),
-        "class_samples": class_samples_figure(view.model, view.model.class_names, seed),
+        "class_samples": class_samples_figure(view.model, names, seed),
         "reconstructions": figures.reconstructions_figure(model, x),
         "samples": figures.samples_figure(model, seed),
         "traversals": traversals_figure(model, x, ranking),

@@ -91,9 +91,9 @@ def columns_figure(model, columns: Columns, x: torch.Tensor) -> Figure:
     shown, title = _shown(columns, f"test rows and their reconstructions ({len(x)} rows)")
     truth, recon = _decoded(columns, x), _decoded(columns, reconstructions(model, x))
     fig, axes = _grid(len(shown), title)
-    for ax, col, a, b in zip(axes, shown, truth, recon):
+    for ax, col, col_truth, col_recon in zip(axes, shown, truth, recon):
         if col.kind == "real":
-            a, b = np.asarray(a), np.asarray(b)
+            a, b = np.asarray(col_truth), np.asarray(col_recon)
             r2 = 1 - float(((a - b) ** 2).sum()) / max(float(((a - a.mean()) ** 2).sum()), 1e-300)
             ax.scatter(a, b, s=5, alpha=0.6)
             lo, hi = float(min(a.min(), b.min())), float(max(a.max(), b.max()))
@@ -102,7 +102,7 @@ def columns_figure(model, columns: Columns, x: torch.Tensor) -> Figure:
             ax.set_xlabel("input", fontsize=7)
             ax.set_ylabel("reconstruction", fontsize=7)
         else:
-            _confusion(ax, col, a, b)
+            _confusion(ax, col, col_truth, col_recon)
         ax.tick_params(labelsize=6)
     return fig
 
@@ -148,8 +148,8 @@ def codes_figure(model, columns: Columns, x: torch.Tensor) -> Figure:
     """Test rows' latents (PCA to 2-D when D > 2), coloured by the last binary or categorical
     column where the table has one."""
     x = x[:MAX_POINTS]
-    xy, (xlabel, ylabel) = latent.project_2d(latent.points(model, x))
-    xy = xy.numpy()
+    points, (xlabel, ylabel) = latent.project_2d(latent.points(model, x))
+    xy = points.numpy()
     fig = Figure(figsize=(5.6, 4.4), layout="constrained")
     ax = fig.add_subplot()
     discrete = [j for j, c in enumerate(columns.columns) if c.kind != "real"]

@@ -173,7 +173,7 @@ def _codes(col: RawColumn, spec: Column, where: str) -> np.ndarray:
     codes = np.empty(len(col.values), dtype=np.int64)
     for r, v in enumerate(col.values):
         key = format_value(v) if text else (float(v) if col.numeric else None)
-        i = index.get(key)
+        i = None if key is None else index.get(key)  # None: a non-number in a column of numbers
         if i is None:
             levels = ", ".join(format_value(x) for x in spec.labels[:8]) + (", ..." if len(spec.labels) > 8 else "")
             raise DataError(f"{where}: column {col.name!r} holds {format_value(v)!r} in row {r + 1}, a value the run never saw (its values: {levels})")

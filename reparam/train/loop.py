@@ -20,7 +20,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch.nn.utils import clip_grads_with_norm_, get_total_norm
@@ -32,7 +32,7 @@ from ..devices import Amp
 from ..distributed import SINGLE, Dist
 from ..errors import ReparamError, RunError
 from ..evaluate import diagnostics
-from ..model import VAE
+from ..model import VAE, ConditionalVAE, HierarchicalVAE
 from ..objectives.labels import Labelled, SemiSupervised
 from ..report import pictures
 from . import checkpoint
@@ -62,7 +62,7 @@ def finite(module: torch.nn.Module) -> bool:
 class Trainer:
     """Runs ``cfg.train.epochs`` epochs and writes the run folder as it goes (rank 0 only)."""
 
-    def __init__(self, cfg, model: VAE, data: data_mod.Data, run_dir: Path, hooks: Iterable[Hook] = (), dist: Dist = SINGLE):
+    def __init__(self, cfg, model: VAE | HierarchicalVAE, data: data_mod.Data, run_dir: Path, hooks: Iterable[Hook] = (), dist: Dist = SINGLE):
         self.cfg, self.model, self.run_dir, self.hooks, self.dist = cfg, model, Path(run_dir), list(hooks), dist
         self.device = next(model.parameters()).device
         self.train_x = data.train.to(self.device)
@@ -93,6 +93,7 @@ class Trainer:
         self.shares = (1.0, 0.0)
         if self.cfg.model.condition != "label":
             return
+        assert data.train_labels is not None and data.test_labels is not None and data.classes is not None  # data_mod.check_labels
         y = data.train_labels.to(self.device)
         self.test_y = data.test_labels.to(self.device)
         if not self.cfg.data.labeled:
@@ -231,6 +232,7 @@ class Trainer:
     def next_labelled(self) -> tuple[torch.Tensor, torch.Tensor]:
         """M2's labelled batch (``train.labeled_batch_size``, default min(N_l, batch_size)): the
         next images of a permutation of the labelled subset, a fresh one when it runs out."""
+        assert self.labelled is not None  # M2 only (setup_labels)
         x_l, y_l = self.labelled
         size = self.cfg.train.labeled_batch_size or min(len(x_l), self.cfg.train.batch_size)
         if self.lperm is None or self.lpos + size > len(x_l):
@@ -351,8 +353,9 @@ class Trainer:
         self.model.eval()
         test = self.test_terms()
         if self.dist.is_main:  # on rank 0's images: the posterior-collapse dashboard over training
-            test.update(diagnostics.epoch_dashboard(self.model if self.test_y is None else self.model.given(self.test_y), self.test_x))
+            test.update(diagnostics.epoch_dashboard(self.model if self.test_y is None else cast(ConditionalVAE, self.model).given(self.test_y), self.test_x))
             if self.labelled is not None:
+                assert self.test_y is not None  # M2 has test labels (setup_labels)
                 test.update(evaluate.classification(self.model, self.test_x, self.test_y))
         self.model.train()
         record = {"epoch": self.epoch, "step": self.step, "seconds": self.elapsed(), "skipped_steps": self.skipped_steps}

@@ -21,7 +21,7 @@ from .. import devices, distributed, runs
 from ..distributed import Dist
 from ..errors import ConfigError
 from ..evaluate import gradvar
-from ..model import VAE, build
+from ..model import VAE, HierarchicalVAE, build
 from ..report import write_report
 from . import checkpoint, tracking
 from .loop import Hook, Trainer
@@ -47,7 +47,7 @@ def stop_on_signals(trainer: Trainer):
             signal.signal(s, h)
 
 
-def _setup(cfg, model: VAE | None = None, columns=None) -> tuple[data_mod.Data, VAE, Dist]:
+def _setup(cfg, model: VAE | None = None, columns=None) -> tuple[data_mod.Data, VAE | HierarchicalVAE, Dist]:
     """Seed, load and check the data, build (or take) the model, join the process group.
 
     ``columns``: a resumed table run's saved columns (``reparam.tables.Columns``), so its
@@ -63,14 +63,17 @@ def _setup(cfg, model: VAE | None = None, columns=None) -> tuple[data_mod.Data, 
         raise ConfigError("data.labeled (semi-supervised M2) trains in one process; run it without torchrun")
     distributed.check_sizes(dist, len(data.train), len(data.test), cfg.train.batch_size)
     layout = None if data.columns is None else data.columns.layout()
-    classes = len(data.classes) if cfg.model.condition == "label" else None
-    model = (build(cfg, data.x_shape, columns=layout, classes=classes) if model is None else model).to(device)
-    model.head.check_data(data.train, "the training set")
-    model.head.check_data(data.test, "the test set")
+    classes = None
+    if cfg.model.condition == "label":
+        assert data.classes is not None  # data_mod.check_labels above
+        classes = len(data.classes)
+    vae = (build(cfg, data.x_shape, columns=layout, classes=classes) if model is None else model).to(device)
+    vae.head.check_data(data.train, "the training set")
+    vae.head.check_data(data.test, "the test set")
     distributed.init(dist, device)
     if dist.enabled:
         torch.manual_seed(distributed.rank_seed(cfg.seed, dist.rank))  # each rank its own z noise
-    return data, devices.prepare(model, cfg.train.channels_last, cfg.train.compile), dist
+    return data, devices.prepare(vae, cfg.train.channels_last, cfg.train.compile), dist
 
 
 def announce(cfg, dist: Dist) -> None:
@@ -84,7 +87,7 @@ def announce(cfg, dist: Dist) -> None:
         )
 
 
-def _trainer(cfg, model: VAE, data: data_mod.Data, run_dir: Path, hooks: Iterable[Hook], dist: Dist) -> Trainer:
+def _trainer(cfg, model: VAE | HierarchicalVAE, data: data_mod.Data, run_dir: Path, hooks: Iterable[Hook], dist: Dist) -> Trainer:
     trainer = Trainer(cfg, model, data, run_dir, hooks, dist)
     trainer.hooks += gradvar.training_hooks(trainer)  # train.gradvar_every
     return trainer
@@ -112,7 +115,7 @@ def train(cfg, out: str | Path, overwrite: bool = False, hooks: Iterable[Hook] =
         warnings.warn("train.report skipped: a VAE with your own networks cannot be rebuilt from config.json", stacklevel=2)
     tracking.check(cfg.train.log)
     devices.set_threads(cfg.train.threads, fresh=True)
-    data, model, dist = _setup(cfg, model)
+    data, vae, dist = _setup(cfg, model)
     try:
         run_dir = Path(out)
         if dist.is_main:
@@ -126,7 +129,7 @@ def train(cfg, out: str | Path, overwrite: bool = False, hooks: Iterable[Hook] =
                     runs.write_json(run_dir / runs.CLASSES, {"classes": data.classes})
             distributed.barrier(dist)
             announce(cfg, dist)
-            trainer = _trainer(cfg, model, data, run_dir, [*hooks, *trackers], dist)
+            trainer = _trainer(cfg, vae, data, run_dir, [*hooks, *trackers], dist)
             return _run(trainer, cfg.train.progress if progress is None else progress, report=not custom)
     finally:
         distributed.shutdown(dist)
