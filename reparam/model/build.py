@@ -40,7 +40,8 @@ def build_hierarchical(cfg, x_shape: tuple[int, ...], encoder: nn.Module | None,
     fams = [latents.get(cfg.latent.family, d, **cfg.latent.options) for d in layer_sizes(cfg)]
     head = likelihoods.get(cfg.likelihood.name, x_shape, columns, **cfg.likelihood.options)
     enc, dec = ARCHS.lookup(cfg.model.arch)(cfg.model, tuple(x_shape), fams[0].raw_size, fams[0].dim, head.raw_size)
-    up, down = [], []
+    up: list[nn.Module] = []
+    down: list[nn.Module] = []
     for below, above in zip(fams[:-1], fams[1:]):
         hidden = list(cfg.model.stochastic_hidden) or [2 * above.dim, 2 * above.dim]
         up.append(mlp([below.dim, *hidden, above.raw_size], cfg.model.activation))
@@ -72,7 +73,7 @@ def build(
     conditional = cfg.model.condition == "label"
     if conditional and not classes:
         raise ConfigError("model.condition=label needs labelled data: digits, MNIST, an .npz with y, or a folder of class subfolders")
-    extra = classes if conditional else 0  # the decoder also reads the one-hot label
+    extra = classes if conditional and classes else 0  # the decoder also reads the one-hot label (classes checked above)
     prior = priors.get(cfg.prior.name, family, x_shape, extra if cfg.prior.name == "label" else cfg.prior.components)
     raw_size = family.raw_size + (0 if flow is None else flow.raw_size)
     arch = ARCHS.lookup(cfg.model.arch)
@@ -82,5 +83,6 @@ def build(
         decoder = dec if decoder is None else decoder
     if not conditional:
         return VAE(encoder, family, decoder, head, prior, flow)
-    classifier = arch(cfg.model, tuple(x_shape), classes, 1, 1)[0] if cfg.data.labeled else None
+    assert classes  # a conditional model: checked above
+    classifier = arch(cfg.model, tuple(x_shape), classes, 1, head.raw_size)[0] if cfg.data.labeled else None  # its encoder half
     return ConditionalVAE(encoder, family, decoder, head, classes, classifier, prior, flow)

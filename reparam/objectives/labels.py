@@ -86,7 +86,7 @@ def check(cfg) -> None:
         require(o.labels == "score" or o.label_baseline == defaults["label_baseline"], "objective.label_baseline applies to objective.labels=score")
 
 
-def label_baseline(cfg, x_shape: tuple[int, ...]):
+def label_baseline_module(cfg, x_shape: tuple[int, ...]):
     """The state the score estimator's label baseline keeps (a module), or None."""
     if cfg.labels != "score" or cfg.label_baseline == "none":
         return None
@@ -131,7 +131,7 @@ def relaxed(fn, model, x: torch.Tensor, temperature: float, **kwargs):
     return bound - kl_y, terms
 
 
-def score(fn, model, x: torch.Tensor, baseline, **kwargs):
+def score(fn, model, x: torch.Tensor, label_baseline, **kwargs):
     """The score-function estimate: y ~ q(y|x), gradient A log q(y|x). (surrogate (B,), terms)."""
     q = model.label_posterior(x)
     y = q.sample()  # (B, C) one-hot, no path to the classifier
@@ -139,11 +139,11 @@ def score(fn, model, x: torch.Tensor, baseline, **kwargs):
     kl_y = kl_to_uniform(q)
     signal = bound.detach()  # the learning signal: the bound at this label (its log p(y) is a constant)
     extra: torch.Tensor | float = 0.0
-    if isinstance(baseline, MovingAverage):
-        advantage = signal - baseline.value
-        baseline.update(signal)
-    elif baseline is not None:  # NVIL: a learned b(x), trained on (signal - b(x))^2
-        b = baseline(x)
+    if isinstance(label_baseline, MovingAverage):
+        advantage = signal - label_baseline.value
+        label_baseline.update(signal)
+    elif label_baseline is not None:  # NVIL: a learned b(x), trained on (signal - b(x))^2
+        b = label_baseline(x)
         advantage, extra = signal - b.detach(), -((signal - b) ** 2)
     else:
         advantage = signal
@@ -152,13 +152,13 @@ def score(fn, model, x: torch.Tensor, baseline, **kwargs):
     return bound - kl_y + (t - t.detach()), terms
 
 
-def unlabelled(fn, model, x: torch.Tensor, cfg, baseline, **kwargs):
+def unlabelled(fn, model, x: torch.Tensor, cfg, label_baseline, **kwargs):
     """U(x) by the configured estimate (``cfg`` the objective section)."""
     if cfg.labels == "exact":
         return exact(fn, model, x, **kwargs)
     if cfg.labels == "relaxed":
         return relaxed(fn, model, x, cfg.label_temperature, **kwargs)
-    return score(fn, model, x, baseline, **kwargs)
+    return score(fn, model, x, label_baseline, **kwargs)
 
 
 def labelled(fn, model, x: torch.Tensor, y: torch.Tensor, **kwargs):
@@ -169,14 +169,14 @@ def labelled(fn, model, x: torch.Tensor, y: torch.Tensor, **kwargs):
     return bound - math.log(model.classes), log_q, terms
 
 
-def semi_supervised(fn, model, batch: SemiSupervised, cfg, baseline, **kwargs):
+def semi_supervised(fn, model, batch: SemiSupervised, cfg, label_baseline, **kwargs):
     """M2 on one minibatch: per-row contributions (B_u + B_l,) whose mean is J, and the terms.
 
     Row i of the unlabelled part holds (N_u / N) U(x_i) R / B_u and row j of the labelled
     part ((N_l / N) L(x_j, y_j) + alpha log q(y_j|x_j)) R / B_l, R = B_u + B_l rows, so the
     trainer's mean over rows (its one reduction) is J, however the two parts are sized.
     """
-    u, terms = unlabelled(fn, model, batch.x, cfg, baseline, **kwargs)
+    u, terms = unlabelled(fn, model, batch.x, cfg, label_baseline, **kwargs)
     bound_l, log_q, _ = labelled(fn, model, batch.x_l, batch.y_l, **kwargs)
     rows = len(batch.x) + len(batch.x_l)
     part_u = batch.unlabelled_share * u * (rows / len(batch.x))

@@ -74,7 +74,7 @@ class Objective(nn.Module):
         self.cfg = cfg
         self.fn = OBJECTIVES.lookup(cfg.name)
         self.baseline = baseline_module(cfg.baseline, tuple(x_shape))  # None: no state to keep
-        self.label_baseline = labels.label_baseline(cfg, tuple(x_shape))
+        self.label_baseline = labels.label_baseline_module(cfg, tuple(x_shape))
 
     def forward(self, model: nn.Module, batch, step: int = 0, batch_mean: BatchMean | None = None) -> tuple[torch.Tensor, Terms]:
         kwargs = call_kwargs(self.cfg, step, batch_mean)
