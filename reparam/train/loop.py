@@ -179,7 +179,7 @@ class Trainer:
             self.perm = torch.randperm(len(self.train_x), generator=self.gen, device=self.device)
         bs = self.cfg.train.batch_size
         x = torch.index_select(self.train_x, 0, self.perm[self.pos * bs : (self.pos + 1) * bs])  # ~10x faster than x[idx]
-        x = data_mod.binarize(x, self.gen) if self.dynamic else x
+        x = data_mod.draw_binary(x, self.gen) if self.dynamic else x
         if self.dist.enabled:
             self.global_batch = len(x)
             x = x[self.dist.shard(len(x))]
