@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import sys
+import types
 import typing
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -132,7 +133,7 @@ class TrainConfig:
     lr: float = 1e-3
     lr_schedule: str = "constant"  # constant | cosine | exponential, over all steps (stretched if resumed with more epochs)
     lr_final: float = 0.0  # cosine/exponential: the rate at the last step (exponential: > 0)
-    eval_k: int = 500  # importance samples for the final log-likelihood
+    eval_k: int | str = "auto"  # final IS log-likelihood: auto (budgeted: K and a test subset fit ~15% of training time), N samples on every test image, 0 skips it
     eval_every: int = 1  # epochs between held-out evaluations
     device: str = "cpu"  # cpu | cuda | auto (cuda when a GPU is present)
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 needs CUDA and uses a GradScaler)
@@ -151,8 +152,11 @@ class TrainConfig:
     gradvar_replicates: int = 20  # gradient estimates per estimator at each measurement
 
     def validate(self) -> None:
-        for key in ("epochs", "batch_size", "eval_k", "eval_every", "keep_checkpoints", "max_bad_steps"):
+        for key in ("epochs", "batch_size", "eval_every", "keep_checkpoints", "max_bad_steps"):
             require(getattr(self, key) >= 1, f"train.{key} must be >= 1, got {getattr(self, key)}")
+        for key in ("eval_k",):
+            value = getattr(self, key)
+            require(value == "auto" or isinstance(value, int) and value >= 0, f"train.{key} must be auto or an integer >= 0, got {value!r}")
         require(self.gradvar_replicates >= 2, f"train.gradvar_replicates must be >= 2, got {self.gradvar_replicates}")
         for key in ("checkpoint_every", "clip_grad", "max_rollbacks", "gradvar_every"):
             require(getattr(self, key) >= 0, f"train.{key} must be >= 0, got {getattr(self, key)}")
@@ -250,6 +254,13 @@ def valid_keys() -> list[str]:
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     """Check ``value`` against the annotation ``tp``; ints are accepted for floats."""
     origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):  # int | str: the first type the value has
+        for arm in args:
+            try:
+                return _coerce(value, arm, key)
+            except ConfigError:
+                pass
+        raise ConfigError(f"{key} must be of type {' or '.join(a.__name__ for a in args)}, got {value!r}")
     if origin is list:
         if not isinstance(value, list):
             hint = ' (quote text items: ["a", "b"])' if isinstance(value, str) and value.startswith("[") else ""

@@ -24,10 +24,10 @@ def cmd_eval(a: argparse.Namespace) -> int:
     if a.k < 1:
         raise ReparamError(f"--k must be >= 1, got {a.k}")
     model = runs.load(a.run)
+    source = runs.load_data(a.run, model.config)
     if model.config.train.threads:  # the run's thread count (one thread beats two on a busy machine)
         torch.set_num_threads(model.config.train.threads)
-    source = runs.load_data(a.run, model.config)
-    out = metrics.evaluate(model, source.test, a.k, precision=a.precision, nll_shift=source.nll_shift)
+    out = metrics.evaluate(model, source.test, a.k, precision=a.precision, nll_shift=source.nll_shift, progress=None)
     if a.json:
         print(json.dumps(out, sort_keys=True))
         return 0

@@ -58,11 +58,14 @@ def read_metrics(path: Path) -> list[dict]:
     return rows
 
 
-def open_run(run_dir: str | Path, max_test: int = MAX_TEST) -> RunView:
-    """Load a run folder; raises RunError (missing folder, no model) or DataError (data gone)."""
+def open_run(run_dir: str | Path, max_test: int = MAX_TEST, source=None) -> RunView:
+    """Load a run folder; raises RunError (missing folder, no model) or DataError (data gone).
+
+    ``source``: the run's data (``reparam.data.Data``) when the caller holds them already
+    (the trainer, at the end of a run), so they are not read and held twice."""
     run_dir = Path(run_dir)
     model = runs.load(run_dir)
-    source = runs.load_data(run_dir, model.config)
+    source = runs.load_data(run_dir, model.config) if source is None else source
     labels = None if source.test_labels is None else source.test_labels[:max_test]
     summary = runs.read_json(run_dir / runs.SUMMARY) if (run_dir / runs.SUMMARY).exists() else {}
     return RunView(

@@ -41,6 +41,19 @@ def resume_epochs(settings: list[str]) -> int | None:
     return epochs
 
 
+def summary_line(summary: dict, run_dir: Path) -> str:
+    """The line ``reparam train`` ends with: test ELBO, the NLL with its K and images, the passes made."""
+    passes = f"{summary['epochs']} epochs" if "passes" not in summary else f"{summary['passes']:g} passes ({summary['steps']} steps)"
+    head = f"test ELBO {summary['elbo']:.2f} nats, "
+    if summary.get("nll") is None:
+        nll = "NLL not estimated (train.eval_k=0)"
+    else:
+        images = "" if summary["n"] == summary.get("n_test", summary["n"]) else f", {summary['n']:,} of {summary['n_test']:,} test images"
+        nll = f"NLL {summary['nll']:.2f} ± {summary['nll_se']:.2f} nats (k={summary['k']}{images})"
+    hint = f"; full precision: reparam eval {run_dir} --k 5000" if "nll_plan" in summary else ""
+    return f"{head}{nll}, {passes} in {summary['train_seconds']:.1f} s{hint}"
+
+
 def cmd_train(a: argparse.Namespace) -> int:
     from .. import config
     from .run import resume, train
@@ -56,10 +69,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 speaks for the job
         return 0
     summary = json.loads((run_dir / "summary.json").read_text())
-    print(
-        f"test ELBO {summary['elbo']:.2f} nats, NLL {summary['nll']:.2f} ± {summary['nll_se']:.2f} "
-        f"nats (k={summary['k']}), {summary['epochs']} epochs in {summary['train_seconds']:.1f} s"
-    )
+    print(summary_line(summary, run_dir))
     print(run_dir)
     return 0
 

@@ -19,6 +19,7 @@ import signal
 import time
 import warnings
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,8 @@ class Trainer:
         self.train_x = data.train.to(self.device)
         self.test_x = data.test.to(self.device)
         self.columns, self.nll_shift = data.columns, data.nll_shift  # a table's columns; None for images
+        self.held_out = replace(data, train=torch.empty(0, *data.x_shape), test=self.test_x)  # for the report: no training images kept
+        self.progress = True
         self.objective = objectives.Objective(cfg.objective, model.x_shape).to(self.device)
         self.ddp = distributed.wrap(model, self.objective, dist, self.device) if dist.enabled else None
         self.opt = optim.make_optimizer([*model.parameters(), *self.objective.parameters()], cfg.train.lr)
@@ -331,7 +334,7 @@ class Trainer:
 
         Raises Interrupted (after a checkpoint) when SIGINT or SIGTERM arrived on any rank.
         """
-        total = self.total_steps
+        total, self.progress = self.total_steps, progress
         if not checkpoint.list_checkpoints(self.run_dir):
             self.checkpoint()  # step 0: a point to roll back to
         self.model.train()
@@ -354,16 +357,22 @@ class Trainer:
         bar.update(0)
 
     def finish(self) -> dict | None:
-        """Final held-out metrics (with the IS log-likelihood), summary.json and pictures (rank 0)."""
+        """Final held-out metrics (with the IS log-likelihood), summary.json and pictures (rank 0).
+
+        ``train.eval_k=auto`` gives the whole evaluation ``evaluate.budget.SHARE`` of the
+        training time (see ``evaluate.budget``); an explicit K runs on every test image.
+        """
         if not self.dist.is_main:
             return None
-        summary = evaluate.evaluate(self.model, self.test_x, self.cfg.train.eval_k, nll_shift=self.nll_shift)
+        seconds = self.metrics[-1]["seconds"] if self.metrics else self.elapsed()
+        summary = evaluate.evaluate(self.model, self.test_x, self.cfg.train.eval_k, nll_shift=self.nll_shift,
+                                    budget_seconds=evaluate.budget.SHARE * seconds, progress=self.progress)  # fmt: skip
         summary.update(
             epochs=self.epoch,
             steps=self.step,
             skipped_steps=self.skipped_steps,
             rollbacks=self.rollbacks,
-            train_seconds=self.metrics[-1]["seconds"] if self.metrics else 0.0,
+            train_seconds=seconds,
             parameters=sum(p.numel() for p in self.model.parameters()),
             processes=self.dist.world,
             global_batch=self.cfg.train.batch_size,

@@ -91,8 +91,9 @@ def _run(trainer: Trainer, progress: bool, report: bool = True) -> Path:
     with stop_on_signals(trainer):
         trainer.fit(progress)
     trainer.finish()
+    trainer.train_x = trainer.perm = None  # the training images are not needed any more: the report's memory
     if report and trainer.cfg.train.report and trainer.dist.is_main:
-        write_report(trainer.run_dir, seed=trainer.cfg.seed)
+        write_report(trainer.run_dir, seed=trainer.cfg.seed, source=trainer.held_out, progress=progress)
     distributed.barrier(trainer.dist)  # every file is written before any rank returns
     return trainer.run_dir
 
@@ -118,6 +119,7 @@ def train(cfg, out: str | Path, overwrite: bool = False, hooks: Iterable[Hook] =
         distributed.barrier(dist)
         announce(cfg, dist)
         trainer = _trainer(cfg, model, data, run_dir, hooks, dist)
+        del data  # the trainer holds what it needs; the rest can go when it lets go
         return _run(trainer, cfg.train.progress if progress is None else progress, report=not custom)
     finally:
         distributed.shutdown(dist)
@@ -140,6 +142,7 @@ def resume(run_dir: str | Path, epochs: int | None = None, hooks: Iterable[Hook]
             runs.write_json(run_dir / runs.CONFIG, cfg.to_dict())
         announce(cfg, dist)
         trainer = _trainer(cfg, model, data, run_dir, hooks, dist)
+        del data
         trainer.load_state_dict(state)
         trainer.metrics = [m for m in runs.read_jsonl(run_dir / runs.METRICS) if m["step"] <= trainer.step]
         return _run(trainer, cfg.train.progress if progress is None else progress)
