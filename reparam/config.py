@@ -139,7 +139,7 @@ class TrainConfig:
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 needs CUDA and uses a GradScaler)
     channels_last: bool = False  # conv weights in channels_last memory format (faster on tensor cores)
     compile: bool = False  # torch.compile the encoder and decoder
-    threads: int = 0  # torch.set_num_threads; 0 keeps torch's default
+    threads: int | str = "auto"  # auto: timed trials pick the fastest count (1 on a busy machine); N: torch.set_num_threads(N); 0: torch's default
     progress: bool = True
     report: bool = True  # write RUN/report.html with every figure at the end
     checkpoint_every: int = 0  # steps between checkpoints; 0: at every evaluation only
@@ -154,7 +154,7 @@ class TrainConfig:
     def validate(self) -> None:
         for key in ("epochs", "batch_size", "eval_every", "keep_checkpoints", "max_bad_steps"):
             require(getattr(self, key) >= 1, f"train.{key} must be >= 1, got {getattr(self, key)}")
-        for key in ("eval_k",):
+        for key in ("eval_k", "threads"):
             value = getattr(self, key)
             require(value == "auto" or isinstance(value, int) and value >= 0, f"train.{key} must be auto or an integer >= 0, got {value!r}")
         require(self.gradvar_replicates >= 2, f"train.gradvar_replicates must be >= 2, got {self.gradvar_replicates}")
@@ -163,7 +163,6 @@ class TrainConfig:
         require(0 < self.lr_backoff < 1, f"train.lr_backoff must lie in (0, 1), got {self.lr_backoff}")
         require(math.isfinite(self.lr) and self.lr > 0, f"train.lr must be a finite rate > 0, got {self.lr}")
         self.validate_schedule()
-        require(self.threads >= 0, f"train.threads must be >= 0, got {self.threads}")
         from . import devices
 
         one_of("train.device", self.device, devices.DEVICES)

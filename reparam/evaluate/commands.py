@@ -16,17 +16,16 @@ from ..errors import ReparamError
 
 
 def cmd_eval(a: argparse.Namespace) -> int:
-    import torch
-
-    from .. import runs
+    from .. import devices, runs
     from . import metrics
 
     if a.k < 1:
         raise ReparamError(f"--k must be >= 1, got {a.k}")
     model = runs.load(a.run)
     source = runs.load_data(a.run, model.config)
-    if model.config.train.threads:  # the run's thread count (one thread beats two on a busy machine)
-        torch.set_num_threads(model.config.train.threads)
+    threads = devices.Threads(model.config.train.threads)  # the run's setting: N, or auto (timed trials)
+    if threads.due():
+        threads.tune(lambda: metrics.log_likelihood(model, source.test[: metrics.DRAW_EXAMPLES], 32))
     out = metrics.evaluate(model, source.test, a.k, precision=a.precision, nll_shift=source.nll_shift, progress=None)
     if a.json:
         print(json.dumps(out, sort_keys=True))

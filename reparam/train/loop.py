@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from .. import data as data_mod
 from .. import distributed, evaluate, objectives, optim, runs
-from ..devices import Amp
+from ..devices import Amp, Threads
 from ..distributed import SINGLE, Dist
 from ..errors import ReparamError, RunError
 from ..evaluate import diagnostics
@@ -69,6 +69,7 @@ class Trainer:
         self.test_x = data.test.to(self.device)
         self.columns, self.nll_shift = data.columns, data.nll_shift  # a table's columns; None for images
         self.held_out = replace(data, train=torch.empty(0, *data.x_shape), test=self.test_x)  # for the report: no training images kept
+        self.threads = Threads(cfg.train.threads, tunable=self.device.type == "cpu" and not dist.enabled)
         self.progress = True
         self.objective = objectives.Objective(cfg.objective, model.x_shape).to(self.device)
         self.ddp = distributed.wrap(model, self.objective, dist, self.device) if dist.enabled else None
@@ -341,12 +342,23 @@ class Trainer:
         show = progress and self.dist.is_main
         with tqdm(total=total, initial=self.step, disable=not show, unit="step", dynamic_ncols=True, leave=False) as bar:
             while self.epoch < self.cfg.train.epochs:
+                if self.threads.due():
+                    self.threads.tune(self.trial)
                 self.advance()
                 self.update_bar(bar)
                 if distributed.any_rank(self.dist, self.stop_signal is not None, self.device):
                     self.checkpoint()
                     raise Interrupted(self.run_dir, self.step, self.stop_signal or signal.SIGTERM)
         self.model.eval()
+
+    def trial(self) -> None:
+        """What ``train.threads=auto`` times: the encoder on one training batch and the decoder
+        on as many prior draws, without gradients and with the RNG state restored, so
+        training never sees it (and no distribution is built from what the data hold)."""
+        n = min(len(self.train_x), self.cfg.train.batch_size)
+        with torch.no_grad(), torch.random.fork_rng(devices=[]), self.amp.autocast():
+            self.model.encoder(self.train_x[:n])
+            self.model.decode_mean(self.model.sample_prior(n))
 
     def update_bar(self, bar) -> None:
         bar.n = self.step

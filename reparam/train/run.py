@@ -53,8 +53,6 @@ def _setup(cfg, model: VAE | None = None, columns=None) -> tuple[data_mod.Data, 
     ``columns``: a resumed table run's saved columns (``reparam.tables.Columns``), so its
     rows are coded as before; a new table run infers them."""
     torch.manual_seed(cfg.seed)
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
     dist = distributed.from_env()
     device = devices.resolve_device(cfg.train.device, dist.local_rank)
     devices.check_precision(cfg.train.precision, device)
