@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import sys
 import types
 import typing
@@ -140,6 +141,7 @@ class TrainConfig:
     channels_last: bool = False  # conv weights in channels_last memory format (faster on tensor cores)
     compile: bool = False  # torch.compile the encoder and decoder
     threads: int | str = "auto"  # auto: timed trials pick the fastest count (1 on a busy machine); N: torch.set_num_threads(N); 0: torch's default
+    budget: str | float = 0  # wall-clock training budget: "90s", "15m", "1h" or seconds; 0: none (train.epochs only)
     progress: bool = True
     report: bool = True  # write RUN/report.html with every figure at the end
     checkpoint_every: int = 0  # steps between checkpoints; 0: at every evaluation only
@@ -157,6 +159,7 @@ class TrainConfig:
         for key in ("eval_k", "threads"):
             value = getattr(self, key)
             require(value == "auto" or isinstance(value, int) and value >= 0, f"train.{key} must be auto or an integer >= 0, got {value!r}")
+        duration_seconds(self.budget, "train.budget")  # ConfigError for a malformed budget
         require(self.gradvar_replicates >= 2, f"train.gradvar_replicates must be >= 2, got {self.gradvar_replicates}")
         for key in ("checkpoint_every", "clip_grad", "max_rollbacks", "gradvar_every"):
             require(getattr(self, key) >= 0, f"train.{key} must be >= 0, got {getattr(self, key)}")
@@ -167,6 +170,11 @@ class TrainConfig:
 
         one_of("train.device", self.device, devices.DEVICES)
         one_of("train.precision", self.precision, tuple(devices.DTYPES))
+
+    @property
+    def budget_seconds(self) -> float:
+        """``budget`` in seconds (0: no budget); ConfigError for anything but a number with an optional s, m or h."""
+        return duration_seconds(self.budget, "train.budget")
 
     def validate_schedule(self) -> None:
         from . import optim
@@ -181,6 +189,20 @@ class TrainConfig:
             self.lr_schedule != "constant" or self.lr_final == 0,
             f"train.lr_final applies to train.lr_schedule=cosine or exponential; with constant the rate stays train.lr (got train.lr_final={self.lr_final})",
         )
+
+
+UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def duration_seconds(value: str | float, key: str) -> float:
+    """Seconds from a duration: ``90``, ``90s``, ``15m``, ``1.5h`` (a bare number is seconds); 0 means none."""
+    text = str(value).strip().lower()
+    match = re.fullmatch(r"(\d+(?:\.\d*)?|\.\d+)\s*([smh]?)", text) if not isinstance(value, bool) else None
+    if match is None:
+        raise ConfigError(f"{key} must be a duration such as 90s, 15m or 1h (or seconds; 0 for none), got {value!r}")
+    seconds = float(match.group(1)) * UNITS[match.group(2)]
+    require(math.isfinite(seconds), f"{key} must be a finite duration, got {value!r}")
+    return seconds
 
 
 SECTIONS: dict[str, type] = {

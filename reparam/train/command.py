@@ -28,17 +28,21 @@ def default_out(cfg) -> Path:
     return out
 
 
-def resume_epochs(settings: list[str]) -> int | None:
-    """--resume takes no config file and no override but train.epochs (to train longer)."""
+def resume_settings(settings: list[str]) -> dict:
+    """--resume takes no config file and no override but train.epochs=N and train.budget=T (to train longer)."""
     from ..config import parse_value
 
-    epochs = None
+    out: dict = {}
     for item in settings:
         key, _, value = item.partition("=")
-        if key != "train.epochs" or not isinstance(parse_value(value), int):
-            raise ReparamError(f"--resume takes only train.epochs=N (the run keeps its config.json), got {item!r}")
-        epochs = parse_value(value)
-    return epochs
+        parsed = parse_value(value)
+        if key == "train.epochs" and isinstance(parsed, int) and not isinstance(parsed, bool):
+            out["epochs"] = parsed
+        elif key == "train.budget" and value:
+            out["budget"] = parsed
+        else:
+            raise ReparamError(f"--resume takes only train.epochs=N and train.budget=T (the run keeps its config.json), got {item!r}")
+    return out
 
 
 def summary_line(summary: dict, run_dir: Path) -> str:
@@ -59,7 +63,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     from .run import resume, train
 
     if a.resume:
-        run_dir = resume(a.resume, resume_epochs(a.settings), progress=False if a.quiet else None)
+        run_dir = resume(a.resume, progress=False if a.quiet else None, **resume_settings(a.settings))
     else:
         path, overrides = split_settings(a.settings)
         cfg = config.load(path, overrides)
@@ -80,5 +84,5 @@ def add_commands(sub) -> None:
     t.add_argument("--out", help="run folder (default: runs/<time>-<data>-<family>)")
     t.add_argument("--overwrite", action="store_true", help="reuse a folder that already holds a run")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
-    t.add_argument("--resume", metavar="RUN", help="continue RUN from its newest checkpoint (train.epochs=N to extend)")
+    t.add_argument("--resume", metavar="RUN", help="continue RUN from its newest checkpoint (train.epochs=N or train.budget=T to extend)")
     t.set_defaults(func=cmd_train)

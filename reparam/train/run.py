@@ -123,8 +123,10 @@ def train(cfg, out: str | Path, overwrite: bool = False, hooks: Iterable[Hook] =
         distributed.shutdown(dist)
 
 
-def resume(run_dir: str | Path, epochs: int | None = None, hooks: Iterable[Hook] = (), progress: bool | None = None) -> Path:
-    """Continue a run from its newest checkpoint; with ``epochs``, train up to that many epochs."""
+def resume(run_dir: str | Path, epochs: int | None = None, hooks: Iterable[Hook] = (), progress: bool | None = None,
+           budget: str | float | None = None) -> Path:  # fmt: skip
+    """Continue a run from its newest checkpoint; with ``epochs`` (``budget``), train up to
+    that many epochs (that much training time, counted from the run's start)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ReparamError(f"run folder {run_dir} does not exist")
@@ -134,9 +136,12 @@ def resume(run_dir: str | Path, epochs: int | None = None, hooks: Iterable[Hook]
         if epochs < state["meta"]["epoch"]:
             raise ConfigError(f"train.epochs={epochs} is fewer than the {state['meta']['epoch']} epochs already done")
         cfg.train.epochs = epochs
+    if budget is not None:
+        cfg.train.budget = budget
+        cfg.train.validate()
     data, model, dist = _setup(cfg, columns=runs.read_columns(run_dir, cfg))
     try:
-        if epochs is not None and dist.is_main:
+        if (epochs is not None or budget is not None) and dist.is_main:
             runs.write_json(run_dir / runs.CONFIG, cfg.to_dict())
         announce(cfg, dist)
         trainer = _trainer(cfg, model, data, run_dir, hooks, dist)
