@@ -7,7 +7,7 @@ import math
 import torch
 from torch.distributions import Independent, Normal
 
-from ..numerics import scale_from_logvar
+from ..numerics import LOGVAR_MAX, LOGVAR_MIN, scale_from_logvar
 from .base import Family, register
 
 
@@ -62,3 +62,18 @@ class Gaussian(Family):
 
     def prior(self) -> Independent:
         return Independent(Normal(self._full(0.0), self._full(1.0), validate_args=False), 1)
+
+    def kl_per_dim(self, q):
+        """KL(N(mu, s^2) || N(0, 1)) = (mu^2 + s^2 - 1 - log s^2) / 2 per dimension, (*batch, D):
+        torch's general Normal-to-Normal formula in half the operations (a training step makes
+        it twice, forward and backward)."""
+        if not isinstance(q, DiagonalNormal):
+            return super().kl_per_dim(q)
+        loc, scale = q.base_dist.loc, q.base_dist.scale
+        return 0.5 * (loc * loc + scale * scale - 1.0 - q.logvar.clamp(LOGVAR_MIN, LOGVAR_MAX))
+
+    def kl(self, q, z: torch.Tensor | None = None) -> torch.Tensor:
+        """KL(q || N(0, I)) per example, q.batch_shape: the sum of ``kl_per_dim``."""
+        if not isinstance(q, DiagonalNormal):
+            return super().kl(q, z)
+        return self.kl_per_dim(q).sum(-1)
