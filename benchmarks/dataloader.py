@@ -46,7 +46,7 @@ def in_memory_batches(trainer: Trainer):
     while True:
         perm = torch.randperm(len(trainer.train_x), generator=trainer.gen)
         for idx in perm.split(trainer.cfg.train.batch_size):
-            yield data.binarize(trainer.train_x[idx], trainer.gen)
+            yield data.draw_binary(trainer.train_x[idx], trainer.gen)
 
 
 def loader_batches(trainer: Trainer):

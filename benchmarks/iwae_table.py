@@ -66,7 +66,7 @@ def train_for(trainer: Trainer, seconds: float, passes: float = math.inf) -> tup
     steps = 0
     while True:
         for idx in torch.randperm(n, generator=trainer.gen).split(bs):
-            trainer.train_step(data_mod.binarize(trainer.train_x[idx], trainer.gen))
+            trainer.train_step(data_mod.draw_binary(trainer.train_x[idx], trainer.gen))
             steps += 1
             trainer.model.on_step(steps)
             if time.perf_counter() - start > seconds or steps * bs >= passes * n:

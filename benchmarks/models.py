@@ -61,11 +61,11 @@ def make_trainer(data, overrides: list[str], a) -> Trainer:
     warmup = [f"objective.warmup={steps // 2}"] if a.part == "priors" else []
     cfg = config.load(None, [
         "data.name=mnist", f"data.binarize={binarize}", "model.activation=tanh", "train.batch_size=100",
-        f"train.epochs={a.epochs}", "train.eval_every=1000000", "train.progress=false", f"seed={a.seed}",
+        f"train.epochs={a.epochs}", "train.eval_every=1000000", "train.progress=false", f"seed={a.seed}", f"train.device={a.device}",
         *base, *warmup, *overrides,
     ])  # fmt: skip
     torch.manual_seed(a.seed)
-    return Trainer(cfg, build(cfg, data.x_shape), data, Path(tempfile.mkdtemp(prefix="models-")))
+    return Trainer(cfg, build(cfg, data.x_shape).to(a.device), data, Path(tempfile.mkdtemp(prefix="models-")))
 
 
 def lab_snr(trainer: Trainer, x: torch.Tensor, replicates: int) -> str:
@@ -86,7 +86,7 @@ def run(data, name: str, overrides: list[str], a) -> dict:
     seconds = time.perf_counter() - start
     model, x = trainer.model.eval(), trainer.test_x[: a.eval_n]
     log_px, _ = evaluate.log_likelihood(model, x, a.eval_k, seed=a.seed)
-    nll = -log_px.double()
+    nll = -log_px.double().cpu()
     row = dict(name=name, per_image=nll, nll=float(nll.mean()), se=float(nll.std() / math.sqrt(len(nll))), seconds=seconds)
     row.update(elbo=evaluate.elbo_terms(model, x)["elbo"], active=diagnostics.active_units(model, x), snr=lab_snr(trainer, x_lab, a.replicates))
     print(f"{a.part} {name}: NLL {row['nll']:.2f} ± {row['se']:.2f}, ELBO {row['elbo']:.2f}, {seconds:.0f} s", flush=True)
@@ -164,11 +164,11 @@ def markdown(rows: list[dict], a, load: tuple[float, float]) -> str:
         ),
     }[a.part]
     tail = f"\n\n{zuko_timing()}" if a.part == "flows" else ""
-    return f"""Command: `python benchmarks/models.py {a.part} --epochs {a.epochs} --eval-n {a.eval_n} --eval-k {a.eval_k} --threads {a.threads}`.
+    return f"""Command: `python benchmarks/models.py {a.part} --epochs {a.epochs} --eval-n {a.eval_n} --eval-k {a.eval_k} --threads {a.threads} --device {a.device}`.
 {head} {a.epochs} epochs each; NLL = -L_{a.eval_k} on the first {a.eval_n} test images with the same seeded draws
 (paired column: per-image differences against the first row); test ELBO and active units on the same images;
 encoder SNR of the pathwise gradient from `reparam.gradvar` (one fixed minibatch of 100, {a.replicates} estimates).
-{a.threads} thread(s); 1-minute load average {load[0]:.2f} before, {load[1]:.2f} after.
+{a.device}{" (" + torch.cuda.get_device_name() + ")" if a.device == "cuda" else ""}, {a.threads} thread(s); 1-minute load average {load[0]:.2f} before, {load[1]:.2f} after.
 
 {chr(10).join(lines)}{tail}
 """
@@ -183,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--replicates", type=int, default=20)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--rows", default="", help="subset of the part's rows, comma-separated")
     p.add_argument("--no-write", action="store_true")
     a = p.parse_args(argv)
@@ -192,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     data = data_mod.load(config.DataConfig(name="mnist", path=str(common.MNIST), binarize=binarize))
     load0 = os.getloadavg()[0]
     rows = [run(data, name, variants[name], a) for name in wanted]
-    common.publish(a.part, markdown(rows, a, (load0, os.getloadavg()[0])), write=not a.no_write)
+    common.publish(a.part, markdown(rows, a, (load0, os.getloadavg()[0])), write=not a.no_write, script="models")
     return 0
 
 

@@ -96,7 +96,7 @@ def reparam_epoch(trainer: Trainer) -> float:
     start = time.perf_counter()
     n, bs = len(trainer.train_x), trainer.cfg.train.batch_size
     for idx in torch.randperm(n, generator=trainer.gen).split(bs):
-        trainer.train_step(data_mod.binarize(trainer.train_x[idx], trainer.gen))
+        trainer.train_step(data_mod.draw_binary(trainer.train_x[idx], trainer.gen))
     return time.perf_counter() - start
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import sys
+import types
 import typing
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -138,13 +140,14 @@ class TrainConfig:
     lr: float = 1e-3
     lr_schedule: str = "constant"  # constant | cosine | exponential, over all steps (stretched if resumed with more epochs)
     lr_final: float = 0.0  # cosine/exponential: the rate at the last step (exponential: > 0)
-    eval_k: int = 500  # importance samples for the final log-likelihood
+    eval_k: int | str = "auto"  # final IS log-likelihood: auto (budgeted: K and a test subset fit ~15% of training time), N samples on every test image, 0 skips it
     eval_every: int = 1  # epochs between held-out evaluations
     device: str = "cpu"  # cpu | cuda | auto (cuda when a GPU is present)
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 needs CUDA and uses a GradScaler)
     channels_last: bool = False  # conv weights in channels_last memory format (faster on tensor cores)
     compile: bool = False  # torch.compile the encoder and decoder
-    threads: int = 0  # torch.set_num_threads; 0 keeps torch's default
+    threads: int | str = "auto"  # auto: timed trials pick the fastest count (1 on a busy machine); N: torch.set_num_threads(N); 0: torch's default
+    budget: str | float = 0  # wall-clock training budget: "90s", "15m", "1h" or seconds; 0: none (train.epochs only)
     progress: bool = True
     report: bool = True  # write RUN/report.html with every figure at the end
     checkpoint_every: int = 0  # steps between checkpoints; 0: at every evaluation only
@@ -159,19 +162,27 @@ class TrainConfig:
     log: list[str] = field(default_factory=list)  # experiment trackers: tensorboard, mlflow, wandb (reparam.train.tracking)
 
     def validate(self) -> None:
-        for key in ("epochs", "batch_size", "eval_k", "eval_every", "keep_checkpoints", "max_bad_steps"):
+        for key in ("epochs", "batch_size", "eval_every", "keep_checkpoints", "max_bad_steps"):
             require(getattr(self, key) >= 1, f"train.{key} must be >= 1, got {getattr(self, key)}")
+        for key in ("eval_k", "threads"):
+            value = getattr(self, key)
+            require(value == "auto" or isinstance(value, int) and value >= 0, f"train.{key} must be auto or an integer >= 0, got {value!r}")
+        duration_seconds(self.budget, "train.budget")  # ConfigError for a malformed budget
         require(self.gradvar_replicates >= 2, f"train.gradvar_replicates must be >= 2, got {self.gradvar_replicates}")
         for key in ("checkpoint_every", "clip_grad", "max_rollbacks", "gradvar_every", "labeled_batch_size"):
             require(getattr(self, key) >= 0, f"train.{key} must be >= 0, got {getattr(self, key)}")
         require(0 < self.lr_backoff < 1, f"train.lr_backoff must lie in (0, 1), got {self.lr_backoff}")
         require(math.isfinite(self.lr) and self.lr > 0, f"train.lr must be a finite rate > 0, got {self.lr}")
         self.validate_schedule()
-        require(self.threads >= 0, f"train.threads must be >= 0, got {self.threads}")
         from . import devices
 
         one_of("train.device", self.device, devices.DEVICES)
         one_of("train.precision", self.precision, tuple(devices.DTYPES))
+
+    @property
+    def budget_seconds(self) -> float:
+        """``budget`` in seconds (0: no budget); ConfigError for anything but a number with an optional s, m or h."""
+        return duration_seconds(self.budget, "train.budget")
 
     def validate_schedule(self) -> None:
         from . import optim
@@ -186,6 +197,20 @@ class TrainConfig:
             self.lr_schedule != "constant" or self.lr_final == 0,
             f"train.lr_final applies to train.lr_schedule=cosine or exponential; with constant the rate stays train.lr (got train.lr_final={self.lr_final})",
         )
+
+
+UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def duration_seconds(value: str | float, key: str) -> float:
+    """Seconds from a duration: ``90``, ``90s``, ``15m``, ``1.5h`` (a bare number is seconds); 0 means none."""
+    text = str(value).strip().lower()
+    match = re.fullmatch(r"(\d+(?:\.\d*)?|\.\d+)\s*([smh]?)", text) if not isinstance(value, bool) else None
+    if match is None:
+        raise ConfigError(f"{key} must be a duration such as 90s, 15m or 1h (or seconds; 0 for none), got {value!r}")
+    seconds = float(match.group(1)) * UNITS[match.group(2)]
+    require(math.isfinite(seconds), f"{key} must be a finite duration, got {value!r}")
+    return seconds
 
 
 SECTIONS: dict[str, type] = {
@@ -259,8 +284,15 @@ def valid_keys() -> list[str]:
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     """Check ``value`` against the annotation ``tp``; ints are accepted for floats."""
     origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin is list and args[0] is str and isinstance(value, str):  # train.log=tensorboard,mlflow
+    if origin is list and args[0] is str and isinstance(value, str) and not value.startswith("["):  # train.log=tensorboard,mlflow ([a]: the hint below)
         value = [v.strip() for v in value.split(",") if v.strip()]
+    if origin in (typing.Union, types.UnionType):  # int | str: the first type the value has
+        for arm in args:
+            try:
+                return _coerce(value, arm, key)
+            except ConfigError:
+                pass
+        raise ConfigError(f"{key} must be of type {' or '.join(a.__name__ for a in args)}, got {value!r}")
     if origin is list:
         if not isinstance(value, list):
             hint = ' (quote text items: ["a", "b"])' if isinstance(value, str) and value.startswith("[") else ""

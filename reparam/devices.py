@@ -6,10 +6,21 @@ before backward so small gradients survive float16, and a step whose scaled grad
 overflow is skipped while the scale backs off; Micikevicius et al. 2018). Losses,
 log-probabilities and evaluation stay in float32: the model casts network outputs back
 before building distributions.
+
+``train.threads``: how many CPU threads torch uses (``Threads``). ``auto`` times a few
+forward passes with 1, 2, 4, ... up to the CPUs this process may use and keeps the fastest
+count, again every ``RETUNE_SECONDS`` (or less often, so trials stay under ``TRIAL_SHARE``
+of the time): on two cores, two threads were 10% faster than one for the MNIST MLP on an
+idle machine and 6.5x slower beside one busy process (each op's threads wait for the one
+that shares its core), so the count follows the machine's state as it changes.
 """
 
 from __future__ import annotations
 
+import os
+import statistics
+import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from typing import TypeVar
 
@@ -22,14 +33,16 @@ DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 DEVICES = ("cpu", "cuda", "auto")
 
 
-def set_threads(n: int, fresh: bool = False) -> None:
-    """torch's thread count (0 keeps torch's default), at most this machine's cores.
+def set_threads(n: int | str, fresh: bool = False) -> None:
+    """torch's thread count (0 keeps torch's default; ``auto`` is left to ``Threads``), at most this machine's cores.
 
     A fresh run asking for more threads than cores is refused (torch crashes with tens of
     thousands); a run moved to a smaller machine (resume, eval) runs on the cores there.
     """
     import os
 
+    if not isinstance(n, int):  # auto: Threads measures
+        return
     cores = os.cpu_count() or 1
     if fresh and n > cores:
         raise ConfigError(f"train.threads={n} exceeds this machine's {cores} CPU cores; choose at most {cores} (0: torch's default)")
@@ -108,3 +121,73 @@ def prepare(model: M, channels_last: bool, compile: bool) -> M:
         model.get_submodule("encoder").compile()
         model.get_submodule("decoder").compile()
     return model
+
+
+#: train.threads=auto: seconds between timed trials at least, and the largest share of time they may take.
+RETUNE_SECONDS, TRIAL_SHARE = 30.0, 0.02
+#: Counts within this factor of the fastest are ties, and the smallest of them wins (it degrades least under load).
+TIE = 1.05
+
+
+def cpus_available() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return os.cpu_count() or 1
+
+
+def candidates(cpus: int) -> list[int]:
+    """Thread counts a trial compares: 1, 2, 4, ... and ``cpus`` itself."""
+    out, n = [], 1
+    while n < cpus:
+        out.append(n)
+        n *= 2
+    return out + [cpus]
+
+
+def fastest(seconds: dict[int, float], tie: float = TIE) -> int:
+    """The smallest thread count whose time is within ``tie`` of the fastest."""
+    best = min(seconds.values())
+    return min(n for n, s in seconds.items() if s <= best * tie)
+
+
+class Threads:
+    """``train.threads``: N fixes torch's thread count, 0 keeps torch's default, ``auto`` measures.
+
+    ``auto`` tunes only where the choice is ours: on a CPU device, in a single process
+    (torchrun gives each process its own threads) and without OMP_NUM_THREADS set. The
+    thread count can change the last bits of a conv net's results (not those of the MLPs
+    measured here), so a bit-for-bit repeat of a conv run wants a fixed ``train.threads``.
+    """
+
+    def __init__(self, setting: int | str, tunable: bool = True, clock: Callable[[], float] = time.perf_counter):
+        self.clock = clock
+        self.auto = setting == "auto" and tunable and "OMP_NUM_THREADS" not in os.environ
+        if isinstance(setting, int) and setting > 0:
+            set_threads(setting)  # at most the cores here (a run resumed on a smaller machine)
+        self.cpus = cpus_available()
+        self.last, self.interval = -float("inf"), RETUNE_SECONDS
+        self.history: list[dict[int, float]] = []  # the trials' median seconds per count, for tests and logs
+
+    def due(self) -> bool:
+        return self.auto and self.cpus > 1 and self.clock() - self.last >= self.interval
+
+    def tune(self, trial: Callable[[], object], repeats: int = 3) -> int:
+        """Time ``trial`` (one warm-up, then the median of ``repeats``) at each candidate count; keep the fastest."""
+        start, seconds = self.clock(), {}
+        for n in candidates(self.cpus):
+            torch.set_num_threads(n)
+            trial()
+            times = []
+            for _ in range(repeats):
+                t0 = self.clock()
+                trial()
+                times.append(self.clock() - t0)
+            seconds[n] = statistics.median(times)
+        best = fastest(seconds)
+        torch.set_num_threads(best)
+        self.history.append(seconds)
+        self.last = self.clock()
+        self.interval = max(RETUNE_SECONDS, (self.last - start) / TRIAL_SHARE)
+        return best

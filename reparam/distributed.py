@@ -140,8 +140,11 @@ def barrier(d: Dist) -> None:
         dist.barrier()
 
 
-def any_rank(d: Dist, flag: bool, device: torch.device) -> bool:
-    """True on every rank if ``flag`` is true on any (so all ranks stop at the same step)."""
+def agree(d: Dist, flag: bool, seconds: float, device: torch.device) -> tuple[bool, float]:
+    """(``flag`` on any rank, the largest ``seconds``), the same on every rank: one all-reduce,
+    so all ranks stop at the same step and a budget's schedule gives them the same rate."""
     if not d.enabled:
-        return flag
-    return bool(sum_(torch.tensor(float(flag), device=device)) > 0)
+        return flag, seconds
+    both = torch.tensor([float(flag), seconds], dtype=torch.float64, device=device)
+    dist.all_reduce(both, op=dist.ReduceOp.MAX)
+    return bool(both[0] > 0), float(both[1])

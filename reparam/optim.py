@@ -1,10 +1,13 @@
 """How parameters move: Adam, and the learning rate as a pure function of training progress.
 
-A schedule maps progress ``t = step / total_steps`` in [0, 1] to a rate that starts at
-``lr`` (t = 0) and reaches ``lr_final`` (t = 1). It depends on the global step alone, so a
-resumed run recomputes its rate instead of storing scheduler state and stays bit for bit
-identical. Resuming with more epochs stretches the schedule over the new total: the rate
-jumps to its value at the new, smaller ``t`` and decays again to ``lr_final``.
+A schedule maps progress ``t`` in [0, 1] to a rate that starts at ``lr`` (t = 0) and
+reaches ``lr_final`` (t = 1). Progress is ``step / total_steps``, or under a wall-clock
+budget the larger of that and ``seconds / budget`` (training ends at whichever limit comes
+first, and the schedule with it). It depends on the global step (and the training clock,
+which checkpoints carry) alone, so a resumed run recomputes its rate instead of storing
+scheduler state and, without a budget, stays bit for bit identical. Resuming with more
+epochs (or a longer budget) stretches the schedule over the new total: the rate jumps to
+its value at the new, smaller ``t`` and decays again to ``lr_final``.
 """
 
 from __future__ import annotations
@@ -35,14 +38,23 @@ def exponential(lr: float, lr_final: float, t: float) -> float:
 SCHEDULES: dict[str, Schedule] = {"constant": constant, "cosine": cosine, "exponential": exponential}
 
 
-def lr_at(cfg, step: int, total_steps: int, rollbacks: int = 0) -> float:
-    """The rate at global ``step`` of ``total_steps``, times ``lr_backoff ** rollbacks``.
+def progress(step: int, total_steps: int, seconds: float = 0.0, budget: float = 0.0) -> float:
+    """Training progress t in [0, 1]: step / total_steps, or with a budget (seconds > 0) the
+    larger of that and seconds / budget; clamped, so past either end t stays 1."""
+    t = step / max(total_steps, 1)
+    if budget > 0:
+        t = max(t, seconds / budget)
+    return min(max(t, 0.0), 1.0)
 
-    ``cfg`` is the ``train`` config section (lr, lr_final, lr_schedule, lr_backoff).
 
-    t is clamped to [0, 1]: past the last step the rate stays at ``lr_final``.
+def lr_at(cfg, step: int, total_steps: int, rollbacks: int = 0, seconds: float = 0.0, budget: float = 0.0) -> float:
+    """The rate at global ``step`` of ``total_steps`` (and ``seconds`` into a ``budget``), times
+    ``lr_backoff ** rollbacks``.
+
+    ``cfg`` is the ``train`` config section (lr, lr_final, lr_schedule, lr_backoff). Past
+    the end (``progress`` = 1) the rate stays at ``lr_final``.
     """
-    t = min(max(step / max(total_steps, 1), 0.0), 1.0)
+    t = progress(step, total_steps, seconds, budget)
     return SCHEDULES[cfg.lr_schedule](cfg.lr, cfg.lr_final, t) * cfg.lr_backoff**rollbacks
 
 

@@ -13,7 +13,7 @@ from reparam import config
 ROOT = Path(__file__).resolve().parents[1]
 MNIST = Path(os.environ.get("REPARAM_MNIST", ROOT.parent / "shared" / "data" / "mnist.npz"))
 
-TINY = ["train.epochs=2", "train.eval_k=20", "train.progress=false", "train.report=false", "model.hidden=[32]", "latent.dim=4"]
+TINY = ["train.epochs=2", "train.eval_k=20", "train.progress=false", "train.report=false", "model.hidden=[32]", "latent.dim=4", "train.threads=1"]
 
 
 @pytest.fixture(autouse=True)

@@ -33,6 +33,20 @@ def test_dynamic_binarization_fixes_the_test_set_and_keeps_train_grey():
     assert torch.equal(d.test, data.load(cfg_for("data.binarize=dynamic")).test)
 
 
+def test_the_training_draw_is_bernoulli_of_the_grey_levels():
+    """draw_binary: values in {0, 1}, 0 and 1 kept, and each pixel's mean over draws within
+    4 standard errors of its grey level (sqrt(p (1 - p) / n)), for a fixed generator."""
+    p = torch.tensor([0.0, 0.02, 0.25, 0.5, 0.9, 1.0]).repeat(4000, 1)  # 4,000 draws of six grey levels
+    draws = data.draw_binary(p, torch.Generator().manual_seed(0))
+    assert draws.dtype == p.dtype and set(draws.unique().tolist()) <= {0.0, 1.0}
+    mean, grey = draws.double().mean(0), p[0].double()
+    se = torch.sqrt(grey * (1 - grey) / len(p))
+    assert mean[0] == 0 and mean[-1] == 1
+    assert torch.all((mean - grey).abs()[1:-1] <= 4 * se[1:-1]), (mean, grey, se)
+    again = data.draw_binary(p, torch.Generator().manual_seed(0))
+    assert torch.equal(draws, again) and not torch.equal(draws, data.draw_binary(p, torch.Generator().manual_seed(1)))
+
+
 def test_static_binarization_binarizes_both():
     d = data.load(cfg_for("data.binarize=static"))
     assert set(d.train.unique().tolist()) <= {0.0, 1.0}

@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from . import diagnostics, gradvar  # noqa: F401
-from .metrics import DRAW_EXAMPLES, DRAW_SAMPLES, MAX_ELEMENTS, PRECISIONS, classification, elbo_terms, evaluate, log_likelihood, scores
+from . import budget, diagnostics, gradvar  # noqa: F401
+from .metrics import DRAW_EXAMPLES, DRAW_SAMPLES, MAX_ELEMENTS, PRECISIONS, classification, elbo_terms, evaluate, log_likelihood, nll_scores, scores
 
-__all__ = ["DRAW_EXAMPLES", "DRAW_SAMPLES", "MAX_ELEMENTS", "PRECISIONS", "classification", "diagnostics", "elbo_terms", "evaluate", "gradvar", "log_likelihood", "scores"]
+__all__ = ["DRAW_EXAMPLES", "DRAW_SAMPLES", "MAX_ELEMENTS", "PRECISIONS", "budget", "classification", "diagnostics", "elbo_terms", "evaluate", "gradvar", "log_likelihood", "nll_scores", "scores"]

@@ -24,10 +24,13 @@ def cmd_eval(a: argparse.Namespace) -> int:
     if a.k < 1:
         raise ReparamError(f"--k must be >= 1, got {a.k}")
     model = runs.load(a.run)
-    devices.set_threads(model.config.train.threads)  # the run's thread count (one thread beats two on a busy machine)
     source = runs.load_data(a.run, model.config)
+    threads = devices.Threads(model.config.train.threads)  # the run's setting: N, or auto (timed trials)
     y = source.test_labels if hasattr(model, "given") else None
-    out = metrics.evaluate(model, source.test, a.k, precision=a.precision, nll_shift=source.nll_shift, y=y)
+    if threads.due():
+        probe = model if y is None else model.given(y[: metrics.DRAW_EXAMPLES])
+        threads.tune(lambda: metrics.log_likelihood(probe, source.test[: metrics.DRAW_EXAMPLES], 32))
+    out = metrics.evaluate(model, source.test, a.k, precision=a.precision, nll_shift=source.nll_shift, y=y, progress=None)
     if a.json:
         print(json.dumps(out, sort_keys=True))
         return 0

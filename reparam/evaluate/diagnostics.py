@@ -52,16 +52,22 @@ def _query_index(n: int, n_queries: int, seed: int) -> torch.Tensor:
 def _log_aggregate(q_all, z: torch.Tensor, max_elements: int) -> torch.Tensor:
     """log q(z_i) = logsumexp_n log q(z_i|x_n) - log N for z (M, D); returns (M,).
 
-    Each chunk broadcasts z (m, 1, D) against q(z|x_n) with batch (N,): an (m, N) table.
+    Each chunk is an (m, N) table of log q(z_i|x_n): one matrix product where the posterior
+    has ``pairwise_log_prob`` (the diagonal Gaussian), else z (m, 1, D) broadcast against q
+    with batch (N,), (m, N, D) elements at most ``max_elements``.
     """
     n, d = q_all.batch_shape[0], z.shape[-1]
+    pairwise = getattr(q_all, "pairwise_log_prob", None)
+    if pairwise is not None:
+        m = max(1, max_elements // n)
+        return torch.cat([torch.logsumexp(pairwise(zc), dim=1).float() for zc in z.split(m)]) - math.log(n)
     m = max(1, max_elements // (n * d))
     out = [torch.logsumexp(q_all.log_prob(zc.unsqueeze(1)), dim=1) for zc in z.split(m)]
     return torch.cat(out) - math.log(n)
 
 
 @torch.inference_mode()
-def mutual_information(model, x: torch.Tensor, n_queries: int = 1000, seed: int = 0, max_elements: int = 2**23) -> dict:
+def mutual_information(model, x: torch.Tensor, n_queries: int = 1000, seed: int = 0, max_elements: int = 2**22) -> dict:
     """I(x; z) under the aggregate posterior q(z) = (1/N) sum_n q(z|x_n), in nats.
 
     ELBO surgery (Hoffman & Johnson 2016): E_x KL(q(z|x) || p(z)) = I(x; z) + KL(q(z) || p(z)).

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Any
+import time
 
 import torch
+from tqdm.auto import tqdm
 
 from .. import objectives
 from ..errors import ConfigError
 from ..objectives import labels
-from . import diagnostics
+from . import budget, diagnostics
 
 #: Upper bound on (examples x samples x pixels) held in memory at once by the IS estimate.
 #: 2**21 floats (8 MB of logits, ~2,700 decoder rows for MNIST) keeps a chunk in cache:
@@ -91,7 +92,7 @@ def _log_prior(prior, z: torch.Tensor, max_elements: int) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def log_likelihood(model, x: torch.Tensor, k: int, max_elements: int = MAX_ELEMENTS, seed: int = 0, precision: str = "fp32"):
+def log_likelihood(model, x: torch.Tensor, k: int, max_elements: int = MAX_ELEMENTS, seed: int = 0, precision: str = "fp32", progress: bool | None = False):
     """Importance-sampled log p(x) per example, and the effective sample size of the weights.
 
     log p(x) ~ logsumexp_k(log w_k) - log K, log w_k = log p(x|z_k) + log p(z_k) - log q(z_k|x),
@@ -105,7 +106,8 @@ def log_likelihood(model, x: torch.Tensor, k: int, max_elements: int = MAX_ELEME
     ``precision="bf16"`` runs the decoder's matrix multiplications in bfloat16 (autocast;
     the likelihood, log p(z) and log q stay in float32). On a 2-core EPYC with AVX512-BF16
     the matmuls run 2.2x faster and the whole estimate 1.3-1.4x; ``benchmarks/speed.py``
-    measures the change in log p(x) beside the timing. Returns two (N,) tensors.
+    measures the change in log p(x) beside the timing. ``progress``: a bar over the
+    images (None: only on a terminal). Returns two (N,) tensors.
     """
     if precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -116,7 +118,8 @@ def log_likelihood(model, x: torch.Tensor, k: int, max_elements: int = MAX_ELEME
     rows = max(1, max_elements // max(1, math.prod(model.x_shape)))
     log_px, ess = [], []
     prior = None if getattr(model, "y", None) is not None and model.y.dim() else model.prior()  # once, unless per-example labels
-    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+    bar = tqdm(total=len(x), disable=None if progress is None else not progress, unit="image", desc=f"log p(x), K={k}", leave=False, dynamic_ncols=True)
+    with bar, torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
         for block, ex in enumerate(_batches(len(x), DRAW_EXAMPLES)):
             xb = x[ex]
             part = model.rows(ex)
@@ -133,6 +136,7 @@ def log_likelihood(model, x: torch.Tensor, k: int, max_elements: int = MAX_ELEME
                 lse2 = torch.logaddexp(lse2, torch.logsumexp(2 * lw, 0))
             log_px.append(lse - math.log(k))
             ess.append(torch.exp(2 * lse - lse2))
+            bar.update(len(xb))
     return torch.cat(log_px), torch.cat(ess)
 
 
@@ -157,33 +161,34 @@ def classification(model, x: torch.Tensor, y: torch.Tensor, batch_size: int = 10
     return {"classification_error": float(wrong.mean()), "classification_error_se": float(wrong.std() / math.sqrt(n)) if n > 1 else float("nan")}
 
 
-def scores(model, x: torch.Tensor, k: int, seed: int = 0, precision: str = "fp32") -> dict:
-    """Test ELBO terms and NLL = -log p(x) with its standard error, of one model.
+def nll_scores(model, x: torch.Tensor, k: int, seed: int = 0, precision: str = "fp32", progress: bool | None = False) -> dict:
+    """NLL = -log p(x) over x (N, *x_shape) with its standard error, bits/dim, ESS, K and N.
 
     ``nll_se`` is the standard error of the mean over the N examples (sd / sqrt(N));
     ``bits_per_dim`` = NLL / (n_pixels ln 2); ``ess`` is the mean effective sample size of
     the K importance weights per example (K means q(z|x) is the true posterior).
     """
-    out: dict[str, Any] = dict(elbo_terms(model, x))
-    log_px, ess = log_likelihood(model, x, k, seed=seed, precision=precision)
+    log_px, ess = log_likelihood(model, x, k, seed=seed, precision=precision, progress=progress)
     n = len(x)
     nll = -log_px.double()
-    out.update(
-        nll=float(nll.mean()),
-        nll_se=float(nll.std() / math.sqrt(n)) if n > 1 else float("nan"),
-        bits_per_dim=float(nll.mean() / (math.prod(model.x_shape) * math.log(2))),
-        ess=float(ess.mean()),
-        k=k,
-        n=n,
-        precision=precision,
-        model=model.family.name,
-    )
-    return out
+    return {
+        "nll": float(nll.mean()),
+        "nll_se": float(nll.std() / math.sqrt(n)) if n > 1 else float("nan"),
+        "bits_per_dim": float(nll.mean() / (math.prod(model.x_shape) * math.log(2))),
+        "ess": float(ess.mean()),
+        "k": k,
+        "n": n,
+    }
 
 
-def evaluate(model, x: torch.Tensor, k: int, dashboard: bool = True, seed: int = 0, precision: str = "fp32",
-             nll_shift: float | None = None, y: torch.Tensor | None = None) -> dict:  # fmt: skip
-    """The run's held-out numbers: ``scores`` of the model it defines, and the collapse dashboard.
+def scores(model, x: torch.Tensor, k: int, seed: int = 0, precision: str = "fp32", progress: bool | None = False) -> dict:
+    """Test ELBO terms and NLL = -log p(x) with its standard error (``nll_scores``), of one model."""
+    return {**elbo_terms(model, x), **nll_scores(model, x, k, seed, precision, progress), "precision": precision, "model": model.family.name}
+
+
+def evaluate(model, x: torch.Tensor, k: int | str, dashboard: bool = True, seed: int = 0, precision: str = "fp32", nll_shift: float | None = None,
+             y: torch.Tensor | None = None, budget_seconds: float = 0.0, progress: bool | None = False) -> dict:  # fmt: skip
+    """The run's held-out numbers: test ELBO and NLL of the model it defines, and the collapse dashboard.
 
     The ELBO and the log-likelihood always describe one model, named by ``model``: the
     family's own, or for a relaxed family trained with the discrete KL the discrete model
@@ -191,6 +196,11 @@ def evaluate(model, x: torch.Tensor, k: int, dashboard: bool = True, seed: int =
     (ELBO terms only: it is no model's bound). A relaxed family trained with its relaxed
     KL also reports the discrete model it relaxes, as ``discrete``. With ``dashboard``,
     adds active units, KL per dimension and I(x; z) (see diagnostics).
+
+    ``k``: importance samples on every image of x; 0 skips the log-likelihood (``nll`` is
+    None); ``"auto"`` fits the whole evaluation into ``budget_seconds`` (``budget.plan``:
+    K and a fixed subset of the images, described under ``nll_plan``). ``n`` counts the
+    images of the NLL, ``n_test`` those of the ELBO and the dashboard.
 
     ``nll_shift`` (``Data.nll_shift``: sum_j log std_j of a table's standardized columns)
     adds ``nll_original_units`` = nll + shift and ``elbo_original_units`` = elbo - shift:
@@ -202,24 +212,47 @@ def evaluate(model, x: torch.Tensor, k: int, dashboard: bool = True, seed: int =
     ``classification_error`` of q(y|x). ``labels`` says which; the dashboard reads
     q(z|x, y) at the test labels.
     """
+    start = time.perf_counter()
+    m2 = semi_supervised(model)
+    cvae = None if y is None or m2 else model  # a conditional VAE: scored given the labels of the images it scores
     view = model if y is None else model.given(y)
-    if y is not None and not semi_supervised(model):
+    if cvae is not None:
         model = view
     scored = model.with_family(model.family.scored())
-    out = scores(scored, x, k, seed, precision)
-    if nll_shift is not None:
-        out.update(nll_original_units=out["nll"] + nll_shift, elbo_original_units=out["elbo"] - nll_shift)
     discrete = model.family.discrete()
-    discrete_model = None if discrete is None else model.with_family(discrete)
+    discrete_model = None if discrete is None or scored is not model else model.with_family(discrete)  # None: a flow or learned prior
+    out = {**elbo_terms(scored, x), "precision": precision, "model": scored.family.name, "n_test": len(x)}
     if scored is not model:
         out["objective"] = {"what": "the trained objective: relaxed sample into the decoder, discrete KL", **elbo_terms(model, x)}
-    elif discrete_model is not None:  # None: a flow or a learned prior ties the model to its relaxed family
-        out["discrete"] = {"what": "the discrete model this relaxation stands for", **scores(discrete_model, x, k, seed, precision)}
+    if discrete_model is not None:
+        out["discrete"] = {"what": "the discrete model this relaxation stands for", **elbo_terms(discrete_model, x), "precision": precision, "model": discrete.name}
     if y is not None:
-        out["labels"] = "latent: log p(x) sums over the classes" if semi_supervised(model) else "given: -log p(x|y) at the test labels"
-    if semi_supervised(model):
+        out["labels"] = "latent: log p(x) sums over the classes" if m2 else "given: -log p(x|y) at the test labels"
+    if m2:
         assert y is not None  # M2 is evaluated with the test labels (a conditional run's data carry them)
         out.update(classification(model, x, y))
     if dashboard:
         out.update(diagnostics.dashboard(view, x))
+    xs, plan = x, None
+    if k == "auto":
+        left = budget_seconds - (time.perf_counter() - start)
+        plan = budget.plan(log_likelihood, scored, x, left, 1 + (discrete_model is not None), DRAW_EXAMPLES)
+        k, xs = plan.k, x if plan.index is None else x[plan.index]
+    assert isinstance(k, int), k  # auto is resolved above (config checks the setting)
+    if k:
+        if cvae is not None and plan is not None and plan.index is not None:  # the subset's own labels
+            assert y is not None
+            sub = cvae.given(y[plan.index])
+            scored = sub.with_family(sub.family.scored())
+            discrete_model = None if discrete_model is None else sub.with_family(discrete)
+        out.update(nll_scores(scored, xs, k, seed, precision, progress))
+        if discrete_model is not None:
+            out["discrete"].update(nll_scores(discrete_model, xs, k, seed, precision, progress))
+    else:
+        out.update(nll=None, nll_se=None, bits_per_dim=None, ess=None, k=0, n=0)
+    if plan is not None:
+        out["nll_plan"] = {**plan.describe(), "seconds": round(time.perf_counter() - start, 3)}
+    if nll_shift is not None:
+        out["elbo_original_units"] = out["elbo"] - nll_shift
+        out["nll_original_units"] = None if out["nll"] is None else out["nll"] + nll_shift
     return out

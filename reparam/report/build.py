@@ -61,15 +61,18 @@ def run_page(view: RunView, pngs: dict[str, bytes]) -> str:
     return html.page(view.title, nav, "".join(parts))
 
 
-def write_report(run_dir: str | Path, out: str | Path | None = None, seed: int = 0, label: str | None = None) -> Path:
+def write_report(run_dir: str | Path, out: str | Path | None = None, seed: int = 0, label: str | None = None, source=None,
+                 progress: bool | None = None) -> Path:  # fmt: skip
     """Draw every figure into RUN/figures/*.png and write RUN/report.html (or ``out``); returns its path.
 
     ``label``: for a conditional run, the class (name or index) whose figures are drawn.
-    Raises RunError for a folder without a model and DataError when the run's data is gone.
+    ``source``: the run's data if the caller holds them (else they are read again);
+    ``progress``: a bar over the figures (None: only on a terminal). Raises RunError for a
+    folder without a model and DataError when the run's data is gone.
     """
     _check_parent(out)
-    view = open_run(run_dir, label=label)
-    pngs = space.render(view, seed)
+    view = open_run(run_dir, label=label, source=source)
+    pngs = space.render(view, seed, progress)
     folder = view.run_dir / FIGURE_DIR
     folder.mkdir(exist_ok=True)
     for name, payload in pngs.items():
@@ -110,7 +113,7 @@ def write_comparison(run_dirs: list[str | Path], out: str | Path, seed: int = 0)
     """Write one page comparing several runs side by side to ``out``; returns its path."""
     _check_parent(out)
     views = [open_run(d) for d in run_dirs]
-    pngs = [space.render(v, seed) for v in views]
+    pngs = [space.render(v, seed, progress=None) for v in views]
     runs.atomic_write_bytes(out, comparison_page(views, pngs).encode("utf-8"))
     return Path(out)
 

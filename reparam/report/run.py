@@ -93,14 +93,16 @@ def class_index(model, label: str | None) -> int | None:
     raise ReparamError(f"--label {label} is not a class of this run; its classes are {', '.join(names)} (or their indices 0..{len(names) - 1})")
 
 
-def open_run(run_dir: str | Path, max_test: int = MAX_TEST, label: str | None = None) -> RunView:
+def open_run(run_dir: str | Path, max_test: int = MAX_TEST, label: str | None = None, source=None) -> RunView:
     """Load a run folder; raises RunError (missing folder, no model) or DataError (data gone).
 
-    A conditional run's figures are drawn for class ``label`` (a name or index; default the first)."""
+    A conditional run's figures are drawn for class ``label`` (a name or index; default the first).
+    ``source``: the run's data (``reparam.data.Data``) when the caller holds them already
+    (the trainer, at the end of a run), so they are not read and held twice."""
     run_dir = Path(run_dir)
     model = runs.load(run_dir)
     index = class_index(model, label)
-    source = runs.load_data(run_dir, model.config)
+    source = runs.load_data(run_dir, model.config) if source is None else source
     labels = None if source.test_labels is None else source.test_labels[:max_test]
     summary = runs.read_json(run_dir / runs.SUMMARY) if (run_dir / runs.SUMMARY).exists() else {}
     return RunView(

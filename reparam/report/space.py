@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from tqdm.auto import tqdm
 
 from . import figures, latent, table
 from .run import RunView
@@ -65,15 +68,24 @@ def codes_figure(model, x: torch.Tensor, labels: torch.Tensor | None) -> Figure:
     return fig
 
 
-def render(view: RunView, seed: int = 0) -> dict[str, bytes]:
-    """Every figure that applies to the run, as PNG bytes keyed by the stems of FIGURES."""
+def render(view: RunView, seed: int = 0, progress: bool | None = False) -> dict[str, bytes]:
+    """Every figure that applies to the run, as PNG bytes keyed by the stems of FIGURES.
+
+    ``progress``: a bar over the figures (None: only on a terminal)."""
+    pngs = {}
     with torch.inference_mode():
-        made = _figures(view, seed)
-    return {name: figures.png(fig) for name, fig in made.items() if fig is not None}
+        plans = _figures(view, seed)
+        bar = tqdm(plans.items(), total=len(plans), disable=None if progress is None else not progress, desc="report", unit="figure", leave=False)
+        for name, draw in bar:
+            fig = draw()
+            if fig is not None:
+                pngs[name] = figures.png(fig)
+    return pngs
 
 
-def _figures(view: RunView, seed: int) -> dict[str, Figure | None]:
-    """Image runs get image grids; a table run (``view.columns``) gets its table figures instead.
+def _figures(view: RunView, seed: int) -> dict[str, Callable[[], Figure | None]]:
+    """What draws each figure, in order. Image runs get image grids; a table run
+    (``view.columns``) gets its table figures instead.
 
     A conditional run's figures are those of the model given class ``view.label`` (its
     test images only), beside draws of every class and the codes of all test images
@@ -82,18 +94,19 @@ def _figures(view: RunView, seed: int) -> dict[str, Figure | None]:
         return _class_figures(view, seed)
     model, x = view.model, view.test
     ranking = latent.rank_dimensions(model, x)
+    common = {"curves": lambda: figures.curves_figure([(view.name, view.metrics)]), "kl_per_dim": lambda: figures.kl_figure(ranking)}
     if view.columns is not None:
-        return {"curves": figures.curves_figure([(view.name, view.metrics)]), "kl_per_dim": figures.kl_figure(ranking),
-                **table.figures(model, view.columns, x, seed)}  # fmt: skip
+        c = view.columns
+        return {**common, "columns": lambda: table.columns_figure(model, c, x), "marginals": lambda: table.marginals_figure(model, c, x, seed),
+                "codes": lambda: table.codes_figure(model, c, x)}  # fmt: skip
     return {
-        "curves": figures.curves_figure([(view.name, view.metrics)]),
-        "kl_per_dim": figures.kl_figure(ranking),
-        "reconstructions": figures.reconstructions_figure(model, x),
-        "samples": figures.samples_figure(model, seed),
-        "traversals": traversals_figure(model, x, ranking),
-        "interpolations": interpolations_figure(model, x, view.labels),
-        "manifold": manifold_figure(model, x),
-        "codes": codes_figure(model, x, view.labels),
+        **common,
+        "reconstructions": lambda: figures.reconstructions_figure(model, x),
+        "samples": lambda: figures.samples_figure(model, seed),
+        "traversals": lambda: traversals_figure(model, x, ranking),
+        "interpolations": lambda: interpolations_figure(model, x, view.labels),
+        "manifold": lambda: manifold_figure(model, x),
+        "codes": lambda: codes_figure(model, x, view.labels),
     }
 
 
@@ -105,19 +118,19 @@ def class_samples_figure(model, names: list[str], seed: int = 0, n: int = 10) ->
     return figures.image_rows(list(grid), names, "decoded samples, one row per class")
 
 
-def _class_figures(view: RunView, seed: int) -> dict[str, Figure | None]:
+def _class_figures(view: RunView, seed: int) -> dict[str, Callable[[], Figure | None]]:
     given, (model, x, labels) = view.given(), view.of_class()
     names = view.model.class_names
     assert names is not None  # a conditional run has its classes
     ranking = latent.rank_dimensions(model, x)
     return {
-        "curves": figures.curves_figure([(view.name, view.metrics)]),
-        "kl_per_dim": figures.kl_figure(ranking),
-        "class_samples": class_samples_figure(view.model, names, seed),
-        "reconstructions": figures.reconstructions_figure(model, x),
-        "samples": figures.samples_figure(model, seed),
-        "traversals": traversals_figure(model, x, ranking),
-        "interpolations": interpolations_figure(model, x, labels),
-        "manifold": manifold_figure(model, x),
-        "codes": codes_figure(given, view.test, view.labels),
+        "curves": lambda: figures.curves_figure([(view.name, view.metrics)]),
+        "kl_per_dim": lambda: figures.kl_figure(ranking),
+        "class_samples": lambda: class_samples_figure(view.model, names, seed),
+        "reconstructions": lambda: figures.reconstructions_figure(model, x),
+        "samples": lambda: figures.samples_figure(model, seed),
+        "traversals": lambda: traversals_figure(model, x, ranking),
+        "interpolations": lambda: interpolations_figure(model, x, labels),
+        "manifold": lambda: manifold_figure(model, x),
+        "codes": lambda: codes_figure(given, view.test, view.labels),
     }

@@ -168,11 +168,3 @@ def codes_figure(model, columns: Columns, x: torch.Tensor) -> Figure:
     ax.set_title(f"{len(xy)} test rows")
     return fig
 
-
-def figures(model, columns: Columns, x: torch.Tensor, seed: int = 0) -> dict[str, Figure]:
-    """The table variant of the report's data figures, keyed by the stems of ``figures.FIGURES``."""
-    return {
-        "columns": columns_figure(model, columns, x),
-        "marginals": marginals_figure(model, columns, x, seed),
-        "codes": codes_figure(model, columns, x),
-    }

@@ -28,17 +28,38 @@ def default_out(cfg) -> Path:
     return out
 
 
-def resume_epochs(settings: list[str]) -> int | None:
-    """--resume takes no config file and no override but train.epochs (to train longer)."""
+def resume_settings(settings: list[str]) -> dict:
+    """--resume takes no config file and no override but train.epochs=N and train.budget=T (to train longer)."""
     from ..config import parse_value
 
-    epochs = None
+    out: dict = {}
     for item in settings:
         key, _, value = item.partition("=")
-        if key != "train.epochs" or not isinstance(parse_value(value), int):
-            raise ReparamError(f"--resume takes only train.epochs=N (the run keeps its config.json), got {item!r}")
-        epochs = parse_value(value)
-    return epochs
+        parsed = parse_value(value)
+        if key == "train.epochs" and isinstance(parsed, int) and not isinstance(parsed, bool):
+            out["epochs"] = parsed
+        elif key == "train.budget" and value:
+            out["budget"] = parsed
+        else:
+            raise ReparamError(f"--resume takes only train.epochs=N and train.budget=T (the run keeps its config.json), got {item!r}")
+    return out
+
+
+def summary_line(summary: dict, run_dir: Path) -> str:
+    """The line ``reparam train`` ends with: test ELBO, the NLL with its K and images, the passes made."""
+    passes = f"{summary['epochs']} epochs" if "passes" not in summary else f"{summary['passes']:g} passes ({summary['steps']} steps)"
+    head = f"test ELBO {summary['elbo']:.2f} nats, "
+    if summary.get("nll") is None:
+        nll = "NLL not estimated (train.eval_k=0)"
+    else:
+        images = "" if summary["n"] == summary.get("n_test", summary["n"]) else f", {summary['n']:,} of {summary['n_test']:,} test images"
+        nll = f"NLL {summary['nll']:.2f} ± {summary['nll_se']:.2f} nats (k={summary['k']}{images})"
+    if summary.get("labels", "").startswith("given"):
+        nll += " given the test labels"
+    if "classification_error" in summary:
+        nll += f", classification error {100 * summary['classification_error']:.1f}%"
+    hint = f"; full precision: reparam eval {run_dir} --k 5000" if "nll_plan" in summary else ""
+    return f"{head}{nll}, {passes} in {summary['train_seconds']:.1f} s{hint}"
 
 
 def cmd_train(a: argparse.Namespace) -> int:
@@ -48,7 +69,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     if a.resume and (a.out or a.overwrite):
         raise ReparamError(f"--resume continues {a.resume} in place; --out and --overwrite do not apply to it")
     if a.resume:
-        run_dir = resume(a.resume, resume_epochs(a.settings), progress=False if a.quiet else None)
+        run_dir = resume(a.resume, progress=False if a.quiet else None, **resume_settings(a.settings))
     else:
         path, overrides = split_settings(a.settings)
         cfg = config.load(path, overrides)
@@ -58,12 +79,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 speaks for the job
         return 0
     summary = json.loads((run_dir / "summary.json").read_text())
-    given = " given the test labels" if summary.get("labels", "").startswith("given") else ""
-    error = f", classification error {100 * summary['classification_error']:.1f}%" if "classification_error" in summary else ""
-    print(
-        f"test ELBO {summary['elbo']:.2f} nats, NLL {summary['nll']:.2f} ± {summary['nll_se']:.2f} "
-        f"nats (k={summary['k']}){given}{error}, {summary['epochs']} epochs in {summary['train_seconds']:.1f} s"
-    )
+    print(summary_line(summary, run_dir))
     print(run_dir)
     return 0
 
@@ -74,5 +90,5 @@ def add_commands(sub) -> None:
     t.add_argument("--out", help="run folder (default: runs/<time>-<data>-<family>)")
     t.add_argument("--overwrite", action="store_true", help="reuse a folder that already holds a run")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
-    t.add_argument("--resume", metavar="RUN", help="continue RUN from its newest checkpoint (train.epochs=N to extend)")
+    t.add_argument("--resume", metavar="RUN", help="continue RUN from its newest checkpoint (train.epochs=N or train.budget=T to extend)")
     t.set_defaults(func=cmd_train)

@@ -6,9 +6,11 @@ for schedules. Its whole state (weights, the objective's state, optimizer, RNGs,
 epoch's data order and position) is ``state_dict()``, written into every checkpoint, so a
 killed run continues bit for bit (``load_state_dict``). The learning rate is a pure
 function of the global step (``optim.lr_at``): recomputed, never restored, so a resume with
-more epochs stretches the schedule over the new total. Under torchrun the same loop runs
-on every rank (see ``distributed.py``); with one process none of the distributed branches
-is taken.
+more epochs stretches the schedule over the new total. Under a wall-clock budget
+(``train.budget``) training ends when the training clock, which the state carries, reaches
+it, and the schedule runs over the budget instead. Under torchrun the same loop runs on
+every rank (see ``distributed.py``); with one process none of the distributed branches is
+taken.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import signal
 import time
 import warnings
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -28,7 +31,7 @@ from tqdm.auto import tqdm
 
 from .. import data as data_mod
 from .. import distributed, evaluate, objectives, optim, runs
-from ..devices import Amp
+from ..devices import Amp, Threads
 from ..distributed import SINGLE, Dist
 from ..errors import ReparamError, RunError
 from ..evaluate import diagnostics
@@ -38,6 +41,8 @@ from ..report import pictures
 from . import checkpoint
 
 Hook = Callable[[dict], None]
+#: The training clock (tests put a fake one here).
+clock = time.perf_counter
 #: Checkpoints written by reparam 0.1 kept a score-function baseline inside the model's weights.
 LEGACY_BASELINE = "baseline."
 
@@ -60,7 +65,7 @@ def finite(module: torch.nn.Module) -> bool:
 
 
 class Trainer:
-    """Runs ``cfg.train.epochs`` epochs and writes the run folder as it goes (rank 0 only)."""
+    """Runs ``cfg.train.epochs`` epochs (or until ``cfg.train.budget``) and writes the run folder as it goes (rank 0 only)."""
 
     def __init__(self, cfg, model: VAE | HierarchicalVAE, data: data_mod.Data, run_dir: Path, hooks: Iterable[Hook] = (), dist: Dist = SINGLE):
         self.cfg, self.model, self.run_dir, self.hooks, self.dist = cfg, model, Path(run_dir), list(hooks), dist
@@ -69,6 +74,10 @@ class Trainer:
         self.test_x = data.test.to(self.device)
         self.columns, self.nll_shift = data.columns, data.nll_shift  # a table's columns; None for images
         self.setup_labels(data)
+        self.held_out = replace(data, train=torch.empty(0, *data.x_shape), train_labels=None, test=self.test_x)  # for the report: no training images kept
+        self.budget = cfg.train.budget_seconds  # 0: none
+        self.threads = Threads(cfg.train.threads, tunable=self.device.type == "cpu" and not dist.enabled, clock=lambda: clock())
+        self.progress = True
         self.objective = objectives.Objective(cfg.objective, model.x_shape).to(self.device)
         self.ddp = distributed.wrap(model, self.objective, dist, self.device) if dist.enabled else None
         self.opt = optim.make_optimizer([*model.parameters(), *self.objective.parameters()], cfg.train.lr)
@@ -83,6 +92,7 @@ class Trainer:
         self.sums: dict[str, torch.Tensor] = {}  # running sums of this epoch's terms
         self.metrics: list[dict] = []
         self.stop_signal: int | None = None
+        self.last_terms: dict[str, float] = {}  # the last closed epoch's training terms
         self.restore_clock(0.0)
         self.apply_lr()
 
@@ -177,11 +187,12 @@ class Trainer:
         self.gen.set_state(rng["data"])
 
     def elapsed(self) -> float:
-        """Training seconds so far, across resumes."""
-        return round(self._offset + time.perf_counter() - self._clock, 3)
+        """Training seconds so far, across resumes (this rank's clock)."""
+        return round(self._offset + clock() - self._clock, 3)
 
     def restore_clock(self, seconds: float) -> None:
-        self._offset, self._clock = seconds, time.perf_counter()
+        """Set the training clock to ``seconds``; ``self.seconds`` is the reading every rank agreed on."""
+        self._offset, self._clock, self.seconds = seconds, clock(), seconds
 
     # --- one step ------------------------------------------------------------------------
 
@@ -197,9 +208,10 @@ class Trainer:
         """Set the rate for the step at ``self.step``: the schedule's, times lr_backoff**rollbacks.
 
         Called whenever the step or the rollback count changes, so the optimizer (and every
-        checkpoint) always holds the rate of the next step. A float per group, only if changed.
+        checkpoint) always holds the rate of the next step. Under a budget the clock read
+        before the step (``self.seconds``) also moves it. A float per group, only if changed.
         """
-        lr = optim.lr_at(self.cfg.train, self.step, self.total_steps, self.rollbacks)
+        lr = optim.lr_at(self.cfg.train, self.step, self.total_steps, self.rollbacks, self.seconds, self.budget)
         for group in self.opt.param_groups:
             if group["lr"] != lr:
                 group["lr"] = lr
@@ -217,7 +229,7 @@ class Trainer:
         bs = self.cfg.train.batch_size
         idx = self.perm[self.pos * bs : (self.pos + 1) * bs]
         x = torch.index_select(self.train_x, 0, idx)  # ~10x faster than x[idx]
-        x = data_mod.binarize(x, self.gen) if self.dynamic else x
+        x = data_mod.draw_binary(x, self.gen) if self.dynamic else x
         y = None if self.train_y is None else self.train_y[idx]
         if self.dist.enabled:
             self.global_batch = len(x)
@@ -240,7 +252,7 @@ class Trainer:
         idx = self.lperm[self.lpos : self.lpos + size]
         self.lpos += size
         x = torch.index_select(x_l, 0, idx)
-        return (data_mod.binarize(x, self.gen) if self.dynamic else x), y_l[idx]
+        return (data_mod.draw_binary(x, self.gen) if self.dynamic else x), y_l[idx]
 
     def batch_mean(self, t: torch.Tensor) -> torch.Tensor:
         """Mean over the global batch of this rank's rows t (B, ...) (free bits choose their mask with it)."""
@@ -310,9 +322,10 @@ class Trainer:
                 f"training diverged: {self.bad_streak} non-finite steps in a row at step {self.step} after "
                 f"{self.rollbacks} rollbacks; lower train.lr or set train.clip_grad"
             )
-        counts = (self.rollbacks + 1, self.skipped_steps)
+        counts, seconds = (self.rollbacks + 1, self.skipped_steps), self.elapsed()
         self.load_state_dict(checkpoint.nest(*checkpoint.latest(self.run_dir)))
         self.rollbacks, self.skipped_steps = counts
+        self.restore_clock(seconds)  # the time was spent: a budget keeps counting it
         self.bad_streak = 0
         lr = self.apply_lr()
         warnings.warn(f"non-finite steps: rolled back to step {self.step}, learning rate now {lr:g}", stacklevel=2)
@@ -332,7 +345,7 @@ class Trainer:
         sums = self.reduced_sums()
         count = float(sums.pop("count", 1.0)) or 1.0
         terms = {f"train_{k}": float(v) / count for k, v in sums.items()}
-        self.epoch, self.pos, self.perm, self.sums = self.epoch + 1, 0, None, {}
+        self.epoch, self.pos, self.perm, self.sums, self.last_terms = self.epoch + 1, 0, None, {}, terms
         if self.epoch % self.cfg.train.eval_every == 0 or self.epoch == self.cfg.train.epochs:
             self.evaluate_epoch(terms)
             self.checkpoint()
@@ -388,43 +401,94 @@ class Trainer:
         distributed.barrier(self.dist)
 
     def fit(self, progress: bool = True) -> None:
-        """Train up to ``cfg.train.epochs`` epochs from the current state, with a progress bar on rank 0.
+        """Train from the current state up to ``cfg.train.epochs`` epochs or the budget, with a progress bar on rank 0.
 
         Raises Interrupted (after a checkpoint) when SIGINT or SIGTERM arrived on any rank.
+        A budget that ends between evaluations is followed by one (``close``).
         """
-        total = self.total_steps
+        self.progress = progress
         if not checkpoint.list_checkpoints(self.run_dir):
             self.checkpoint()  # step 0: a point to roll back to
         self.model.train()
         show = progress and self.dist.is_main
-        with tqdm(total=total, initial=self.step, disable=not show, unit="step", dynamic_ncols=True, leave=False) as bar:
-            while self.epoch < self.cfg.train.epochs:
+        total, unit = (math.ceil(self.budget), "s") if self.budget else (self.total_steps, "step")
+        with tqdm(total=total, disable=not show, unit=unit, dynamic_ncols=True, leave=False) as bar:
+            while self.running():
                 self.advance()
                 self.update_bar(bar)
-                if distributed.any_rank(self.dist, self.stop_signal is not None, self.device):
-                    self.checkpoint()
-                    raise Interrupted(self.run_dir, self.step, self.stop_signal or signal.SIGTERM)
+        self.close()
         self.model.eval()
 
+    def running(self) -> bool:
+        """Whether to take another step. Reads the clock that every rank agrees on (one
+        collective with the stop flag), stops after a signal, retunes ``train.threads=auto``
+        when due, and ends at ``train.epochs`` or the budget."""
+        stop, self.seconds = distributed.agree(self.dist, self.stop_signal is not None, self.elapsed(), self.device)
+        if stop:
+            self.checkpoint()
+            raise Interrupted(self.run_dir, self.step, self.stop_signal or signal.SIGTERM)
+        if self.budget:
+            self.apply_lr()  # the rate at this clock reading (at the budget's end: lr_final)
+        if self.threads.due():
+            self.threads.tune(self.trial)
+        return self.epoch < self.cfg.train.epochs and not self.out_of_time()
+
+    def out_of_time(self) -> bool:
+        return self.budget > 0 and self.seconds >= self.budget
+
+    def close(self) -> None:
+        """After the budget ran out: evaluate and checkpoint the state reached, unless the last step already was."""
+        if not self.out_of_time() or (self.metrics and self.metrics[-1]["step"] == self.step):
+            return
+        sums = self.reduced_sums()
+        count = float(sums.pop("count", 0.0))
+        terms = {f"train_{k}": float(v) / count for k, v in sums.items()} if count else self.last_terms
+        self.evaluate_epoch(terms)
+        self.checkpoint()
+
+    def trial(self) -> None:
+        """What ``train.threads=auto`` times: the encoder on one training batch and the decoder
+        on as many prior draws, without gradients and with the RNG state restored, so
+        training never sees it (and no distribution is built from what the data hold)."""
+        n = min(len(self.train_x), self.cfg.train.batch_size)
+        x = self.train_x[:n]
+        with torch.no_grad(), torch.random.fork_rng(devices=[]), self.amp.autocast():
+            if isinstance(self.model, ConditionalVAE):  # the networks also read a one-hot label
+                y = torch.zeros(n, dtype=torch.long, device=self.device)
+                self.model.raw_given(x, y)
+                self.model.decode_mean_given(self.model.sample_prior_given(n, 1.0, y), y)
+            else:
+                self.model.encoder(x)
+                self.model.decode_mean(self.model.sample_prior(n))
+
     def update_bar(self, bar) -> None:
-        bar.n = self.step
+        bar.n = min(int(self.seconds), bar.total) if self.budget else self.step
         if self.pos % 20 == 1 and "loss" in self.sums and not bar.disable:
             n = float(self.sums["count"])
-            bar.set_description(f"epoch {self.epoch + 1}/{self.cfg.train.epochs}", refresh=False)
+            bar.set_description(f"epoch {self.epoch + 1}" + ("" if self.budget else f"/{self.cfg.train.epochs}"), refresh=False)
             bar.set_postfix(loss=f"{float(self.sums['loss']) / n:.2f}", kl=f"{float(self.sums.get('kl', 0.0)) / n:.2f}", refresh=False)
         bar.update(0)
 
     def finish(self) -> dict | None:
-        """Final held-out metrics (with the IS log-likelihood), summary.json and pictures (rank 0)."""
+        """Final held-out metrics (with the IS log-likelihood), summary.json and pictures (rank 0).
+
+        ``train.eval_k=auto`` gives the whole evaluation ``evaluate.budget.SHARE`` of the
+        training time (see ``evaluate.budget``); an explicit K runs on every test image.
+        """
         if not self.dist.is_main:
             return None
-        summary = evaluate.evaluate(self.model, self.test_x, self.cfg.train.eval_k, nll_shift=self.nll_shift, y=self.test_y)
+        seconds = self.metrics[-1]["seconds"] if self.metrics else self.elapsed()
+        summary = evaluate.evaluate(self.model, self.test_x, self.cfg.train.eval_k, nll_shift=self.nll_shift, y=self.test_y,
+                                    budget_seconds=evaluate.budget.SHARE * seconds, progress=self.progress)  # fmt: skip
         summary.update(
             epochs=self.epoch,
             steps=self.step,
+            passes=round(self.epoch + min(self.pos * self.cfg.train.batch_size, len(self.train_x)) / len(self.train_x), 3),
+            stopped_by="budget" if self.out_of_time() else "epochs",
+            budget_seconds=self.budget,
             skipped_steps=self.skipped_steps,
             rollbacks=self.rollbacks,
-            train_seconds=self.metrics[-1]["seconds"] if self.metrics else 0.0,
+            train_seconds=seconds,
             parameters=sum(p.numel() for p in self.model.parameters()),
             processes=self.dist.world,
             global_batch=self.cfg.train.batch_size,

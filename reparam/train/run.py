@@ -97,8 +97,9 @@ def _run(trainer: Trainer, progress: bool, report: bool = True) -> Path:
     with stop_on_signals(trainer):
         trainer.fit(progress)
     trainer.finish()
+    trainer.train_x, trainer.perm = trainer.train_x.new_empty((0, *trainer.train_x.shape[1:])), None  # the training images are not needed any more: the report's memory
     if report and trainer.cfg.train.report and trainer.dist.is_main:
-        write_report(trainer.run_dir, seed=trainer.cfg.seed)
+        write_report(trainer.run_dir, seed=trainer.cfg.seed, source=trainer.held_out, progress=progress)
     distributed.barrier(trainer.dist)  # every file is written before any rank returns
     return trainer.run_dir
 
@@ -130,13 +131,16 @@ def train(cfg, out: str | Path, overwrite: bool = False, hooks: Iterable[Hook] =
             distributed.barrier(dist)
             announce(cfg, dist)
             trainer = _trainer(cfg, vae, data, run_dir, [*hooks, *trackers], dist)
+            del data  # the trainer holds what it needs; the rest can go when it lets go
             return _run(trainer, cfg.train.progress if progress is None else progress, report=not custom)
     finally:
         distributed.shutdown(dist)
 
 
-def resume(run_dir: str | Path, epochs: int | None = None, hooks: Iterable[Hook] = (), progress: bool | None = None) -> Path:
-    """Continue a run from its newest checkpoint; with ``epochs``, train up to that many epochs."""
+def resume(run_dir: str | Path, epochs: int | None = None, hooks: Iterable[Hook] = (), progress: bool | None = None,
+           budget: str | float | None = None) -> Path:  # fmt: skip
+    """Continue a run from its newest checkpoint; with ``epochs`` (``budget``), train up to
+    that many epochs (that much training time, counted from the run's start)."""
     run_dir = runs.check_run_dir(run_dir)
     cfg = runs.read_config(run_dir)
     state = checkpoint.nest(*checkpoint.latest(run_dir))
@@ -144,14 +148,18 @@ def resume(run_dir: str | Path, epochs: int | None = None, hooks: Iterable[Hook]
         if epochs < state["meta"]["epoch"]:
             raise ConfigError(f"train.epochs={epochs} is fewer than the {state['meta']['epoch']} epochs already done")
         cfg.train.epochs = epochs
+    if budget is not None:
+        cfg.train.budget = budget
+        cfg.train.validate()
     tracking.check(cfg.train.log)
     data, model, dist = _setup(cfg, columns=runs.read_columns(run_dir, cfg))
     try:
         with tracking.session(cfg.train.log if dist.is_main else (), cfg.to_dict(), run_dir) as trackers:
-            if epochs is not None and dist.is_main:
+            if (epochs is not None or budget is not None) and dist.is_main:
                 runs.write_json(run_dir / runs.CONFIG, cfg.to_dict())
             announce(cfg, dist)
             trainer = _trainer(cfg, model, data, run_dir, [*hooks, *trackers], dist)
+            del data
             trainer.load_state_dict(state)
             trainer.metrics = [m for m in runs.read_jsonl(run_dir / runs.METRICS) if m["step"] <= trainer.step]
             return _run(trainer, cfg.train.progress if progress is None else progress)

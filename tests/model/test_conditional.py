@@ -268,6 +268,31 @@ def test_a_conditional_run_reports_samples_per_class_and_its_label(cvae_run, cap
     assert out.returncode == 0 and "given: -log p(x|y)" in out.stdout
 
 
+def test_the_readme_label_commands_run(cvae_run, tmp_path):
+    """Every command of the README's Labels section, RUN being a conditional run (train commands
+    get the tiny settings)."""
+    import shlex
+    import subprocess
+    import sys
+
+    from tests.conftest import TINY
+    from tests.test_readme import ROOT, blocks, section
+
+    lines = [line.split("#")[0].strip() for b in blocks("bash", section("Labels: conditional and semi-supervised VAEs")) for line in b.splitlines()]
+    commands = [shlex.split(line)[1:] for line in lines if line.startswith("reparam ")]
+    assert len(commands) >= 5 and any("--label" in c for c in commands)
+    for i, argv in enumerate(commands):
+        argv = [str(cvae_run) if a == "RUN" else a for a in argv]
+        if argv[0] == "train":
+            argv += [*TINY, "--out", str(tmp_path / f"run{i}")]
+        if "--out" in argv and argv[0] == "sample":
+            argv[argv.index("--out") + 1] = str(tmp_path / "sevens.png")
+        if argv[0] == "report":
+            argv += ["--out", str(tmp_path / "report.html")]
+        proc = subprocess.run([sys.executable, "-m", "reparam", *argv], capture_output=True, text=True, cwd=ROOT, timeout=300)
+        assert proc.returncode == 0, (argv, proc.stderr)
+
+
 def test_the_explorer_decodes_given_a_class_and_refuses_a_bad_one(cvae_run):
     from reparam.explore.server import api
     from reparam.explore.session import BadRequest, Explorer

@@ -1,0 +1,84 @@
+"""train.threads: fixed counts, and auto's timed trials (on a fake clock: no test is timed)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from reparam import devices
+
+
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("cpus, expected", [(1, [1]), (2, [1, 2]), (3, [1, 2, 3]), (6, [1, 2, 4, 6]), (8, [1, 2, 4, 8])])
+def test_candidates_double_up_to_the_cpus(cpus, expected):
+    assert devices.candidates(cpus) == expected
+
+
+@pytest.mark.parametrize(
+    "seconds, best",
+    [({1: 1.0, 2: 0.5}, 2), ({1: 1.0, 2: 6.5}, 1), ({1: 1.0, 2: 0.97}, 1), ({1: 1.0, 2: 0.6, 4: 0.58}, 2), ({1: 2.0, 2: 1.0, 4: 0.5}, 4)],
+)
+def test_the_fastest_count_wins_and_near_ties_go_to_fewer_threads(seconds, best):
+    assert devices.fastest(seconds) == best
+
+
+class FakeMachine:
+    """A clock, and a trial whose duration depends on the thread count it runs with."""
+
+    def __init__(self, seconds: dict[int, float]):
+        self.now, self.seconds, self.calls = 0.0, seconds, 0
+
+    def clock(self) -> float:
+        return self.now
+
+    def trial(self) -> None:
+        self.calls += 1
+        self.now += self.seconds[torch.get_num_threads()]
+
+
+@pytest.mark.parametrize("seconds, best", [({1: 0.010, 2: 0.006}, 2), ({1: 0.010, 2: 0.065}, 1)])
+def test_auto_keeps_the_count_its_trials_found_fastest(monkeypatch, seconds, best):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(devices, "cpus_available", lambda: 2)
+    machine = FakeMachine(seconds)
+    threads = devices.Threads("auto", clock=machine.clock)
+    assert threads.due()
+    assert threads.tune(machine.trial) == best and torch.get_num_threads() == best
+    assert machine.calls == 2 * 4  # a warm-up and three timed trials per count
+    assert threads.history[0] == pytest.approx(seconds, rel=1e-9)
+    assert not threads.due()  # trials again after RETUNE_SECONDS, or later so they stay under TRIAL_SHARE
+    machine.now += max(devices.RETUNE_SECONDS, 8 * max(seconds.values()) / devices.TRIAL_SHARE)
+    assert threads.due()
+
+
+def test_a_slow_trial_is_repeated_less_often(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(devices, "cpus_available", lambda: 2)
+    machine = FakeMachine({1: 1.0, 2: 1.0})  # 8 s of trials
+    threads = devices.Threads("auto", clock=machine.clock)
+    threads.tune(machine.trial)
+    assert threads.interval == pytest.approx(8.0 / devices.TRIAL_SHARE)
+
+
+@pytest.mark.parametrize(
+    "setting, env, tunable, cpus",
+    [(1, {}, True, 2), (0, {}, True, 2), ("auto", {"OMP_NUM_THREADS": "1"}, True, 2), ("auto", {}, False, 2), ("auto", {}, True, 1)],
+)
+def test_auto_measures_only_where_the_choice_is_ours(monkeypatch, setting, env, tunable, cpus):
+    """A fixed count, torch's default (0), OMP_NUM_THREADS, torchrun or a GPU (not tunable), one CPU: no trials."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(devices, "cpus_available", lambda: cpus)
+    assert not devices.Threads(setting, tunable=tunable).due()
+
+
+def test_a_fixed_count_is_set():
+    devices.Threads(1)
+    assert torch.get_num_threads() == 1
