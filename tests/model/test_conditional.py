@@ -363,3 +363,23 @@ def test_bad_label_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys,
         assert not out.exists()
     assert_user_error(in_process(capsys, "sample", str(tiny_run), "--label", "3"), "--label applies to a conditional run")
     assert_user_error(in_process(capsys, "report", str(tiny_run), "--label", "3"), "--label applies to a conditional run")
+
+
+def test_a_budgeted_evaluation_scores_a_conditional_subset_given_its_own_labels(monkeypatch):
+    """train.eval_k=auto may score a subset of the test images: a conditional VAE's -log p(x|y)
+    there is given each image's own label (the subset's rows of y, not the first rows)."""
+    from reparam.evaluate import budget
+
+    cfg = tiny_config(*CVAE)
+    d = data_mod.load(cfg.data)
+    model = build(cfg, d.x_shape, classes=10).eval()
+    x, y = d.test.repeat(6, *[1] * (d.test.dim() - 1)), d.test_labels.repeat(6)
+    n = len(x) // 2
+    monkeypatch.setattr(budget, "choose", lambda n_test, per, seconds: (n, 3))
+    out = evaluate.evaluate(model, x, "auto", dashboard=False, y=y, budget_seconds=1.0)
+    idx = budget.subset(len(x), n)
+    assert out["n"] == n and out["nll_plan"]["n"] == n and out["k"] == 3
+    log_px, _ = evaluate.log_likelihood(model.given(y[idx]), x[idx], 3)
+    assert out["nll"] == pytest.approx(-float(log_px.double().mean()), rel=1e-6)
+    first, _ = evaluate.log_likelihood(model.given(y[:n]), x[idx], 3)  # the labels of other images
+    assert abs(float(first.double().mean() - log_px.double().mean())) > 1e-3
