@@ -26,7 +26,8 @@ most log 10 = 2.30 nats of information about an MNIST digit on average if the cl
 equally likely and perfectly predictable from the image, so the gap should be at least of
 that order: log p(x|y) = log p(x) + log p(y|x) - log p(y) and p(y|x) is close to 1.
 
-``--device cuda`` runs any part on a GPU. Each part writes its own BENCHMARKS.md section.
+``--device cuda`` runs any part on a GPU. Each part writes its own BENCHMARKS.md section
+(``labels_<part>``, or ``labels_<part>_gpu``).
 """
 
 from __future__ import annotations
@@ -267,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     load0 = os.getloadavg()[0]
     if a.from_runs:
         runs = [r for f in a.from_runs.split(",") for r in json.loads(Path(f).read_text())]
-        common.publish("labels_m2", m2_markdown(runs, a), write=not a.no_write, script="labels")
+        common.publish("labels_m2" + ("_gpu" if a.device == "cuda" else ""), m2_markdown(runs, a), write=not a.no_write, script="labels")
         return 0
     data = data_mod.load(config.DataConfig(name="mnist", path=str(common.MNIST), binarize="dynamic"))
     if a.part == "m2":
@@ -280,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         body = cvae_markdown(cvae(data, a), a)
     body += f"\n{common.machine_state(load0, os.getloadavg()[0])}\n"
-    common.publish(f"labels_{a.part}", body, write=not a.no_write, script="labels")
+    common.publish(f"labels_{a.part}" + ("_gpu" if a.device == "cuda" else ""), body, write=not a.no_write, script="labels")
     return 0
 
 
