@@ -126,7 +126,10 @@ def prepare(model: M, channels_last: bool, compile: bool) -> M:
 #: train.threads=auto: seconds between timed trials at least, and the largest share of time they may take.
 RETUNE_SECONDS, TRIAL_SHARE = 30.0, 0.02
 #: Counts within this factor of the fastest are ties, and the smallest of them wins (it degrades least under load).
-TIE = 1.05
+TIE = 1.10
+#: Each timed measurement repeats the trial for at least this long: a trial of a few milliseconds
+#: beside a busy neighbour timed whichever thread got the core, and chose 2 threads in one round of 2.
+MIN_MEASURE_SECONDS = 0.05
 
 
 def cpus_available() -> int:
@@ -174,16 +177,19 @@ class Threads:
         return self.auto and self.cpus > 1 and self.clock() - self.last >= self.interval
 
     def tune(self, trial: Callable[[], object], repeats: int = 3) -> int:
-        """Time ``trial`` (one warm-up, then the median of ``repeats``) at each candidate count; keep the fastest."""
+        """Time ``trial`` at each candidate count (one warm-up, then the median of ``repeats``
+        measurements, each repeating it for ``MIN_MEASURE_SECONDS`` at least); keep the fastest."""
         start, seconds = self.clock(), {}
         for n in candidates(self.cpus):
             torch.set_num_threads(n)
             trial()
             times = []
             for _ in range(repeats):
-                t0 = self.clock()
-                trial()
-                times.append(self.clock() - t0)
+                t0, calls = self.clock(), 0
+                while not calls or self.clock() - t0 < MIN_MEASURE_SECONDS:
+                    trial()
+                    calls += 1
+                times.append((self.clock() - t0) / calls)
             seconds[n] = statistics.median(times)
         best = fastest(seconds)
         torch.set_num_threads(best)

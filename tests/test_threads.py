@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -42,7 +44,7 @@ class FakeMachine:
         self.now += self.seconds[torch.get_num_threads()]
 
 
-@pytest.mark.parametrize("seconds, best", [({1: 0.010, 2: 0.006}, 2), ({1: 0.010, 2: 0.065}, 1)])
+@pytest.mark.parametrize("seconds, best", [({1: 2**-6, 2: 2**-7}, 2), ({1: 2**-6, 2: 2**-3}, 1)])  # binary fractions: the fake clock adds them exactly
 def test_auto_keeps_the_count_its_trials_found_fastest(monkeypatch, seconds, best):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(devices, "cpus_available", lambda: 2)
@@ -50,10 +52,11 @@ def test_auto_keeps_the_count_its_trials_found_fastest(monkeypatch, seconds, bes
     threads = devices.Threads("auto", clock=machine.clock)
     assert threads.due()
     assert threads.tune(machine.trial) == best and torch.get_num_threads() == best
-    assert machine.calls == 2 * 4  # a warm-up and three timed trials per count
+    # a warm-up, then three measurements per count, each repeating the trial for MIN_MEASURE_SECONDS at least
+    assert machine.calls == sum(1 + 3 * math.ceil(devices.MIN_MEASURE_SECONDS / s) for s in seconds.values())
     assert threads.history[0] == pytest.approx(seconds, rel=1e-9)
     assert not threads.due()  # trials again after RETUNE_SECONDS, or later so they stay under TRIAL_SHARE
-    machine.now += max(devices.RETUNE_SECONDS, 8 * max(seconds.values()) / devices.TRIAL_SHARE)
+    machine.now += max(devices.RETUNE_SECONDS, machine.now / devices.TRIAL_SHARE)
     assert threads.due()
 
 
