@@ -138,7 +138,7 @@ def m2_markdown(runs: list[dict], a) -> str:
             secs = [r["curve"][e - 1][1] for r in runs if r["how"] == h]
             cells.append(f"{100 * statistics.mean(errs):.2f}% at {statistics.mean(secs):.0f} s")
         curve.append(f"| {h} | {' | '.join(cells)} |")
-    return f"""Command: `python benchmarks/labels.py m2 --labels {a.labels} --epochs {a.epochs} --seeds {a.seeds} --how {a.how} --device {a.device}`{f" --max-seconds {a.max_seconds:g}" if a.max_seconds else ""}
+    return f"""Command: `python benchmarks/labels.py m2 --labels {a.labels} --epochs {a.epochs} --seeds {a.seeds} --how {a.how} --device {a.device}{f" --max-seconds {a.max_seconds:g}" if a.max_seconds else ""}`
 (each seed and estimator may run as its own process with `--save-runs FILE`, then `--from-runs FILE,...` writes the table).
 Kingma et al. (2014), M2 on MNIST with {a.labels} labels: their 11.97% ± 1.71 test error (M1+M2: 3.33%) comes from
 about 3,000 epochs with 500 hidden units (as the paper describes; the numbers are quoted from the issue and the paper's

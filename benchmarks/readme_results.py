@@ -63,7 +63,9 @@ def results(text: str) -> str:
             title = TITLES.get(name, name)
             written = re.search(r"Written by `(benchmarks/\S+\.py)`", body)  # a script may write several sections
             script = written.group(1) if written else f"benchmarks/{name}.py"
-            parts.append(f"**{title}** (`{script}`; details in BENCHMARKS.md)\n\n{table}\n")
+            gpu = re.search(r"NVIDIA [A-Z]\w+", body)  # a section measured on a GPU names it
+            where = f", on an {gpu.group(0)} GPU" if gpu else ""
+            parts.append(f"**{title}** (`{script}`{where}; details in BENCHMARKS.md)\n\n{table}\n")
     return "\n".join(parts)
 
 

@@ -459,7 +459,7 @@ class Trainer:
                 out = self.model.raw_given(x, y), self.model.decode_mean_given(self.model.sample_prior_given(n, 1.0, y), y)
             else:
                 out = self.model.encoder(x), self.model.decode_mean(self.model.sample_prior(n))
-            sum(o.float().square().mean() for o in out).backward()
+            torch.stack([o.float().square().mean() for o in out]).sum().backward()
         for p in self.model.parameters():
             p.grad = None
 
