@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         data = load_data()
         rows = [run_row(data, m, k, a, layers) for m, k, layers in wanted]
     md = markdown(rows, a, (load0, os.getloadavg()[0]))
-    common.publish("iwae_table" if a.layers == 1 else "iwae_table_2layer", md, write=not a.no_write)
+    common.publish("iwae_table" if a.layers == 1 else "iwae_table_2layer", md, write=not a.no_write, script="iwae_table")
     return 0
 
 

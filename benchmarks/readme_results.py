@@ -27,6 +27,7 @@ TITLES = {
     "scale": "Conv VAE throughput, one and two processes",
     "recipe": "The MNIST recipe against the paper's one-layer VAE",
     "explore": "Explorer decode latency",
+    "iwae_table_2layer": "Burda et al. 2016, Table 1, two stochastic layers, each paired with its one-layer model",
     "priors": "Learned priors at equal passes (MNIST)",
     "flows": "Flow posteriors at equal passes (MNIST)",
     "labels_speed": "Relaxed against exact labels: M2 training steps/s on the CPU (Jang et al. 2017)",
