@@ -7,8 +7,8 @@ overflow is skipped while the scale backs off; Micikevicius et al. 2018). Losses
 log-probabilities and evaluation stay in float32: the model casts network outputs back
 before building distributions.
 
-``train.threads``: how many CPU threads torch uses (``Threads``). ``auto`` times a few
-forward passes with 1, 2, 4, ... up to the CPUs this process may use and keeps the fastest
+``train.threads``: how many CPU threads torch uses (``Threads``). ``auto`` times the
+networks forward and backward with 1, 2, 4, ... up to the CPUs this process may use and keeps the fastest
 count, again every ``RETUNE_SECONDS`` (or less often, so trials stay under ``TRIAL_SHARE``
 of the time): on two cores, two threads were 10% faster than one for the MNIST MLP on an
 idle machine and 6.5x slower beside one busy process (each op's threads wait for the one
@@ -160,8 +160,8 @@ class Threads:
 
     ``auto`` tunes only where the choice is ours: on a CPU device, in a single process
     (torchrun gives each process its own threads) and without OMP_NUM_THREADS set. The
-    thread count can change the last bits of a conv net's results (not those of the MLPs
-    measured here), so a bit-for-bit repeat of a conv run wants a fixed ``train.threads``.
+    thread count can change the last bits of results (a reduction splits differently), so a
+    bit-for-bit repeat or resume wants a fixed ``train.threads``.
     """
 
     def __init__(self, setting: int | str, tunable: bool = True, clock: Callable[[], float] = time.perf_counter):

@@ -110,3 +110,18 @@ def test_the_trial_leaves_training_bit_for_bit_unchanged(extra, tmp_path):
             t.advance()
         finals.append({k: v.clone() for k, v in t.model.state_dict().items()})
     assert all(torch.equal(finals[0][k], finals[1][k]) for k in finals[0])
+
+
+def test_a_run_with_the_default_auto_threads_trains_and_resumes(tmp_path, monkeypatch):
+    """The default (the suite pins train.threads=1 for bit-for-bit comparisons): trials run
+    during training and the run finishes, is summarized and resumes."""
+    from reparam import runs
+    from reparam.train import resume, train
+    from tests.conftest import tiny_config
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(devices, "cpus_available", lambda: 2)
+    run = train(tiny_config("train.threads=auto", "train.epochs=1"), tmp_path / "run")
+    assert runs.read_config(run).train.threads == "auto"
+    resume(run, epochs=2, progress=False)
+    assert runs.read_json(run / runs.SUMMARY)["epochs"] == 2
