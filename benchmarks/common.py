@@ -64,7 +64,8 @@ def load_average() -> float:
 def machine_state(before: float, after: float) -> str:
     """A sentence for a section: the load average around the measurement and what it means."""
     cpus = os.cpu_count() or 1
-    state = "idle" if max(before, after) < 0.25 * cpus else "loaded: other processes ran at the same time, so these times are not the machine's best"
+    # the load before says whether others were busy; the load after also counts the measurement itself
+    state = "idle before the measurement" if before < 0.25 * cpus else "loaded: other processes ran before it started, so these times may not be the machine's best"
     return f"1-minute load average {before:.2f} before, {after:.2f} after on {cpus} cores ({state})."
 
 
