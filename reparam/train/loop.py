@@ -448,9 +448,10 @@ class Trainer:
 
     def trial(self) -> None:
         """What ``train.threads=auto`` times: the encoder on one training batch and the decoder on
-        as many prior draws, forward and backward (a forward pass alone hid the 3-6x that a busy
-        neighbour costs two threads in backward), with the RNG state restored and the gradients
-        dropped, so training never sees it (and no distribution is built from what the data hold)."""
+        as many prior draws, forward and backward like a step (timed by ``devices.Threads.tune``
+        for 50 ms at least; a forward pass of a few milliseconds chose two threads beside a busy
+        neighbour, 3.6x the idle epoch), with the RNG state restored and the gradients dropped, so
+        training never sees it (and no distribution is built from what the data hold)."""
         n = min(len(self.train_x), self.cfg.train.batch_size)
         x = self.train_x[:n]
         with torch.random.fork_rng(devices=[]), self.amp.autocast():
