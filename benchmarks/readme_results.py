@@ -37,6 +37,7 @@ TITLES = {
     "gpu": "GPU rows: training and IS-evaluation throughput",
     "whole": "The whole process with its defaults, against Pythae's TrainingPipeline",
     "contention": "A training epoch beside a busy neighbour, by thread setting",
+    "profile_step": "Where a training step's time goes (MNIST MLP, batch 100)",
     "cost": "How cost grows: training and IS time by batch size, latent dimension and K",
 }
 
