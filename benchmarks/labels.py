@@ -206,7 +206,7 @@ def speed(data: data_mod.Data, a) -> dict:
 
 def cvae(data, a) -> list[dict]:
     rows = []
-    for name, extra in (("unconditional", []), ("conditional", ["model.condition=label"]), ("conditional, p(z|y)", ["model.condition=label", "prior.name=label"])):
+    for name, extra in (("unconditional", []), ("conditional", ["model.condition=label"]), ("conditional, p(z\\|y)", ["model.condition=label", "prior.name=label"])):
         trainer = trainer_for(data, [*CVAE, *extra], a.seed, a.device)
         sync(a.device)
         t0 = time.perf_counter()
