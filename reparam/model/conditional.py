@@ -17,7 +17,7 @@ from torch import nn
 from torch.distributions import Distribution, Independent, OneHotCategorical, kl_divergence
 
 from ..flows import FlowPosterior
-from .vae import VAE
+from .vae import VAE, prior_kl
 
 
 def full(t: torch.Tensor) -> torch.Tensor:
@@ -144,13 +144,7 @@ class LabelledView:
         """KL(q(z|x,y) || p(z|y)): the family's own with p(z), else closed form where registered, else Monte Carlo."""
         if self.model._standard():
             return self.model.family.kl(q, z)
-        p = self.prior()
-        try:
-            return kl_divergence(q, p)
-        except NotImplementedError:
-            if z is None:
-                raise ValueError("no closed-form KL to this prior: pass samples z") from None
-            return (q.log_prob(z) - p.log_prob(z)).mean(0)
+        return prior_kl(q, self.prior(), z)
 
     def kl_per_dim(self, q: Distribution) -> torch.Tensor | None:
         if self.model._standard():

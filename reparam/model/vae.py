@@ -15,6 +15,17 @@ from ..priors import Prior
 from ..priors.standard import StandardPrior
 
 
+def prior_kl(q: Distribution, p: Distribution, z: torch.Tensor | None = None) -> torch.Tensor:
+    """KL(q || p) per example: closed form where one is registered, else Monte Carlo from z (K, B, D);
+    ValueError when there is neither."""
+    try:
+        return kl_divergence(q, p)
+    except NotImplementedError:
+        if z is None:
+            raise ValueError("no closed-form KL to this prior: pass samples z") from None
+        return (q.log_prob(z) - p.log_prob(z)).mean(0)
+
+
 class VAE(nn.Module):
     """x -> q(z|x) -> z -> p(x|z), with p(z) from the prior module (the family's own by default).
 
@@ -102,13 +113,7 @@ class VAE(nn.Module):
         """
         if self._standard():
             return self.family.kl(q, z)
-        p = self.prior()
-        try:
-            return kl_divergence(q, p)
-        except NotImplementedError:
-            if z is None:
-                raise ValueError("no closed-form KL to this prior: pass samples z") from None
-            return (q.log_prob(z) - p.log_prob(z)).mean(0)
+        return prior_kl(q, self.prior(), z)
 
     def kl_per_dim(self, q: Distribution) -> torch.Tensor | None:
         """KL per latent dimension, (B, D), where it exists in closed form (the family's own prior, no flow)."""
