@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import common  # noqa: E402
-from benchmarks.scale import images_per_second  # noqa: E402
+from benchmarks.scale import images_per_second, step  # noqa: E402
 from reparam import config, evaluate  # noqa: E402
 from reparam import data as data_mod  # noqa: E402
 from reparam.model import build  # noqa: E402
@@ -42,13 +42,9 @@ def make(data, batch: int, dim: int) -> Trainer:
 
 
 def epoch_seconds(t: Trainer) -> float:
-    start = time.perf_counter()
-    e = t.epoch
-    while t.epoch == e:
-        t.train_step(t.next_batch())
-        t.pos += 1
-        if t.pos >= t.steps_per_epoch:
-            t.pos, t.perm, t.epoch = 0, None, t.epoch + 1
+    start, epoch = time.perf_counter(), t.epoch
+    while t.epoch == epoch:
+        step(t)
     return time.perf_counter() - start
 
 

@@ -26,6 +26,7 @@ from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import common  # noqa: E402
+from benchmarks.scale import step  # noqa: E402
 from reparam import config  # noqa: E402
 from reparam import data as data_mod  # noqa: E402
 from reparam.model import build  # noqa: E402
@@ -80,22 +81,16 @@ def main(argv: list[str] | None = None) -> int:
     t = Trainer(cfg, build(cfg, data.x_shape), data, Path(tempfile.mkdtemp(prefix="reparam-profile-")))
     load0 = os.getloadavg()[0]
 
-    def step() -> None:
-        t.train_step(t.next_batch())
-        t.pos += 1
-        if t.pos >= t.steps_per_epoch:
-            t.pos, t.perm = 0, None
-
     for _ in range(20):
-        step()
+        step(t)
     start = time.perf_counter()
     for _ in range(a.steps):
-        step()
+        step(t)
     plain = (time.perf_counter() - start) / a.steps
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         start = time.perf_counter()
         for _ in range(a.steps):
-            step()
+            step(t)
         wall = time.perf_counter() - start
     sums: dict[str, float] = defaultdict(float)
     for ev in prof.key_averages():
