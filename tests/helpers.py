@@ -42,3 +42,18 @@ def assert_user_error(proc: subprocess.CompletedProcess, needle: str) -> None:
 def snapshot(folder: Path) -> dict[str, bytes]:
     """Every file under folder and its bytes (to show that a failed command changed nothing)."""
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def assert_bad_config(overrides: list[str], needle: str, tmp_path: Path, capsys) -> None:
+    """A bad setting: ConfigError naming it from config.load, and from ``reparam train`` one line,
+    exit 2, no run folder."""
+    import pytest
+
+    from reparam import config
+    from reparam.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        config.load(None, overrides)
+    assert needle in str(info.value)
+    assert_user_error(in_process(capsys, "train", *overrides, "--out", str(tmp_path / "r")), needle)
+    assert not (tmp_path / "r").exists()
