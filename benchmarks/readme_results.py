@@ -26,6 +26,7 @@ TITLES = {
     "estimators": "Discrete latents: Gumbel-softmax against the score function, scored as discrete models (Jang et al. 2017, Table 1)",
     "scale": "Conv VAE throughput, one and two processes",
     "recipe": "The MNIST recipe against the paper's one-layer VAE",
+    "recipe_choices": "The recipe's choices, each measured apart on short budgets",
     "explore": "Explorer decode latency",
     "iwae_table_2layer": "Burda et al. 2016, Table 1, two stochastic layers, each paired with its one-layer model",
     "priors": "Learned priors at equal passes (MNIST)",

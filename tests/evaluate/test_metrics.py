@@ -190,6 +190,7 @@ def test_shipped_mnist_recipe_is_valid():
 
     cfg = config.load(ROOT / "configs" / "mnist.toml")
     assert (cfg.data.name, cfg.latent.dim, cfg.model.hidden, cfg.model.activation) == ("mnist", 50, [200, 200], "tanh")
+    assert cfg.train.budget_seconds == 15 * 60 and cfg.train.threads == "auto"  # 15 minutes on any machine
 
 
 class Constant(nn.Module):
