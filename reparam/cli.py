@@ -6,6 +6,7 @@ import argparse
 import errno
 import importlib
 import sys
+import warnings
 
 from .errors import ReparamError
 
@@ -54,10 +55,16 @@ def out_of_memory(e: BaseException) -> bool:
     return isinstance(e, MemoryError) or "can't allocate memory" in text or "out of memory" in text.lower()
 
 
+def one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """How the command line shows a warning: ``reparam: warning: <message>``, without the source line."""
+    return f"reparam: warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     from .train.loop import Interrupted
 
     args = parse(argv)
+    shown, warnings.formatwarning = warnings.formatwarning, one_line_warning
     try:
         return args.func(args)
     except ReparamError as e:
@@ -79,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("reparam: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = shown
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -155,3 +155,16 @@ def test_more_bad_input_is_one_line_and_exit_2(args, needle, cli_run, tmp_path, 
     assert_user_error(in_process(capsys, *args), needle)
     assert snapshot(cli_run) == before
     assert not (tmp_path / "r").exists() and not (tmp_path / "other").exists() and not list((tmp_path / "folder").iterdir())
+
+
+def test_a_batch_larger_than_the_data_is_said_in_one_line_and_in_the_summary(tmp_path):
+    """train.batch_size beyond the training set is not silently cut to it: one warning line on
+    stderr (no source path, no traceback), the same text in summary.json, the true batch there."""
+    out = tmp_path / "run"
+    proc = reparam("train", *TINY, "train.epochs=1", "train.eval_k=0", "train.batch_size=100000", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    said = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(said) == 1 and said[0].startswith("reparam: warning: train.batch_size=100000 is larger than the 1,500 training examples")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["warnings"] == [said[0].removeprefix("reparam: warning: ")]
+    assert (summary["global_batch"], summary["steps"]) == (1500, 1)

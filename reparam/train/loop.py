@@ -73,6 +73,10 @@ class Trainer:
         self.train_x = data.train.to(self.device)
         self.test_x = data.test.to(self.device)
         self.columns, self.nll_shift = data.columns, data.nll_shift  # a table's columns; None for images
+        self.warnings: list[str] = []  # for summary.json, each also raised as a UserWarning
+        if cfg.train.batch_size > len(self.train_x):
+            self.warn(f"train.batch_size={cfg.train.batch_size} is larger than the {len(self.train_x):,} training examples: every step "
+                      f"uses all of them; set train.batch_size to at most {len(self.train_x)} to silence this")  # fmt: skip
         self.setup_labels(data)
         self.held_out = replace(data, train=torch.empty(0, *data.x_shape), train_labels=None, test=self.test_x)  # for the report: no training images kept
         self.budget = cfg.train.budget_seconds  # 0: none
@@ -95,6 +99,11 @@ class Trainer:
         self.last_terms: dict[str, float] = {}  # the last closed epoch's training terms
         self.restore_clock(0.0)
         self.apply_lr()
+
+    def warn(self, message: str) -> None:
+        """Say something the user should know about the run without stopping it: a UserWarning now, and in summary.json."""
+        warnings.warn(message, stacklevel=3)
+        self.warnings.append(message)
 
     def setup_labels(self, data: data_mod.Data) -> None:
         """A conditional run's labels: all of the training set's (a conditional VAE), or for M2
@@ -494,12 +503,13 @@ class Trainer:
             train_seconds=seconds,
             parameters=sum(p.numel() for p in self.model.parameters()),
             processes=self.dist.world,
-            global_batch=self.cfg.train.batch_size,
+            global_batch=min(self.cfg.train.batch_size, len(self.train_x)),
         )
         warning = objectives.schedule_warning(self.cfg.objective, self.step)
         if warning:  # a warm-up longer than training: warn, don't fail
-            warnings.warn(warning, stacklevel=2)
-            summary["warnings"] = [warning]
+            self.warn(warning)
+        if self.warnings:
+            summary["warnings"] = self.warnings
         runs.write_json(self.run_dir / runs.SUMMARY, summary)
         pictures.save_run_pictures(self.model, self.run_dir, self.test_x, self.cfg.seed, self.columns, self.test_y)
         return summary
