@@ -27,6 +27,7 @@ TITLES = {
     "scale": "Conv VAE throughput, one and two processes",
     "recipe": "The MNIST recipe against the paper's one-layer VAE",
     "recipe_choices": "The recipe's choices, each measured apart on short budgets",
+    "recipe_choices_15m": "The recipe against its best short-budget rival, 15 minutes each",
     "explore": "Explorer decode latency",
     "iwae_table_2layer": "Burda et al. 2016, Table 1, two stochastic layers, each paired with its one-layer model",
     "priors": "Learned priors at equal passes (MNIST)",

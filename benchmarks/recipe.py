@@ -79,7 +79,7 @@ def flat(raw: dict, prefix: str = "") -> dict:
     return out
 
 
-def compare(paths: list[str], eval_k: int, note: str = "") -> str:
+def compare(paths: list[str], eval_k: int, note: str = "", section: str = "recipe_choices") -> str:
     """The ``--compare`` table: one row per run, the first one the base."""
     rows, settings = [], []
     for path in paths:
@@ -103,7 +103,7 @@ def compare(paths: list[str], eval_k: int, note: str = "") -> str:
         lines.append(f"| {Path(path).name} | {changed} | {s['passes']:.1f} | {s['train_seconds']:.0f} | {row['elbo']:.2f} | "
                      f"{row['nll']:.2f} ± {row['se']:.2f} | {paired(row, rows[0])} | {row['active']} |")  # fmt: skip
     b = settings[0]
-    return f"""Command: `python benchmarks/recipe.py --compare {" ".join(Path(p).name for p in paths)} --eval-k {eval_k}` on runs of
+    return f"""Command: `python benchmarks/recipe.py --compare {" ".join(Path(p).name for p in paths)} --eval-k {eval_k}{f" --section {section}" if section != "recipe_choices" else ""}` on runs of
 `reparam train configs/mnist.toml data.path=../shared/data/mnist.npz train.budget={b["train.budget"]} train.threads={b["train.threads"]} ...`
 with the settings shown. NLL = -L_{eval_k} on all 10,000 test images, the same importance draws for every run, so
 the differences against the first run are paired (± one standard error over images). One seed per row.{f" {note}" if note else ""}
@@ -116,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--run", help="score this finished run of the recipe instead of training one")
     p.add_argument("--compare", nargs="+", metavar="RUN", help="score these finished runs against the first (BASE)")
+    p.add_argument("--section", default="recipe_choices", help="with --compare: the BENCHMARKS.md section to write")
     p.add_argument("--note", default="", help="with --compare: how the runs were made (e.g. two at a time)")
     p.add_argument("--eval-k", type=int, default=5000)
     p.add_argument("--threads", type=int, default=0, help="threads for the scoring (default: the run's)")
@@ -123,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     if a.compare:
         torch.set_num_threads(a.threads or torch.get_num_threads())
-        common.publish("recipe_choices", compare(a.compare, a.eval_k, a.note), write=not a.no_write)
+        common.publish(a.section, compare(a.compare, a.eval_k, a.note, a.section), write=not a.no_write)
         return 0
     if a.run:
         run = Path(a.run)
