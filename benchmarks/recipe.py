@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     if a.compare:
         torch.set_num_threads(a.threads or torch.get_num_threads())
-        common.publish(a.section, compare(a.compare, a.eval_k, a.note, a.section), write=not a.no_write)
+        common.publish(a.section, compare(a.compare, a.eval_k, a.note, a.section), write=not a.no_write, script="recipe")
         return 0
     if a.run:
         run = Path(a.run)
