@@ -1,6 +1,6 @@
 """Where a training step's time goes, and how far it is from its matrix-multiplication floor.
 
-    python benchmarks/profile_step.py [--steps 200] [--threads 2]
+    python benchmarks/profile_step.py [--steps 200] [--rounds 5] [--threads 2]
 
 The step: the trainer's own (batching, dynamic binarization, forward, backward, gradient
 check, Adam) for the IWAE paper's one-layer MLP (784-200-200-50, tanh, Gaussian latent,
@@ -8,13 +8,16 @@ Bernoulli likelihood) at batch 100 on MNIST. ``torch.profiler`` records ``--step
 the table sums the operators' self CPU time by kind (matrix multiplications, elementwise and
 reductions, the optimizer, random numbers and indexing), and what is left of the wall time is
 Python and dispatch. The floor: the same matrix multiplications (forward, and the two
-products of each layer's backward) timed alone in a loop, against the whole step.
+products of each layer's backward) timed alone in a loop, against the whole step; the two
+alternate over ``--rounds`` rounds and the ratio is taken within each round, since on a shared
+host both drift by tens of percent from minute to minute.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -70,6 +73,7 @@ def floor_seconds(batch: int, reps: int) -> float:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--no-write", action="store_true")
     a = p.parse_args(argv)
@@ -83,10 +87,15 @@ def main(argv: list[str] | None = None) -> int:
 
     for _ in range(20):
         step(t)
-    start = time.perf_counter()
-    for _ in range(a.steps):
-        step(t)
-    plain = (time.perf_counter() - start) / a.steps
+    steps, floors = [], []
+    for _ in range(a.rounds):  # step and floor alternate, so that a drifting host hits both alike
+        start = time.perf_counter()
+        for _ in range(a.steps):
+            step(t)
+        steps.append((time.perf_counter() - start) / a.steps)
+        floors.append(floor_seconds(100, 500))
+    ratios = [f / s for f, s in zip(floors, steps)]
+    plain, floor, ratio = statistics.median(steps), statistics.median(floors), statistics.median(ratios)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         start = time.perf_counter()
         for _ in range(a.steps):
@@ -98,13 +107,13 @@ def main(argv: list[str] | None = None) -> int:
     ops = sum(sums.values())
     rows = [f"| {k} | {1000 * v / a.steps:.3f} | {v / wall:.0%} |" for k, v in sorted(sums.items(), key=lambda kv: -kv[1])]
     rows.append(f"| Python, dispatch and the profiler (wall minus operators) | {1000 * max(0.0, wall - ops) / a.steps:.3f} | {max(0.0, wall - ops) / wall:.0%} |")
-    floor = floor_seconds(100, 500)
-    body = f"""Command: `python benchmarks/profile_step.py --steps {a.steps} --threads {a.threads}`. The trainer's step for the
+    body = f"""Command: `python benchmarks/profile_step.py --steps {a.steps} --rounds {a.rounds} --threads {a.threads}`. The trainer's step for the
 784-200-200-50 tanh MLP, batch 100, dynamically binarized MNIST, {a.threads} thread(s). {common.machine_state(load0, os.getloadavg()[0])}
 
-Without the profiler: {1000 * plain:.3f} ms per step ({100 / plain:,.0f} images/s). Its matrix products alone (each layer's
-forward and both backward products, the same shapes): {1000 * floor:.3f} ms, so the step runs at {floor / plain:.0%} of its
-matrix-multiplication floor. Under the profiler ({1000 * wall / a.steps:.3f} ms per step), operators' self time by kind:
+Without the profiler: {1000 * plain:.3f} ms per step ({100 / plain:,.0f} images/s), the median of {a.rounds} rounds. Its matrix
+products alone (each layer's forward and both backward products, the same shapes), timed between the rounds: {1000 * floor:.3f} ms.
+The step runs at {ratio:.0%} of its matrix-multiplication floor (median of the rounds' ratios; rounds:
+{", ".join(f"{r:.0%}" for r in ratios)}; steps {", ".join(f"{1000 * v:.2f}" for v in steps)} ms; floors {", ".join(f"{1000 * v:.2f}" for v in floors)} ms). Under the profiler ({1000 * wall / a.steps:.3f} ms per step), operators' self time by kind:
 
 | where | ms per step | share of the profiled wall time |
 |---|---:|---:|
