@@ -168,3 +168,21 @@ def test_a_batch_larger_than_the_data_is_said_in_one_line_and_in_the_summary(tmp
     summary = json.loads((out / "summary.json").read_text())
     assert summary["warnings"] == [said[0].removeprefix("reparam: warning: ")]
     assert (summary["global_batch"], summary["steps"]) == (1500, 1)
+
+
+def test_the_default_batch_on_a_small_set_is_cut_quietly(tmp_path):
+    """The default train.batch_size (not asked for) on 20 training images: no warning, the true batch in the summary."""
+    import warnings
+
+    from reparam.train import train
+    from tests.conftest import tiny_config
+    from tests.test_data import keras_npz
+
+    cfg = tiny_config("data.name=file", f"data.path={keras_npz(tmp_path / 'k.npz')}", "train.epochs=1", "train.eval_k=0")
+    assert cfg.train.batch_size > 20
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run = train(cfg, tmp_path / "run")
+    assert not [w for w in caught if "batch_size" in str(w.message)]
+    summary = json.loads((run / "summary.json").read_text())
+    assert (summary["global_batch"], summary["steps"], summary.get("warnings")) == (20, 1, None)

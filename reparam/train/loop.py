@@ -74,7 +74,8 @@ class Trainer:
         self.test_x = data.test.to(self.device)
         self.columns, self.nll_shift = data.columns, data.nll_shift  # a table's columns; None for images
         self.warnings: list[str] = []  # for summary.json, each also raised as a UserWarning
-        if cfg.train.batch_size > len(self.train_x):
+        asked = cfg.train.batch_size != type(cfg.train).batch_size  # set by the user (the default is cut to a small set quietly)
+        if asked and cfg.train.batch_size > len(self.train_x):
             self.warn(f"train.batch_size={cfg.train.batch_size} is larger than the {len(self.train_x):,} training examples: every step "
                       f"uses all of them; set train.batch_size to at most {len(self.train_x)} to silence this")  # fmt: skip
         self.setup_labels(data)
