@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import re
@@ -116,3 +117,12 @@ def publish(name: str, body: str, write: bool = True, script: str | None = None)
     print(body)
     if write:
         update_section(name, body, script)
+
+
+def paired(row: dict, ref: dict | None) -> str:
+    """row's NLL minus the reference row's (``per_image`` tensors over the same images and importance
+    draws), with the standard error of the per-image differences; "-" for the reference itself."""
+    if ref is None or row is ref:
+        return "-"
+    diff = row["per_image"] - ref["per_image"]
+    return f"{float(diff.mean()):+.2f} ± {float(diff.std() / math.sqrt(len(diff))):.2f}"

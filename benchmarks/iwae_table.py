@@ -30,6 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import common  # noqa: E402
+from benchmarks.common import paired  # noqa: E402
 from reparam import config, evaluate  # noqa: E402
 from reparam import data as data_mod
 from reparam.evaluate import diagnostics  # noqa: E402
@@ -96,14 +97,6 @@ def run_row(data, method: str, k: int, a, layers: int = 1) -> dict:
     row.update(nll=float(nll.mean()), se=float(nll.std() / math.sqrt(len(x))))
     print(f"{layers} layer(s) {method} k={k}: NLL {row['nll']:.2f} ± {row['se']:.2f}, {passes:.2f} passes, {au} active", flush=True)
     return row
-
-
-def paired(row: dict, ref: dict | None) -> str:
-    """row's NLL minus the reference row's, with the SE of the per-image differences (same images, same draws)."""
-    if ref is None or row is ref:
-        return "-"
-    diff = row["per_image"] - ref["per_image"]
-    return f"{float(diff.mean()):+.2f} ± {float(diff.std() / math.sqrt(len(diff))):.2f}"
 
 
 def markdown(rows: list[dict], a, load: tuple[float, float]) -> str:

@@ -32,6 +32,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import common  # noqa: E402
+from benchmarks.common import paired  # noqa: E402
 from reparam import config, evaluate  # noqa: E402
 from reparam import data as data_mod  # noqa: E402
 from reparam.evaluate import diagnostics, gradvar  # noqa: E402
@@ -91,13 +92,6 @@ def run(data, name: str, overrides: list[str], a) -> dict:
     row.update(elbo=evaluate.elbo_terms(model, x)["elbo"], active=diagnostics.active_units(model, x), snr=lab_snr(trainer, x_lab, a.replicates))
     print(f"{a.part} {name}: NLL {row['nll']:.2f} ± {row['se']:.2f}, ELBO {row['elbo']:.2f}, {seconds:.0f} s", flush=True)
     return row
-
-
-def paired(row: dict, ref: dict) -> str:
-    if row is ref:
-        return "-"
-    diff = row["per_image"] - ref["per_image"]
-    return f"{float(diff.mean()):+.2f} ± {float(diff.std() / math.sqrt(len(diff))):.2f}"
 
 
 def zuko_timing(rounds: int = 5, reps: int = 200) -> str:

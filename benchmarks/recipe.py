@@ -27,7 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import common  # noqa: E402
-from benchmarks.models import paired  # noqa: E402
+from benchmarks.common import paired  # noqa: E402
 from reparam import config, evaluate, runs  # noqa: E402
 from reparam import data as data_mod
 from reparam.train import train  # noqa: E402
