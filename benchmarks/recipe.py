@@ -102,9 +102,8 @@ def compare(paths: list[str], eval_k: int, note: str = "", section: str = "recip
         s = row["summary"]
         lines.append(f"| {Path(path).name} | {changed} | {s['passes']:.1f} | {s['train_seconds']:.0f} | {row['elbo']:.2f} | "
                      f"{row['nll']:.2f} ± {row['se']:.2f} | {paired(row, rows[0])} | {row['active']} |")  # fmt: skip
-    b = settings[0]
     return f"""Command: `python benchmarks/recipe.py --compare {" ".join(Path(p).name for p in paths)} --eval-k {eval_k}{f" --section {section}" if section != "recipe_choices" else ""}` on runs of
-`reparam train configs/mnist.toml data.path=../shared/data/mnist.npz train.budget={b["train.budget"]} train.threads={b["train.threads"]} ...`
+`reparam train configs/mnist.toml data.path=../shared/data/mnist.npz train.budget={base["train.budget"]} train.threads={base["train.threads"]} ...`
 with the settings shown. NLL = -L_{eval_k} on all 10,000 test images, the same importance draws for every run, so
 the differences against the first run are paired (± one standard error over images). One seed per row.{f" {note}" if note else ""}
 
