@@ -114,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     nll = nll_rows(data, a.epochs, a.eval_n, a.eval_k)
     body = f"""Command: `python benchmarks/precision.py --epochs {a.epochs} --rounds {a.rounds} --batches {a.batches} --images {a.images} --eval-n {a.eval_n} --eval-k {a.eval_k}`.
 784-200-200-50 tanh, Bernoulli decoder, dynamically binarized MNIST, Adam 1e-3, {a.threads} threads; `train.precision=bf16`
-runs the forward and backward under CPU autocast (matrix products in bfloat16, the likelihood, KL and Adam in float32).
+runs the forward and backward under CPU autocast (the networks' matrix products and activations in bfloat16; their outputs,
+the likelihood, KL and Adam in float32).
 CPU capability as torch sees it: {torch.backends.cpu.get_cpu_capability()}; bfloat16 instructions: {cpu_flags()}.
 {common.machine_state(load0, os.getloadavg()[0])}
 
