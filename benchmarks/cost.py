@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -26,19 +25,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import common  # noqa: E402
-from benchmarks.scale import images_per_second, step  # noqa: E402
+from benchmarks.scale import images_per_second, mlp_trainer, step  # noqa: E402
 from reparam import config, evaluate  # noqa: E402
 from reparam import data as data_mod  # noqa: E402
-from reparam.model import build  # noqa: E402
 from reparam.train import Trainer  # noqa: E402
-
-BASE = ["data.name=mnist", "data.binarize=dynamic", "model.hidden=[200,200]", "model.activation=tanh", "train.progress=false", "train.threads=0"]
 
 
 def make(data, batch: int, dim: int) -> Trainer:
-    cfg = config.load(None, [*BASE, f"data.path={common.MNIST}", f"latent.dim={dim}", f"train.batch_size={batch}"])
-    torch.manual_seed(0)
-    return Trainer(cfg, build(cfg, data.x_shape), data, Path(tempfile.mkdtemp(prefix="reparam-cost-")))
+    return mlp_trainer(data, f"latent.dim={dim}", f"train.batch_size={batch}", prefix="reparam-cost-")
 
 
 def epoch_seconds(t: Trainer) -> float:

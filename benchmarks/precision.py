@@ -18,7 +18,6 @@ import math
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,20 +26,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import common  # noqa: E402
 from benchmarks.common import paired  # noqa: E402
-from benchmarks.scale import step  # noqa: E402
+from benchmarks.scale import MLP, mlp_trainer, step  # noqa: E402
 from reparam import config, evaluate  # noqa: E402
 from reparam import data as data_mod
-from reparam.model import build  # noqa: E402
 from reparam.train import Trainer  # noqa: E402
-
-MODEL = ["data.name=mnist", "data.binarize=dynamic", "latent.dim=50", "model.hidden=[200,200]", "model.activation=tanh", "train.lr=1e-3",
-         "train.progress=false", "train.report=false", "train.eval_every=1000000", "train.threads=0"]  # fmt: skip
 
 
 def trainer(data, precision: str, batch: int, epochs: int = 1) -> Trainer:
-    cfg = config.load(None, [*MODEL, f"data.path={common.MNIST}", f"train.precision={precision}", f"train.batch_size={batch}", f"train.epochs={epochs}"])
-    torch.manual_seed(0)
-    return Trainer(cfg, build(cfg, data.x_shape), data, Path(tempfile.mkdtemp(prefix="reparam-precision-")))
+    return mlp_trainer(data, "train.lr=1e-3", f"train.precision={precision}", f"train.batch_size={batch}", f"train.epochs={epochs}", prefix="reparam-precision-")
 
 
 def cpu_flags() -> str:
@@ -107,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-write", action="store_true")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
-    data = data_mod.load(config.load(None, [*MODEL, f"data.path={common.MNIST}"]).data)
+    data = data_mod.load(config.load(None, [*MLP, f"data.path={common.MNIST}"]).data)
     load0 = os.getloadavg()[0]
     batches = [int(b) for b in a.batches.split(",")]
     speed_rows = speed(data, batches, a.rounds, a.images)

@@ -19,7 +19,6 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -29,11 +28,9 @@ from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import common  # noqa: E402
-from benchmarks.scale import step  # noqa: E402
+from benchmarks.scale import MLP, mlp_trainer, step  # noqa: E402
 from reparam import config  # noqa: E402
 from reparam import data as data_mod  # noqa: E402
-from reparam.model import build  # noqa: E402
-from reparam.train import Trainer  # noqa: E402
 
 KINDS = {
     "matrix multiplications": ("addmm", "mm", "bmm", "linear", "matmul"),
@@ -78,11 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-write", action="store_true")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
-    cfg = config.load(None, ["data.name=mnist", f"data.path={common.MNIST}", "latent.dim=50", "model.hidden=[200,200]", "model.activation=tanh",
-                             "train.batch_size=100", "train.progress=false", "train.threads=0"])  # fmt: skip
-    data = data_mod.load(cfg.data)
-    torch.manual_seed(0)
-    t = Trainer(cfg, build(cfg, data.x_shape), data, Path(tempfile.mkdtemp(prefix="reparam-profile-")))
+    t = mlp_trainer(data_mod.load(config.load(None, [*MLP, f"data.path={common.MNIST}"]).data), "train.batch_size=100", prefix="reparam-profile-")
     load0 = os.getloadavg()[0]
 
     for _ in range(20):

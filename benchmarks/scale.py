@@ -51,6 +51,19 @@ def trainer(batch: int, device: str = "cpu", precision: str = "fp32", channels_l
     return Trainer(cfg, model, data, Path(tempfile.mkdtemp(prefix="reparam-scale-")), dist=dist)
 
 
+#: The IWAE paper's one-layer MLP (784-200-200-50, tanh, Gaussian latent, Bernoulli decoder) on
+#: dynamically binarized MNIST, trained through the trainer with no held-out evaluation or report.
+MLP = ["data.name=mnist", "data.binarize=dynamic", "latent.dim=50", "model.hidden=[200,200]", "model.activation=tanh",
+       "train.progress=false", "train.report=false", "train.eval_every=1000000", "train.threads=0"]  # fmt: skip
+
+
+def mlp_trainer(data: data_mod.Data, *overrides: str, prefix: str = "reparam-mlp-") -> Trainer:
+    """A trainer of ``MLP`` with ``overrides`` on ``data``, from seed 0, writing into a fresh temporary folder."""
+    cfg = config.load(None, [*MLP, f"data.path={common.MNIST}", *overrides])
+    torch.manual_seed(0)
+    return Trainer(cfg, build(cfg, data.x_shape), data, Path(tempfile.mkdtemp(prefix=prefix)))
+
+
 def step(t: Trainer) -> None:
     """One optimizer step through the trainer's own step, wrapping to a new epoch's order at its end
     (no held-out evaluation, no checkpoint)."""
