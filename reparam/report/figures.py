@@ -36,9 +36,10 @@ TERM_TITLES = {"elbo": "bound (ELBO, nats)", "log_px_z": "reconstruction E log p
 
 
 def png(fig: Figure, dpi: int = 100) -> bytes:
-    """Render a Figure to PNG bytes with the Agg canvas."""
+    """Render a Figure to PNG bytes with the Agg canvas; a figure without a layout engine is cropped
+    to its contents ("tight", which draws it twice), one with constrained layout already fits its size."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches=None if fig.get_layout_engine() is not None else "tight")
     return buf.getvalue()
 
 
@@ -60,10 +61,12 @@ def image_rows(rows: list[torch.Tensor], labels: list[str], title: str) -> Figur
 
 
 def _terms(metrics: list[dict]) -> list[str]:
-    """Metric suffixes to plot: elbo, log_px_z, kl first, then any others an objective logs."""
+    """Metric suffixes to plot: elbo, log_px_z, kl first, then any others an objective logs. A
+    standard error ``<term>_se`` is drawn as a band around ``<term>``, not as a panel of its own."""
     suffixes = {k.split("_", 1)[1] for m in metrics for k in m if k.startswith(("train_", "test_"))}
     if "elbo" in suffixes:
         suffixes.discard("loss")
+    suffixes -= {s for s in suffixes if s.endswith("_se") and s[:-3] in suffixes}
     known = [s for s in TERM_TITLES if s in suffixes]
     return known + sorted(suffixes - set(known))
 
@@ -77,12 +80,15 @@ def curves_figure(runs: list[tuple[str, list[dict]]]) -> Figure | None:
     nrows = -(-len(terms) // ncols)
     fig = Figure(figsize=(4.2 * ncols, 3.2 * nrows), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    epochs = [m["epoch"] for _, rows in runs for m in rows if "epoch" in m]
     for ax, term in zip(axes, terms):
         for i, (name, rows) in enumerate(runs):
             _plot_term(ax, rows, term, f"C{i}", name if len(runs) > 1 else "")
         ax.set_title(TERM_TITLES.get(term, term))
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if epochs and min(epochs) == max(epochs):  # one epoch: its one tick, not fractions of an epoch
+            ax.set_xticks([epochs[0]])
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
     for ax in axes[len(terms) :]:
@@ -92,10 +98,17 @@ def curves_figure(runs: list[tuple[str, list[dict]]]) -> Figure | None:
 
 def _plot_term(ax, rows: list[dict], term: str, colour: str, name: str) -> None:
     for split, style in (("test", "-"), ("train", "--")):
-        pts = [(m["epoch"], m[f"{split}_{term}"]) for m in rows if f"{split}_{term}" in m and "epoch" in m]
+        key = f"{split}_{term}"
+        pts = [(m["epoch"], m[key], m.get(f"{key}_se")) for m in rows if key in m and "epoch" in m]
         if pts:
-            x, y = zip(*pts)
+            x, y, se = zip(*pts)
             ax.plot(x, y, style, color=colour, marker="." if len(pts) < 30 else None, label=f"{name} {split}".strip())
+            if None in y or None in se:
+                continue
+            if len(pts) > 1:
+                ax.fill_between(x, np.subtract(y, se), np.add(y, se), color=colour, alpha=0.2, linewidth=0, label=f"{name} {split} ± 1 SE".strip())
+            else:  # a band needs two epochs: one point gets an error bar
+                ax.errorbar(x, y, yerr=se, color=colour, capsize=3, linestyle="none")
 
 
 def kl_figure(ranking: latent.Ranking) -> Figure:

@@ -15,7 +15,7 @@ from matplotlib.image import imread
 
 from reparam import latents
 from reparam.model import build
-from reparam.report import latent, space, write_comparison, write_report
+from reparam.report import figures, latent, space, write_comparison, write_report
 from reparam.report.run import RunView, open_run
 from tests.conftest import ROOT, tiny_config
 from tests.helpers import assert_user_error, in_process
@@ -177,6 +177,21 @@ def test_gaussian_hooks_traverse_interpolate_and_temperature():
     with latent.seeded(0):
         sd = fam.sample_prior(20000, temperature=0.5).std(0)
     assert torch.allclose(sd, torch.tensor(0.5), atol=4 * 0.5 / (2 * 20000) ** 0.5)  # 4 standard errors
+
+
+def test_curves_draw_a_standard_error_as_a_band_around_its_term():
+    from matplotlib.collections import PolyCollection
+
+    rows = [{"epoch": e, "test_elbo": -30.0 + e, "train_elbo": -31.0 + e, "test_mi": 0.1 * e, "test_mi_se": 0.02} for e in (1, 2, 3)]
+    fig = figures.curves_figure([("run", rows)])
+    titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
+    assert titles == ["bound (ELBO, nats)", "mi"]  # mi_se is no panel of its own
+    (band,) = [c for c in fig.axes[1].collections if isinstance(c, PolyCollection)]
+    lo, hi = band.get_paths()[0].vertices[:, 1].min(), band.get_paths()[0].vertices[:, 1].max()
+    assert (lo, hi) == pytest.approx((0.1 - 0.02, 0.3 + 0.02))
+    one = figures.curves_figure([("run", rows[:1])])
+    assert list(one.axes[0].get_xticks()) == [1]  # one epoch: one integer tick
+    assert read_png(figures.png(one)).shape[1] == round(one.get_size_inches()[0] * 100)  # laid out, not cropped
 
 
 def test_seeded_restores_the_callers_random_state():
