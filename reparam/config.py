@@ -109,7 +109,7 @@ class ObjectiveConfig:
     name: str = "elbo"  # elbo | iwae | renyi (see reparam.objectives.bounds)
     k: int = 1  # samples per example (the IWAE's K)
     beta: float = 1.0  # KL weight (Higgins et al. 2017); the weight reached after warm-up
-    warmup: int = 0  # steps of linear KL warm-up from 0 to beta (Sonderby et al. 2016); 0: none
+    warmup: int | str = 0  # linear KL warm-up from 0 to beta (Sonderby et al. 2016): N steps, or "N%" of training (of train.budget's time under a budget); 0: none
     free_bits: float = 0.0  # lambda: nats per latent dimension (or group) (Kingma et al. 2016)
     free_bits_group: int = 1  # latent dimensions per free-bits group (1: per dimension)
     estimator: str = "auto"  # gradient: auto | pathwise | score | iwae | stl | dreg (see objectives/estimators.py)

@@ -20,6 +20,7 @@ estimate itself: with M replicates its standard error per parameter is s_j / sqr
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable
 
@@ -190,7 +191,8 @@ def measure(model: VAE, ocfg, x: torch.Tensor, specs: list[str], replicates: int
     """
     k = k or ocfg.k
     objective = objectives.lookup(ocfg.name)
-    base = {key: v for key, v in objectives.call_kwargs(ocfg, ocfg.warmup).items() if key not in ("estimator", "baseline")}
+    after_warmup = objectives.call_kwargs(ocfg, sys.maxsize, progress=1.0)  # at any warm-up's end: beta itself
+    base = {key: v for key, v in after_warmup.items() if key not in ("estimator", "baseline")}
     base["k"] = k
     was_training, rows, ref = model.training, {}, None
     model.eval()

@@ -9,35 +9,59 @@ trainer's state_dict carries it, while the VAE holds networks only. The loss is
 
 from __future__ import annotations
 
+import re
+
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from . import labels
 from .baselines import baseline_module
 from .bounds import OBJECTIVES, Terms
 from .free_bits import BatchMean
 
 
-def beta_at(cfg, step: int) -> float:
-    """KL weight at step ``step`` (0-based): beta * min(1, step / warmup), linear warm-up.
+def warmup_share(warmup: int | str) -> float | None:
+    """A warm-up given as a share of training (``"10%"``) as a fraction in (0, 1]; None for a
+    count of steps. ConfigError (one line) for any other text."""
+    if not isinstance(warmup, str):
+        return None
+    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*%\s*", warmup)
+    if match is None or not 0 < float(match.group(1)) <= 100:
+        raise ConfigError(f"objective.warmup must be a number of steps (2000) or a share of training above 0% and at most 100% (10%), got {warmup!r}")
+    return float(match.group(1)) / 100
+
+
+def beta_at(cfg, step: int, progress: float | None = None) -> float:
+    """KL weight at step ``step`` (0-based), linear warm-up from 0 to beta.
 
     Sonderby et al. (2016), Bowman et al. (2016): the KL weight rises from 0 to beta over
-    the first ``cfg.warmup`` optimizer steps; ``warmup = 0`` gives beta from the start.
+    the first ``cfg.warmup`` optimizer steps, or over the first share of training
+    (``"10%"``) measured by ``progress`` in [0, 1], the training progress the learning rate
+    follows (``optim.progress``: steps of train.epochs, or time under train.budget, so the
+    warm-up takes the same share of a budget on a fast host as on a slow one). ``warmup = 0``
+    gives beta from the start.
     """
+    share = warmup_share(cfg.warmup)
+    if share is not None:
+        if progress is None:
+            raise ValueError(f"objective.warmup={cfg.warmup!r} is a share of training: beta_at needs the training progress")
+        return float(cfg.beta) * min(1.0, progress / share)
     if cfg.warmup <= 0:
         return float(cfg.beta)
     return float(cfg.beta) * min(1.0, step / cfg.warmup)
 
 
-def call_kwargs(cfg, step: int, batch_mean: BatchMean | None = None) -> dict:
-    """Keyword arguments for the configured objective at training step ``step``.
+def call_kwargs(cfg, step: int, batch_mean: BatchMean | None = None, progress: float | None = None) -> dict:
+    """Keyword arguments for the configured objective at training step ``step`` (and training
+    ``progress`` in [0, 1], which a warm-up given as a share of training reads).
 
     The one place where objective schedules live, so the trainer stays generic. ``cfg`` is
     the ``objective`` config section (its bound's own options in ``cfg.options``);
     ``batch_mean`` averages a (B, G) tensor over the global batch (several processes);
     free bits choose their mask with it.
     """
-    kwargs = {"k": cfg.k, "beta": beta_at(cfg, step), **getattr(cfg, "options", {})}
+    kwargs = {"k": cfg.k, "beta": beta_at(cfg, step, progress), **getattr(cfg, "options", {})}
     if (cfg.estimator, cfg.baseline) != ("auto", "none"):
         kwargs.update(estimator=cfg.estimator, baseline=cfg.baseline)
     if cfg.free_bits > 0:
@@ -48,8 +72,9 @@ def call_kwargs(cfg, step: int, batch_mean: BatchMean | None = None) -> dict:
 
 
 def schedule_warning(cfg, total_steps: int) -> str | None:
-    """A one-line warning if the KL warm-up does not finish within ``total_steps``."""
-    if cfg.warmup > total_steps:
+    """A one-line warning if a KL warm-up of so many steps does not finish within ``total_steps``
+    (one given as a share of training always finishes with it)."""
+    if warmup_share(cfg.warmup) is None and cfg.warmup > total_steps:
         reached = beta_at(cfg, total_steps)
         return (
             f"objective.warmup={cfg.warmup} steps is longer than the {total_steps} steps trained; "
@@ -62,7 +87,7 @@ class Objective(nn.Module):
     """The configured bound on a minibatch, with its estimators' state (``baseline``,
     ``label_baseline``, or None).
 
-    ``Objective(cfg, x_shape)(model, batch, step)`` -> (bound (B,), terms): the surrogate
+    ``Objective(cfg, x_shape)(model, batch, step, progress=t)`` -> (bound (B,), terms): the surrogate
     whose value is the bound and whose gradient is the estimator's (see ``estimators.py``).
     ``batch`` is images x (B, *x_shape), or a minibatch with labels (``labels.Labelled``
     for a conditional VAE, ``labels.SemiSupervised`` for M2: per-row contributions whose
@@ -76,8 +101,9 @@ class Objective(nn.Module):
         self.baseline = baseline_module(cfg.baseline, tuple(x_shape))  # None: no state to keep
         self.label_baseline = labels.label_baseline_module(cfg, tuple(x_shape))
 
-    def forward(self, model: nn.Module, batch, step: int = 0, batch_mean: BatchMean | None = None) -> tuple[torch.Tensor, Terms]:
-        kwargs = call_kwargs(self.cfg, step, batch_mean)
+    def forward(self, model: nn.Module, batch, step: int = 0, batch_mean: BatchMean | None = None,
+                progress: float | None = None) -> tuple[torch.Tensor, Terms]:  # fmt: skip
+        kwargs = call_kwargs(self.cfg, step, batch_mean, progress)
         if self.baseline is not None:
             kwargs["baseline_state"] = self.baseline
         if isinstance(batch, labels.Labelled):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from ..errors import ConfigError
 from . import estimators
 from .bounds import BOUNDS, OBJECTIVES, accepted, bounds_for
+from .module import warmup_share
 
 
 def _check(ok: bool, message: str) -> None:
@@ -21,7 +22,8 @@ def check(cfg) -> None:
     OBJECTIVES.lookup(cfg.name)
     _check(cfg.k >= 1, f"objective.k must be >= 1, got {cfg.k}")
     _check(cfg.beta >= 0, f"objective.beta must be >= 0, got {cfg.beta}")
-    _check(cfg.warmup >= 0, f"objective.warmup must be >= 0 steps, got {cfg.warmup}")
+    if warmup_share(cfg.warmup) is None:  # ConfigError for a malformed share
+        _check(isinstance(cfg.warmup, int) and cfg.warmup >= 0, f"objective.warmup must be >= 0 steps or a share of training such as 10%, got {cfg.warmup!r}")
     _check(cfg.free_bits >= 0, f"objective.free_bits (lambda) must be >= 0 nats, got {cfg.free_bits}")
     _check(cfg.free_bits_group >= 1, f"objective.free_bits_group must be >= 1, got {cfg.free_bits_group}")
     takes = accepted(cfg.name)

@@ -275,10 +275,11 @@ class Trainer:
         gradient of the global batch mean.
         """
         with self.amp.autocast():
+            progress = optim.progress(self.step, self.total_steps, self.seconds, self.budget)  # what a warm-up share reads
             if self.ddp is None:
-                bound, terms = self.objective(self.model, x, self.step)
+                bound, terms = self.objective(self.model, x, self.step, progress=progress)
                 return -bound.mean(), terms  # the one reduction over the batch
-            bound, terms = self.ddp(x, self.step, self.batch_mean)
+            bound, terms = self.ddp(x, self.step, self.batch_mean, progress)
             return -bound.sum() * (self.dist.world / self.global_batch), terms
 
     def train_step(self, x) -> dict[str, torch.Tensor] | None:

@@ -32,6 +32,26 @@ def test_warmup_schedule(warmup, beta, step, expected):
     assert objectives.call_kwargs(cfg, step)["beta"] == pytest.approx(expected)
 
 
+@pytest.mark.parametrize(
+    "warmup, progress, expected",
+    [("25%", 0.0, 0.0), ("25%", 0.125, 1.0), ("25%", 0.25, 2.0), ("25%", 1.0, 2.0), ("100%", 0.5, 1.0), (" 2.5 % ", 0.0125, 1.0), (".5%", 0.01, 2.0)],
+)  # fmt: skip
+def test_warmup_as_a_share_of_training_follows_the_progress(warmup, progress, expected):
+    cfg = _obj(warmup=warmup, beta=2.0)
+    assert objectives.beta_at(cfg, 10**9, progress) == pytest.approx(expected)  # the step count plays no part
+    assert objectives.call_kwargs(cfg, 0, progress=progress)["beta"] == pytest.approx(expected)
+    assert objectives.schedule_warning(cfg, 1) is None  # it ends with training, however short
+    with pytest.raises(ValueError, match="needs the training progress"):
+        objectives.beta_at(cfg, 0)
+
+
+@pytest.mark.parametrize("warmup", ["0%", "150%", "10", "ten%", "-5%", "10%%", 2.5, -1])
+def test_a_bad_warmup_is_one_line_naming_both_forms(warmup):
+    with pytest.raises(ConfigError) as e:
+        _obj(warmup=warmup)
+    assert "objective.warmup" in str(e.value) and "10%" in str(e.value) and "\n" not in str(e.value)
+
+
 def test_warmup_longer_than_training_warns_only():
     cfg = _obj(warmup=1000)
     assert objectives.schedule_warning(cfg, 1000) is None

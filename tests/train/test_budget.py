@@ -11,7 +11,7 @@ import shutil
 
 import pytest
 
-from reparam import optim, runs
+from reparam import objectives, optim, runs
 from reparam.config import duration_seconds
 from reparam.errors import ConfigError
 from reparam.train import checkpoint, loop, resume, train
@@ -97,10 +97,32 @@ def test_epochs_still_end_a_run_inside_its_budget(tmp_path, fake_clock):
     assert summary["steps"] == 30 and summary["stopped_by"] == "epochs"
 
 
-def test_resume_continues_the_budget_bit_for_bit(tmp_path, fake_clock):
+def test_a_warmup_share_is_laid_over_the_budget(tmp_path, fake_clock, monkeypatch):
+    """objective.warmup=40%: the KL weight reaches beta 40% of the way through the budget, read
+    from the same clock as the rate, whatever the number of steps that takes."""
+    seen = []
+    real = objectives.Objective.forward
+
+    def forward(self, model, batch, step=0, batch_mean=None, progress=None):
+        seen.append((step, progress, objectives.beta_at(self.cfg, step, progress)))
+        return real(self, model, batch, step, batch_mean, progress)
+
+    monkeypatch.setattr(objectives.Objective, "forward", forward)
+    train(tiny_config(*ARGS, "objective.warmup=40%", "objective.beta=2"), tmp_path / "run")
+    assert len(seen) == len(fake_clock) == STEPS
+    for i, ((step, progress, beta), (seconds, _)) in enumerate(zip(seen, fake_clock)):
+        assert step == i
+        assert progress == pytest.approx(seconds / BUDGET, rel=1e-12)  # 100 epochs of steps: the clock leads
+        assert beta == pytest.approx(2 * min(1.0, seconds / (0.4 * BUDGET)), rel=1e-12)
+    betas = [b for _, _, b in seen]
+    assert betas[0] == 0 and betas[STEPS * 2 // 10] == pytest.approx(1.0) and betas[STEPS // 2 :] == [2.0] * (STEPS - STEPS // 2)
+
+
+@pytest.mark.parametrize("extra", [[], ["objective.warmup=40%"]], ids=["", "warmup-share"])
+def test_resume_continues_the_budget_bit_for_bit(tmp_path, fake_clock, extra):
     """The training clock is part of the state: a run cut at step 20 and resumed stops at the
-    same step, with the same rates, as the run that never stopped."""
-    whole = train(tiny_config(*ARGS), tmp_path / "whole")
+    same step, with the same rates (and KL weights), as the run that never stopped."""
+    whole = train(tiny_config(*ARGS, *extra), tmp_path / "whole")
     cut = tmp_path / "cut"
     shutil.copytree(whole, cut)
     for path in checkpoint.list_checkpoints(cut):
