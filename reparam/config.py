@@ -153,6 +153,7 @@ class TrainConfig:
     checkpoint_every: int = 0  # steps between checkpoints; 0: at every evaluation only
     keep_checkpoints: int = 3  # newest checkpoints kept in RUN/checkpoints
     clip_grad: float = 0.0  # clip the gradient's global norm to this; 0: no clipping
+    ema: float = 0.0  # decay of an exponential moving average of the weights, which evaluation and model.safetensors use (0.999: about the last 1,000 steps); 0: none
     max_bad_steps: int = 5  # non-finite steps in a row before rolling back
     max_rollbacks: int = 3  # rollbacks before the run stops
     lr_backoff: float = 0.5  # learning-rate factor applied at each rollback
@@ -172,6 +173,7 @@ class TrainConfig:
         for key in ("checkpoint_every", "clip_grad", "max_rollbacks", "gradvar_every", "labeled_batch_size"):
             require(getattr(self, key) >= 0, f"train.{key} must be >= 0, got {getattr(self, key)}")
         require(0 < self.lr_backoff < 1, f"train.lr_backoff must lie in (0, 1), got {self.lr_backoff}")
+        require(0 <= self.ema < 1, f"train.ema must lie in [0, 1) (a decay such as 0.999; 0 for none), got {self.ema}")
         require(math.isfinite(self.lr) and self.lr > 0, f"train.lr must be a finite rate > 0, got {self.lr}")
         self.validate_schedule()
         from . import devices

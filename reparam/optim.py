@@ -12,8 +12,9 @@ its value at the new, smaller ``t`` and decays again to ``lr_final``.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 import torch
 
@@ -81,3 +82,57 @@ def load_optimizer_state(opt: torch.optim.Optimizer, tensors: dict[str, torch.Te
         idx, name = key.split(".", 1)
         state.setdefault(int(idx), {})[name] = value
     opt.load_state_dict({"state": state, "param_groups": groups})
+
+
+class WeightAverage:
+    """An exponential moving average of parameters (``train.ema``), evaluated and saved in their place.
+
+    Polyak averaging in its exponential form: after the t-th update (1-based) the average moves
+    toward the parameters by 1 - d_t with d_t = min(decay, (1 + t) / (10 + t)), the debiased
+    decay of TensorFlow's ``ExponentialMovingAverage``, so a short run's average is not held at
+    the initial weights. The update is one ``torch._foreach_lerp_``, the kernel
+    ``torch.optim.swa_utils``' EMA uses.
+    """
+
+    def __init__(self, params: Iterable[torch.nn.Parameter], decay: float):
+        self.params = list(params)
+        self.decay = decay
+        self.shadow = [p.detach().clone() for p in self.params]
+        self.updates = 0
+
+    def weight(self) -> float:
+        """The share 1 - d_t that the next update gives the current parameters."""
+        t = self.updates + 1
+        return 1.0 - min(self.decay, (1 + t) / (10 + t))
+
+    @torch.no_grad()
+    def update(self) -> None:
+        torch._foreach_lerp_(self.shadow, [p.detach() for p in self.params], self.weight())
+        self.updates += 1
+
+    @contextlib.contextmanager
+    def swapped(self) -> Iterator[None]:
+        """The average in the parameters for the duration, the trained values back afterwards."""
+        saved = [p.detach().clone() for p in self.params]
+        self.apply()
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                torch._foreach_copy_([p.detach() for p in self.params], saved)
+
+    @torch.no_grad()
+    def apply(self) -> None:
+        """Put the average into the parameters for good (the end of training)."""
+        torch._foreach_copy_([p.detach() for p in self.params], self.shadow)
+
+    def state(self) -> tuple[dict[str, torch.Tensor], int]:
+        return {str(i): s for i, s in enumerate(self.shadow)}, self.updates
+
+    def load_state(self, tensors: dict[str, torch.Tensor], updates: int) -> None:
+        if sorted(tensors, key=int) != [str(i) for i in range(len(self.shadow))]:
+            raise ValueError(f"the average holds {len(tensors)} tensors, the model {len(self.shadow)} parameters")
+        with torch.no_grad():
+            for i, s in enumerate(self.shadow):
+                s.copy_(tensors[str(i)])
+        self.updates = updates

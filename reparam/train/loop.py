@@ -15,6 +15,7 @@ taken.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import signal
@@ -86,6 +87,7 @@ class Trainer:
         self.objective = objectives.Objective(cfg.objective, model.x_shape).to(self.device)
         self.ddp = distributed.wrap(model, self.objective, dist, self.device) if dist.enabled else None
         self.opt = optim.make_optimizer([*model.parameters(), *self.objective.parameters()], cfg.train.lr)
+        self.average = optim.WeightAverage(model.parameters(), cfg.train.ema) if cfg.train.ema else None  # train.ema
         self.amp = Amp(cfg.train.precision, self.device.type)
         self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed)  # the same on every rank
         self.dynamic = cfg.data.binarize == "dynamic"
@@ -134,6 +136,11 @@ class Trainer:
             return self.model
         return self.model.given(self.test_y)
 
+    def averaged(self) -> contextlib.AbstractContextManager:
+        """The weights that held-out numbers and model.safetensors describe: the moving average
+        (``train.ema``) for the duration, or the trained weights themselves."""
+        return self.average.swapped() if self.average is not None else contextlib.nullcontext()
+
     # --- state ---------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
@@ -159,6 +166,8 @@ class Trainer:
             state["perm"] = self.perm
         if self.lperm is not None:
             state["lperm"] = self.lperm
+        if self.average is not None:
+            state["average"], meta["average_updates"] = self.average.state()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -181,6 +190,10 @@ class Trainer:
         for key in ("step", "epoch", "pos", "rollbacks", "skipped_steps"):
             setattr(self, key, meta[key])
         self.lpos = meta.get("lpos", 0)
+        if self.average is not None:
+            if "average" not in state:
+                raise RunError("the checkpoint holds no weight average, though the run's config sets train.ema; resume a run that trained with it")
+            self.average.load_state(state["average"], meta["average_updates"])
         self.restore_clock(meta["seconds"])
         self.model.on_step(self.step)  # schedules are functions of the step
         self.apply_lr()
@@ -296,6 +309,8 @@ class Trainer:
         if self.cfg.train.clip_grad:
             clip_grads_with_norm_([p for group in self.opt.param_groups for p in group["params"]], self.cfg.train.clip_grad, norm)
         self.amp.step(self.opt)
+        if self.average is not None:
+            self.average.update()
         return {"loss": loss.detach(), **{k: v.detach().mean() for k, v in terms.items()}}
 
     def advance(self) -> None:
@@ -375,12 +390,13 @@ class Trainer:
     def evaluate_epoch(self, train_terms: dict[str, float]) -> dict:
         """Held-out terms and the collapse dashboard, appended to metrics.jsonl; then the hooks (rank 0)."""
         self.model.eval()
-        test = self.test_terms()
-        if self.dist.is_main:  # on rank 0's images: the posterior-collapse dashboard over training
-            test.update(diagnostics.epoch_dashboard(self.model if self.test_y is None else cast(ConditionalVAE, self.model).given(self.test_y), self.test_x))
-            if self.labelled is not None:
-                assert self.test_y is not None  # M2 has test labels (setup_labels)
-                test.update(evaluate.classification(self.model, self.test_x, self.test_y))
+        with self.averaged():
+            test = self.test_terms()
+            if self.dist.is_main:  # on rank 0's images: the posterior-collapse dashboard over training
+                test.update(diagnostics.epoch_dashboard(self.model if self.test_y is None else cast(ConditionalVAE, self.model).given(self.test_y), self.test_x))
+                if self.labelled is not None:
+                    assert self.test_y is not None  # M2 has test labels (setup_labels)
+                    test.update(evaluate.classification(self.model, self.test_x, self.test_y))
         self.model.train()
         record = {"epoch": self.epoch, "step": self.step, "seconds": self.elapsed(), "skipped_steps": self.skipped_steps}
         record["lr"] = self.opt.param_groups[0]["lr"]  # the rate of the next step (lr_final at the end)
@@ -408,7 +424,8 @@ class Trainer:
         state = self.state_dict()  # a collective under torchrun: every rank builds it
         if self.dist.is_main:
             path = checkpoint.save(self.run_dir, self.step, state, self.cfg.train.keep_checkpoints)
-            runs.write_weights(self.run_dir, self.model, self.step, self.epoch, state["meta"]["x_shape"], path.name)
+            with self.averaged():
+                runs.write_weights(self.run_dir, self.model, self.step, self.epoch, state["meta"]["x_shape"], path.name)
         distributed.barrier(self.dist)
 
     def fit(self, progress: bool = True) -> None:
@@ -428,6 +445,8 @@ class Trainer:
                 self.advance()
                 self.update_bar(bar)
         self.close()
+        if self.average is not None:  # the trained model is the average: the final evaluation, pictures and report see it
+            self.average.apply()
         self.model.eval()
 
     def running(self) -> bool:
