@@ -28,6 +28,7 @@ TITLES = {
     "recipe": "The MNIST recipe against the paper's one-layer VAE",
     "recipe_choices": "The recipe's choices, each measured apart on short budgets",
     "recipe_choices_15m": "The recipe against its best short-budget rival, 15 minutes each",
+    "recipe_choices_15m_pairs": "More of the recipe's choices over the full 15 minutes, each beside its own base",
     "explore": "Explorer decode latency",
     "iwae_table_2layer": "Burda et al. 2016, Table 1, two stochastic layers, each paired with its one-layer model",
     "priors": "Learned priors at equal passes (MNIST)",

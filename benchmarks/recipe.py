@@ -2,6 +2,7 @@
 
     python benchmarks/recipe.py [--run RUN] [--eval-k 5000]
     python benchmarks/recipe.py --compare BASE RUN... [--eval-k 1000]
+    python benchmarks/recipe.py --compare BASE RUN BASE RUN... --pairs [--eval-k 1000]
 
 Trains ``configs/mnist.toml`` on ``../shared/data/mnist.npz`` (or takes the finished run
 RUN), then scores it as the paper does: NLL = -L_5000 on all 10,000 binarized test images,
@@ -11,7 +12,8 @@ final figures beside the paper's 86.76 nats into BENCHMARKS.md.
 ``--compare`` scores finished runs of the recipe that differ in a setting or two (the choices
 behind it): each run's NLL on all test images with the same importance draws, and its paired
 difference against the first run (BASE), with the settings in which it differs, its passes
-and its seconds.
+and its seconds. With ``--pairs`` each run is set against the base that trained beside it,
+when the runs were made two at a time and the host's speed drifted between pairs.
 """
 
 from __future__ import annotations
@@ -79,8 +81,12 @@ def flat(raw: dict, prefix: str = "") -> dict:
     return out
 
 
-def compare(paths: list[str], eval_k: int, note: str = "", section: str = "recipe_choices") -> str:
-    """The ``--compare`` table: one row per run, the first one the base."""
+def compare(paths: list[str], eval_k: int, note: str = "", section: str = "recipe_choices", pairs: bool = False) -> str:
+    """The ``--compare`` table: one row per run, the first one the base; with ``pairs``, the runs
+    come as BASE RUN BASE RUN ... and each RUN is set against the BASE before it (the run that
+    trained beside it), settings and NLL alike."""
+    if pairs and len(paths) % 2:
+        raise SystemExit(f"--pairs takes runs two by two (BASE RUN ...), got {len(paths)}")
     rows, settings = [], []
     for path in paths:
         run = Path(path)
@@ -95,17 +101,20 @@ def compare(paths: list[str], eval_k: int, note: str = "", section: str = "recip
         print(f"{run}: NLL {rows[-1]['nll']:.2f} ± {rows[-1]['se']:.2f}", flush=True)
     base = settings[0]
     ignore = {"data.path", "train.progress"}
-    lines = ["| run | settings (against the first) | passes | training s | test ELBO | NLL ± SE (nats) | against the first | active units |",
+    against = "its base, the row above" if pairs else "the first"
+    lines = [f"| run | settings (against {against}) | passes | training s | test ELBO | NLL ± SE (nats) | against {against.split(',')[0]} | active units |",
              "|---|---|---:|---:|---:|---|---|---:|"]  # fmt: skip
-    for path, row, setting in zip(paths, rows, settings):
-        changed = ", ".join(f"`{k}={setting[k]}`" for k in sorted(setting) if k not in ignore and setting[k] != base.get(k)) or "(base)"
+    for i, (path, row, setting) in enumerate(zip(paths, rows, settings)):
+        ref = i - i % 2 if pairs else 0
+        changed = ", ".join(f"`{k}={setting[k]}`" for k in sorted(setting) if k not in ignore and setting[k] != settings[ref].get(k)) or "(base)"
         s = row["summary"]
         lines.append(f"| {Path(path).name} | {changed} | {s['passes']:.1f} | {s['train_seconds']:.0f} | {row['elbo']:.2f} | "
-                     f"{row['nll']:.2f} ± {row['se']:.2f} | {paired(row, rows[0])} | {row['active']} |")  # fmt: skip
-    return f"""Command: `python benchmarks/recipe.py --compare {" ".join(Path(p).name for p in paths)} --eval-k {eval_k}{f" --section {section}" if section != "recipe_choices" else ""}` on runs of
+                     f"{row['nll']:.2f} ± {row['se']:.2f} | {paired(row, rows[ref])} | {row['active']} |")  # fmt: skip
+    flags = (f" --section {section}" if section != "recipe_choices" else "") + (" --pairs" if pairs else "")
+    return f"""Command: `python benchmarks/recipe.py --compare {" ".join(Path(p).name for p in paths)} --eval-k {eval_k}{flags}` on runs of
 `reparam train configs/mnist.toml data.path=../shared/data/mnist.npz train.budget={base["train.budget"]} train.threads={base["train.threads"]} ...`
 with the settings shown. NLL = -L_{eval_k} on all 10,000 test images, the same importance draws for every run, so
-the differences against the first run are paired (± one standard error over images). One seed per row.{f" {note}" if note else ""}
+the differences against {"each run's base" if pairs else "the first run"} are paired (± one standard error over images). One seed per row.{f" {note}" if note else ""}
 
 {chr(10).join(lines)}
 """
@@ -117,13 +126,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compare", nargs="+", metavar="RUN", help="score these finished runs against the first (BASE)")
     p.add_argument("--section", default="recipe_choices", help="with --compare: the BENCHMARKS.md section to write")
     p.add_argument("--note", default="", help="with --compare: how the runs were made (e.g. two at a time)")
+    p.add_argument("--pairs", action="store_true", help="with --compare: runs come as BASE RUN BASE RUN ..., each RUN against the BASE before it")
     p.add_argument("--eval-k", type=int, default=5000)
     p.add_argument("--threads", type=int, default=0, help="threads for the scoring (default: the run's)")
     p.add_argument("--no-write", action="store_true")
     a = p.parse_args(argv)
     if a.compare:
         torch.set_num_threads(a.threads or torch.get_num_threads())
-        common.publish(a.section, compare(a.compare, a.eval_k, a.note, a.section), write=not a.no_write, script="recipe")
+        common.publish(a.section, compare(a.compare, a.eval_k, a.note, a.section, a.pairs), write=not a.no_write, script="recipe")
         return 0
     if a.run:
         run = Path(a.run)
