@@ -78,6 +78,7 @@ def test_uint8_grey_levels_become_the_correctly_rounded_float32_quotients():
     assert got.dtype == torch.float32 and got.is_contiguous()
     assert np.array_equal(got[0, :, 0].numpy(), exact) and np.array_equal(got[1, :, 2].numpy(), exact)
 
+
 @pytest.mark.parametrize("suffix", [".npy", ".npz"])
 def test_single_array_is_split(tmp_path, suffix):
     x = np.random.default_rng(0).random((40, 5, 5)).astype(np.float32)

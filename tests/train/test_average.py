@@ -45,7 +45,8 @@ def test_swapped_restores_the_trained_weights_bit_for_bit():
 
 def test_a_run_reports_and_saves_the_average(tmp_path):
     """model.safetensors holds the average, not the last step's weights (those stay in the
-    checkpoint for resuming), and the summary's test ELBO describes the saved model."""
+    checkpoint for resuming), and the summary's and the last evaluation's held-out terms describe
+    the saved model."""
     run = train(tiny_config("train.ema=0.9", "train.epochs=3", "train.eval_k=0"), tmp_path / "run")
     saved = runs.load_tensors(run / runs.WEIGHTS)
     state = checkpoint.nest(*checkpoint.latest(run))
