@@ -101,8 +101,8 @@ def compare(paths: list[str], eval_k: int, note: str = "", section: str = "recip
         print(f"{run}: NLL {rows[-1]['nll']:.2f} ± {rows[-1]['se']:.2f}", flush=True)
     base = settings[0]
     ignore = {"data.path", "train.progress"}
-    against = "its base, the row above" if pairs else "the first"
-    lines = [f"| run | settings (against {against}) | passes | training s | test ELBO | NLL ± SE (nats) | against {against.split(',')[0]} | active units |",
+    against = "its base" if pairs else "the first"
+    lines = [f"| run | settings (against {against}{', the row above' if pairs else ''}) | passes | training s | test ELBO | NLL ± SE (nats) | against {against} | active units |",
              "|---|---|---:|---:|---:|---|---|---:|"]  # fmt: skip
     for i, (path, row, setting) in enumerate(zip(paths, rows, settings)):
         ref = i - i % 2 if pairs else 0

@@ -95,9 +95,9 @@ class WeightAverage:
     """
 
     def __init__(self, params: Iterable[torch.nn.Parameter], decay: float):
-        self.params = list(params)
+        self.params = [p.detach() for p in params]  # views of the parameters' storage, which the optimizer updates in place
         self.decay = decay
-        self.shadow = [p.detach().clone() for p in self.params]
+        self.shadow = [p.clone() for p in self.params]
         self.updates = 0
 
     def weight(self) -> float:
@@ -107,24 +107,23 @@ class WeightAverage:
 
     @torch.no_grad()
     def update(self) -> None:
-        torch._foreach_lerp_(self.shadow, [p.detach() for p in self.params], self.weight())
+        torch._foreach_lerp_(self.shadow, self.params, self.weight())
         self.updates += 1
 
     @contextlib.contextmanager
     def swapped(self) -> Iterator[None]:
         """The average in the parameters for the duration, the trained values back afterwards."""
-        saved = [p.detach().clone() for p in self.params]
+        saved = [p.clone() for p in self.params]
         self.apply()
         try:
             yield
         finally:
-            with torch.no_grad():
-                torch._foreach_copy_([p.detach() for p in self.params], saved)
+            torch._foreach_copy_(self.params, saved)
 
     @torch.no_grad()
     def apply(self) -> None:
         """Put the average into the parameters for good (the end of training)."""
-        torch._foreach_copy_([p.detach() for p in self.params], self.shadow)
+        torch._foreach_copy_(self.params, self.shadow)
 
     def state(self) -> tuple[dict[str, torch.Tensor], int]:
         return {str(i): s for i, s in enumerate(self.shadow)}, self.updates

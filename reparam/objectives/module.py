@@ -9,6 +9,7 @@ trainer's state_dict carries it, while the VAE holds networks only. The loss is
 
 from __future__ import annotations
 
+import functools
 import re
 
 import torch
@@ -21,6 +22,7 @@ from .bounds import OBJECTIVES, Terms
 from .free_bits import BatchMean
 
 
+@functools.cache  # read at every training step: the text is parsed once
 def warmup_share(warmup: int | str) -> float | None:
     """A warm-up given as a share of training (``"10%"``) as a fraction in (0, 1]; None for a
     count of steps. ConfigError (one line) for any other text."""
