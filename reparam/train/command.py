@@ -8,7 +8,7 @@ import os
 import time
 from pathlib import Path
 
-from ..errors import ReparamError
+from ..errors import ConfigError, ReparamError
 
 
 def split_settings(args: list[str]) -> tuple[str | None, list[str]]:
@@ -30,24 +30,44 @@ def default_out(cfg) -> Path:
 
 def resume_settings(settings: list[str]) -> dict:
     """--resume takes no config file and no override but train.epochs=N and train.budget=T (to train longer)."""
-    from ..config import parse_value
+    from ..config import duration_seconds, parse_value
 
     out: dict = {}
     for item in settings:
         key, _, value = item.partition("=")
         parsed = parse_value(value)
-        if key == "train.epochs" and isinstance(parsed, int) and not isinstance(parsed, bool):
-            out["epochs"] = parsed
-        elif key == "train.budget" and value:
+        if key == "train.epochs":
+            out["epochs"] = epoch_count(value, parsed)
+        elif key == "train.budget":
+            duration_seconds(parsed, "train.budget")  # ConfigError naming the forms
             out["budget"] = parsed
         else:
             raise ReparamError(f"--resume takes only train.epochs=N and train.budget=T (the run keeps its config.json), got {item!r}")
     return out
 
 
+def epoch_count(text: str, parsed) -> int:
+    """train.epochs=N of --resume as an integer >= 1; ConfigError saying what is wrong with the value."""
+    number = isinstance(parsed, (int, float)) and not isinstance(parsed, bool)
+    if not number or isinstance(parsed, float):
+        whole = f" (write {int(parsed)})" if number and float(parsed).is_integer() else ""
+        raise ConfigError(f"train.epochs must be a whole number of epochs, got {text if number else repr(text)}{whole}")
+    if parsed < 1:
+        raise ConfigError(f"train.epochs must be >= 1, got {parsed}")
+    return parsed
+
+
+def plural(n: float, word: str, many: str = "") -> str:
+    """``1 epoch``, ``2 epochs``, ``1.5 passes``."""
+    return f"{n:.12g} {word if n == 1 else many or word + 's'}"
+
+
 def summary_line(summary: dict, run_dir: Path) -> str:
     """The line ``reparam train`` ends with: test ELBO, the NLL with its K and images, the passes made."""
-    passes = f"{summary['epochs']} epochs" if "passes" not in summary else f"{summary['passes']:g} passes ({summary['steps']} steps)"
+    if "passes" in summary:
+        passes = f"{plural(summary['passes'], 'pass', 'passes')} ({plural(summary['steps'], 'step')})"
+    else:
+        passes = plural(summary["epochs"], "epoch")
     head = f"test ELBO {summary['elbo']:.2f} nats, "
     if summary.get("nll") is None:
         nll = "NLL not estimated (train.eval_k=0)"
@@ -57,7 +77,8 @@ def summary_line(summary: dict, run_dir: Path) -> str:
     if summary.get("labels", "").startswith("given"):
         nll += " given the test labels"
     if "classification_error" in summary:
-        nll += f", classification error {100 * summary['classification_error']:.1f}%"
+        se = f" ± {100 * summary['classification_error_se']:.1f}" if "classification_error_se" in summary else ""
+        nll += f", classification error {100 * summary['classification_error']:.1f}{se}%"
     hint = f"; full precision: reparam eval {run_dir} --k 5000" if "nll_plan" in summary else ""
     return f"{head}{nll}, {passes} in {summary['train_seconds']:.1f} s{hint}"
 
