@@ -1,8 +1,9 @@
 """Files written atomically: bytes, JSON, JSON lines, and named tensors in safetensors.
 
 Every write goes to a temporary name in the same folder, is fsynced and renamed over the
-target, so a crash leaves either the old file or the new one, never half of one. Nothing
-here unpickles: tensors are safetensors and metadata is JSON.
+target, and the folder is fsynced after the rename, so a crash or a power cut leaves either
+the old file or the new one, never half of one. Nothing here unpickles: tensors are
+safetensors (read through a memory map) and metadata is JSON.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load as st_load
+from safetensors.torch import load_file as st_load_file
 from safetensors.torch import save as st_save
 
 from .errors import RunError
@@ -25,9 +26,10 @@ FORMAT = "reparam-model/1"
 
 
 def atomic_write_bytes(path: str | Path, payload: bytes) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over ``path``.
+    """Write to a temporary file in the same folder, fsync, rename over ``path``, fsync the folder.
 
-    A crash at any point leaves either the old file or the new one, never half of one.
+    A crash or a power cut at any point leaves either the old file or the new one, never half
+    of one.
     """
     path = Path(path)
     if path.is_dir():
@@ -46,6 +48,22 @@ def atomic_write_bytes(path: str | Path, payload: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync_folder(path.parent)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable: the new name is an entry of the folder, not of the file."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:  # a platform or file system without folder handles (Windows): nothing to sync
+        return
+    try:
+        os.fsync(fd)
+    except OSError as e:
+        if e.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):  # the file system does not sync folders
+            raise
+    finally:
+        os.close(fd)
 
 
 def _umask() -> int:
@@ -83,11 +101,10 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, s
 
 
 def load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """Named tensors from a safetensors file, read through a memory map (never whole into memory)."""
     try:
-        payload = path.read_bytes()
+        return st_load_file(path)
     except FileNotFoundError:
         raise RunError(f"{path} is missing; the run has no checkpoint yet") from None
-    try:
-        return st_load(payload)
     except (SafetensorError, ValueError, RuntimeError) as e:
         raise RunError(f"{path} is not a valid safetensors checkpoint ({e}); refusing to load it") from None

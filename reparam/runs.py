@@ -30,6 +30,10 @@ CONFIG, METRICS, WEIGHTS, STATE_JSON, SUMMARY = "config.json", "metrics.jsonl", 
 CHECKPOINTS = "checkpoints"
 COLUMNS = "columns.json"
 CLASSES = "classes.json"
+#: A conditional VAE's label input, (raw size, C): its columns count the classes its weights were trained on.
+LABEL_IN = "label_in.weight"
+#: What RUN/classes.json holds, as its errors say it.
+CLASSES_SHAPE = '{"classes": [...]}, one name (a string) per class, in the order of the class indices'
 #: reparam 0.1 saved a score-function baseline's weights beside the VAE's; they now belong to
 #: the training objective (its checkpoint entry), and loading a VAE skips them.
 LEGACY_BASELINE = "baseline."
@@ -39,7 +43,10 @@ def prepare_run_dir(out: str | Path, overwrite: bool) -> Path:
     """Create ``out``; refuse a folder that already holds a run unless ``overwrite``."""
     out = Path(out)
     if (out / CONFIG).exists() and not overwrite:
-        raise RunError(f"{out} already holds a run; choose another --out or pass --overwrite")
+        if untrained(out):
+            raise RunError(f"{out} holds a run that stopped before its first checkpoint (nothing was trained); start it with: "
+                           f"reparam train --resume {out} (its config.json), or choose another --out, or pass --overwrite")  # fmt: skip
+        raise RunError(f"{out} already holds a run; continue it with: reparam train --resume {out}, or choose another --out, or pass --overwrite")
     if out.exists() and not out.is_dir():
         raise RunError(f"{out} exists and is not a folder; choose another --out")
     try:
@@ -50,6 +57,14 @@ def prepare_run_dir(out: str | Path, overwrite: bool) -> Path:
     except OSError as e:
         raise RunError(f"cannot write to {out}: {e.strerror or e}; choose another --out") from None
     return out
+
+
+def untrained(run_dir: Path) -> bool:
+    """Whether a run folder's run stopped before its first checkpoint (killed, out of memory, a
+    full disk): config.json, but no checkpoint, no weights and no evaluation. Nothing was trained
+    and nothing is lost by starting it from step 0."""
+    done = [run_dir / WEIGHTS, run_dir / METRICS, run_dir / SUMMARY, *(run_dir / CHECKPOINTS).glob("step-*.safetensors")]
+    return (run_dir / CONFIG).is_file() and not any(p.exists() for p in done)
 
 
 def write_weights(run_dir: Path, model: torch.nn.Module, step: int, epoch: int, x_shape: list[int], checkpoint: str) -> None:
@@ -104,16 +119,35 @@ def read_columns(run_dir: Path, cfg):
 
 
 def read_classes(run_dir: Path, cfg) -> list[str] | None:
-    """A conditional run's class names (RUN/classes.json; RunError if it is gone), else None."""
+    """A conditional run's class names (RUN/classes.json), else None; RunError naming the file
+    and what it must hold if it is gone or holds anything but distinct names."""
     if cfg.model.condition != "label":
         return None
     path = run_dir / CLASSES
     if not path.exists():
         raise RunError(f"{path} is missing: the run is conditional and its class names were saved there")
-    names = read_json(path).get("classes")
-    if not isinstance(names, list) or not names:
-        raise RunError(f"{path} holds no list of class names; the run folder is damaged")
-    return [str(n) for n in names]
+    held = read_json(path)
+    names = held.get("classes") if isinstance(held, dict) else None
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise RunError(f"{path} must hold {CLASSES_SHAPE}; it holds {_describe(held)}")
+    twice = next((n for i, n in enumerate(names) if n in names[:i]), None)
+    if twice is not None:
+        raise RunError(f"{path} names class {twice} twice; it must hold {CLASSES_SHAPE}")
+    return names
+
+
+def _describe(held) -> str:
+    """What a JSON value is, in a few words, for an error."""
+    if isinstance(held, dict):
+        return "an object without a non-empty list of strings under classes"
+    return {list: "a JSON list", str: "a JSON string", bool: "true or false", type(None): "null"}.get(type(held), "a number")
+
+
+def check_classes(names: list[str], tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """Refuse class names whose number differs from the classes the weights were trained on."""
+    trained = tensors.get(LABEL_IN)
+    if trained is not None and trained.dim() == 2 and trained.shape[1] != len(names):
+        raise RunError(f"{path} names {len(names)} classes; the run's weights were trained on {trained.shape[1]}: it must hold {CLASSES_SHAPE}")
 
 
 def load_data(run_dir: str | Path, cfg):
@@ -150,8 +184,10 @@ def load(run_dir: str | Path, device: str = "cpu"):
         raise RunError(f"{run_dir} has no checkpoint yet ({STATE_JSON} is missing)")
     columns = read_columns(run_dir, cfg)
     names = read_classes(run_dir, cfg)
-    vae = model_mod.build(cfg, x_shape, columns=None if columns is None else columns.layout(), classes=None if names is None else len(names))
     tensors = {k: v for k, v in load_tensors(run_dir / WEIGHTS).items() if not k.startswith(LEGACY_BASELINE)}
+    if names is not None:
+        check_classes(names, tensors, run_dir / CLASSES)
+    vae = model_mod.build(cfg, x_shape, columns=None if columns is None else columns.layout(), classes=None if names is None else len(names))
     check_state_dict(vae, tensors, run_dir / WEIGHTS)
     vae.load_state_dict(tensors)
     vae.config, vae.columns, vae.class_names = cfg, columns, names

@@ -126,3 +126,31 @@ def test_output_below_a_file_is_refused(tmp_path):
         runs.prepare_run_dir(tmp_path / "file" / "run", overwrite=False)
     with pytest.raises(RunError, match="not a folder"):
         runs.prepare_run_dir(tmp_path / "file", overwrite=False)
+
+
+def test_atomic_write_fsyncs_the_folder_after_the_rename(tmp_path, monkeypatch):
+    """The file is synced before the rename, its folder after it: a power cut cannot lose the rename."""
+    import stat
+
+    target, real, synced = tmp_path / "f.bin", os.fsync, []
+
+    def record(fd):
+        synced.append(("folder" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file", target.exists()))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", record)
+    runs.atomic_write_bytes(target, b"x")
+    assert synced == [("file", False), ("folder", True)]
+
+
+def test_weights_are_read_through_a_memory_map_not_whole_into_memory(run_copy, monkeypatch):
+    from pathlib import Path
+
+    expected = reparam.load(run_copy).state_dict()
+
+    def whole(self):
+        raise AssertionError(f"{self} read whole into memory")
+
+    monkeypatch.setattr(Path, "read_bytes", whole)
+    loaded = reparam.load(run_copy).state_dict()
+    assert loaded.keys() == expected.keys() and all(torch.equal(loaded[k], expected[k]) for k in expected)

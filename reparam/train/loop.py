@@ -99,6 +99,7 @@ class Trainer:
         self.sums: dict[str, torch.Tensor] = {}  # running sums of this epoch's terms
         self.metrics: list[dict] = []
         self.stop_signal: int | None = None
+        self.saved_step = -1  # the step of the newest checkpoint this trainer wrote (not part of the state)
         self.last_terms: dict[str, float] = {}  # the last closed epoch's training terms
         self.restore_clock(0.0)
         self.apply_lr()
@@ -327,7 +328,8 @@ class Trainer:
             self.sums[key] = self.sums.get(key, 0.0) + value
         if self.pos >= self.steps_per_epoch:
             self.end_epoch()
-        elif self.cfg.train.checkpoint_every and self.step % self.cfg.train.checkpoint_every == 0:
+        every = self.cfg.train.checkpoint_every
+        if every and self.step % every == 0 and self.saved_step != self.step:
             self.checkpoint()
 
     # --- bad steps -----------------------------------------------------------------------
@@ -372,9 +374,11 @@ class Trainer:
         count = float(sums.pop("count", 1.0)) or 1.0
         terms = {f"train_{k}": float(v) / count for k, v in sums.items()}
         self.epoch, self.pos, self.perm, self.sums, self.last_terms = self.epoch + 1, 0, None, {}, terms
-        if self.epoch % self.cfg.train.eval_every == 0 or self.epoch == self.cfg.train.epochs:
+        last = self.epoch == self.cfg.train.epochs
+        if self.epoch % self.cfg.train.eval_every == 0 or last:
             self.evaluate_epoch(terms)
-            self.checkpoint()
+            if last or not self.cfg.train.checkpoint_every:  # train.checkpoint_every: steps between checkpoints, and the last
+                self.checkpoint()
 
     def test_terms(self) -> dict[str, float]:
         """Mean test ELBO terms; distributed, each rank scores its shard and the sums are reduced."""
@@ -426,6 +430,7 @@ class Trainer:
             path = checkpoint.save(self.run_dir, self.step, state, self.cfg.train.keep_checkpoints)
             with self.averaged():
                 runs.write_weights(self.run_dir, self.model, self.step, self.epoch, state["meta"]["x_shape"], path.name)
+        self.saved_step = self.step
         distributed.barrier(self.dist)
 
     def fit(self, progress: bool = True) -> None:

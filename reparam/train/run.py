@@ -140,17 +140,23 @@ def train(cfg, out: str | Path, overwrite: bool = False, hooks: Iterable[Hook] =
 def resume(run_dir: str | Path, epochs: int | None = None, hooks: Iterable[Hook] = (), progress: bool | None = None,
            budget: str | float | None = None) -> Path:  # fmt: skip
     """Continue a run from its newest checkpoint; with ``epochs`` (``budget``), train up to
-    that many epochs (that much training time, counted from the run's start)."""
+    that many epochs (that much training time, counted from the run's start).
+
+    A run that stopped before its first checkpoint (``runs.untrained``: killed, out of memory,
+    a full disk) starts from step 0 with its config.json, as ``train`` would have. A finished
+    run (its summary written, its epochs or budget reached) is left as it is: nothing is
+    evaluated or written again, and one line on stderr says how to train it longer.
+    """
     run_dir = runs.check_run_dir(run_dir)
     cfg = runs.read_config(run_dir)
+    if runs.untrained(run_dir):
+        extend(cfg, epochs, budget, 0)
+        return train(cfg, run_dir, overwrite=True, hooks=hooks, progress=progress)
     state = checkpoint.nest(*checkpoint.latest(run_dir))
-    if epochs is not None:
-        if epochs < state["meta"]["epoch"]:
-            raise ConfigError(f"train.epochs={epochs} is fewer than the {state['meta']['epoch']} epochs already done")
-        cfg.train.epochs = epochs
-    if budget is not None:
-        cfg.train.budget = budget
-        cfg.train.validate()
+    extend(cfg, epochs, budget, state["meta"]["epoch"])
+    if finished(cfg, state["meta"]) and (run_dir / runs.SUMMARY).is_file():
+        print(finished_note(run_dir, cfg, state["meta"]), file=sys.stderr)
+        return run_dir
     tracking.check(cfg.train.log)
     data, model, dist = _setup(cfg, columns=runs.read_columns(run_dir, cfg))
     try:
@@ -165,3 +171,30 @@ def resume(run_dir: str | Path, epochs: int | None = None, hooks: Iterable[Hook]
             return _run(trainer, cfg.train.progress if progress is None else progress)
     finally:
         distributed.shutdown(dist)
+
+
+def extend(cfg, epochs: int | None, budget: str | float | None, done: int) -> None:
+    """A resume's ``train.epochs`` (no fewer than the ``done`` epochs) and ``train.budget``, checked."""
+    if epochs is not None:
+        if epochs < done:
+            raise ConfigError(f"train.epochs={epochs} is fewer than the {done} epochs already done")
+        cfg.train.epochs = epochs
+    if budget is not None:
+        cfg.train.budget = budget
+    cfg.train.validate()
+
+
+def finished(cfg, meta: dict) -> bool:
+    """Whether a checkpoint is the end of training: its epochs, or its budget, reached."""
+    budget = cfg.train.budget_seconds
+    return meta["epoch"] >= cfg.train.epochs or budget > 0 and meta["seconds"] >= budget
+
+
+def finished_note(run_dir: Path, cfg, meta: dict) -> str:
+    """What a plain --resume of a finished run says: nothing rewritten, and how to go on."""
+    if cfg.train.budget_seconds and meta["seconds"] >= cfg.train.budget_seconds:
+        done, longer = f"its train.budget={cfg.train.budget}", f"train.budget=T (more than {cfg.train.budget})"
+    else:
+        done, longer = f"its {meta['epoch']} epoch{'s' if meta['epoch'] != 1 else ''}", f"train.epochs=N (more than {meta['epoch']})"
+    return (f"reparam: {run_dir} already finished {done}; nothing was rewritten. To train it longer: reparam train --resume "
+            f"{run_dir} {longer}; to evaluate it again: reparam eval {run_dir}")  # fmt: skip

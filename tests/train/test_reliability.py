@@ -195,3 +195,92 @@ def test_a_checkpoint_written_by_version_0_1_resumes_to_its_own_final_weights(na
     got = runs.load_tensors(run / runs.WEIGHTS)
     got.update({k.replace("objective.", "", 1): v for k, v in checkpoint.latest(run)[0].items() if k.startswith("objective.")})
     assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
+
+
+# --- a run stopped before its first checkpoint, a finished run, checkpoint_every ---------------------
+
+#: Two epochs of 15 steps on the digits; one thread, so two runs agree bit for bit.
+SHORT = ["train.epochs=2", "train.eval_k=20", "train.progress=false", "model.hidden=[32]", "latent.dim=4", "train.threads=1", "train.report=false"]
+#: ``reparam ARGS`` killed by SIGKILL where it would write its first checkpoint (step 0).
+KILLED_BEFORE_FIRST_CHECKPOINT = """
+import os, signal, sys
+from reparam import cli
+from reparam.train import checkpoint
+checkpoint.save = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL)
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+@pytest.fixture(scope="module")
+def short_reference(tmp_path_factory) -> Path:
+    return train(tiny_config(*SHORT), tmp_path_factory.mktemp("short") / "run")
+
+
+def test_a_run_killed_before_its_first_checkpoint_resumes_from_step_0_bit_for_bit(short_reference, tmp_path, capsys):
+    from tests.helpers import assert_user_error, in_process, python
+
+    run = tmp_path / "run"
+    killed = python("-c", KILLED_BEFORE_FIRST_CHECKPOINT, "train", *SHORT, "--out", str(run))
+    assert killed.returncode == -signal.SIGKILL
+    assert sorted(p.name for p in run.iterdir()) == [runs.CONFIG]  # stuck, before this fix
+    proc = in_process(capsys, "train", *SHORT, "--out", str(run))  # plain re-running says what to do
+    assert_user_error(proc, f"stopped before its first checkpoint (nothing was trained); start it with: reparam train --resume {run}")
+    assert sorted(p.name for p in run.iterdir()) == [runs.CONFIG]
+    proc = in_process(capsys, "train", "--resume", str(run), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert_bitwise_equal(weights(short_reference), weights(run))
+    assert [{k: v for k, v in m.items() if k != "seconds"} for m in runs.read_jsonl(run / runs.METRICS)] == [
+        {k: v for k, v in m.items() if k != "seconds"} for m in runs.read_jsonl(short_reference / runs.METRICS)
+    ]
+
+
+def test_a_run_whose_checkpoints_are_gone_is_not_restarted(short_reference, tmp_path, capsys):
+    """Weights or metrics beside no checkpoint: something was trained, so --resume refuses (one
+    line) rather than start it again over them."""
+    import shutil
+
+    from tests.helpers import assert_user_error, in_process, snapshot
+
+    run = shutil.copytree(short_reference, tmp_path / "run")
+    shutil.rmtree(run / runs.CHECKPOINTS)
+    before = snapshot(run)
+    assert_user_error(in_process(capsys, "train", "--resume", str(run)), "has no checkpoint to resume from")
+    assert snapshot(run) == before
+
+
+def test_resuming_a_finished_run_says_so_and_rewrites_nothing(short_reference, tmp_path, capsys):
+    import shutil
+
+    from tests.helpers import in_process, snapshot
+
+    run = shutil.copytree(short_reference, tmp_path / "run")
+    before = snapshot(run)
+    proc = in_process(capsys, "train", "--resume", str(run), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert f"{run} already finished its 2 epochs; nothing was rewritten" in proc.stderr
+    assert "train.epochs=N" in proc.stderr and "reparam eval" in proc.stderr
+    assert "test ELBO" in proc.stdout and snapshot(run) == before
+    proc = in_process(capsys, "train", "--resume", str(run), "train.epochs=2", "--quiet")  # the count it already reached
+    assert proc.returncode == 0 and "already finished" in proc.stderr and snapshot(run) == before
+
+
+def checkpoint_steps(run: Path) -> list[int]:
+    return [int(p.stem.split("-")[1]) for p in checkpoint.list_checkpoints(run)]
+
+
+def test_checkpoint_every_is_the_steps_between_checkpoints_and_resume_stays_exact(short_reference, tmp_path):
+    """train.checkpoint_every=7 on 2 epochs of 15 steps: checkpoints at 0, 7, 14, 21, 28 and at the
+    end (30), none at the end of epoch 1 (15); cut at 14 and resumed, the run ends as one that never
+    stopped, the evaluation at step 15 included."""
+    from reparam.train import resume
+
+    run = train(tiny_config(*SHORT, "train.checkpoint_every=7", "train.keep_checkpoints=10"), tmp_path / "run")
+    assert checkpoint_steps(run) == [0, 7, 14, 21, 28, 30]
+    assert_bitwise_equal(weights(short_reference), weights(run))
+    for path in checkpoint.list_checkpoints(run):
+        if int(path.stem.split("-")[1]) > 14:
+            path.unlink()
+    (run / runs.SUMMARY).unlink()
+    resume(run, progress=False)
+    assert_bitwise_equal(weights(short_reference), weights(run))
+    assert [m["step"] for m in runs.read_jsonl(run / runs.METRICS)] == [15, 30]
