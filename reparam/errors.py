@@ -21,6 +21,11 @@ class RunError(ReparamError):
     """A run folder that is missing, already used, or holds a corrupt checkpoint."""
 
 
+class OutputError(ReparamError):
+    """An output path that must not be written: a folder, a device, a FIFO or a socket, a missing
+    folder, or an existing file that the user did not allow to be replaced (--overwrite)."""
+
+
 def require(ok: bool, message: str) -> None:
     """ConfigError(message) unless ``ok``: a config rule in one line."""
     if not ok:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import stat
 import subprocess
 from pathlib import Path
 
@@ -186,3 +189,79 @@ def test_the_default_batch_on_a_small_set_is_cut_quietly(tmp_path):
     assert not [w for w in caught if "batch_size" in str(w.message)]
     summary = json.loads((run / "summary.json").read_text())
     assert (summary["global_batch"], summary["steps"], summary.get("warnings")) == (20, 1, None)
+
+
+# --- --out: never a device, a FIFO or someone else's file ------------------------------------------
+
+
+@pytest.fixture
+def special_files(tmp_path) -> tuple[Path, Path]:
+    """A scratch character device (the numbers of a null device, 1:3) and a FIFO, both made in
+    tmp_path for the test: the system's own are never touched."""
+    node, fifo = tmp_path / "node", tmp_path / "fifo"
+    os.mknod(node, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    os.mkfifo(fifo)
+    return node, fifo
+
+
+def assert_untouched(node: Path, fifo: Path) -> None:
+    assert stat.S_ISCHR(node.lstat().st_mode) and node.lstat().st_rdev == os.makedev(1, 3)
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)
+    assert not [p.name for p in node.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+#: Every command that writes a file named by --out (OUT), on the run RUN.
+OUT_COMMANDS = {
+    "sample": ["sample", "RUN", "--n", "4", "--out", "OUT"],
+    "report": ["report", "RUN", "--out", "OUT"],
+    "comparison": ["report", "RUN", "RUN", "--out", "OUT"],
+}
+
+
+@pytest.mark.parametrize("command", OUT_COMMANDS)
+def test_out_never_replaces_a_device_a_fifo_or_an_existing_file(command, tiny_run, special_files, tmp_path, capsys):
+    """A special file is refused even with --overwrite; an existing file without it; nothing changes."""
+    node, fifo = special_files
+    mine = tmp_path / "mine.png"
+    mine.write_bytes(b"not reparam's")
+    before = snapshot(tiny_run)
+    cases = [(node, "is a character device"), (fifo, "is a FIFO"), (mine, "already exists")]
+    for (target, needle), overwrite in [*((c, []) for c in cases), *((c, ["--overwrite"]) for c in cases[:2])]:
+        args = [str(tiny_run) if a == "RUN" else str(target) if a == "OUT" else a for a in OUT_COMMANDS[command]]
+        assert_user_error(in_process(capsys, *args, *overwrite), needle)
+    assert_untouched(node, fifo)
+    assert mine.read_bytes() == b"not reparam's" and snapshot(tiny_run) == before
+
+
+def test_gradvar_never_replaces_a_device_a_fifo_or_an_existing_file(tiny_run, special_files, tmp_path, capsys):
+    node, fifo = special_files
+    mine, out = tmp_path / "mine", tmp_path / "out"
+    mine.mkdir()
+    (mine / "gradvar.json").write_text("not reparam's")
+    out.mkdir()
+    os.rename(node, out / "gradvar.png")  # a device where the figure would go
+    os.rename(fifo, out / "gradvar.json")
+    args = ["gradvar", str(tiny_run), "--replicates", "2", "--batch", "10"]
+    assert_user_error(in_process(capsys, *args, "--out", str(mine)), "already exists")
+    assert_user_error(in_process(capsys, *args, "--out", str(out), "--overwrite"), "is a FIFO")
+    os.rename(out / "gradvar.json", tmp_path / "fifo")
+    assert_user_error(in_process(capsys, *args, "--out", str(out), "--overwrite"), "is a character device")
+    os.rename(out / "gradvar.png", node)
+    assert_untouched(node, fifo)
+    assert (mine / "gradvar.json").read_text() == "not reparam's" and not (mine / "gradvar.png").exists()
+
+
+def test_overwrite_replaces_a_file_and_the_run_folders_own_outputs_are_rewritten(tiny_run, tmp_path, capsys):
+    """--overwrite replaces an existing file; RUN/samples.png, which reparam wrote, is rewritten at
+    every call without it; a special file there is refused all the same."""
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    mine = tmp_path / "mine.png"
+    mine.write_bytes(b"old")
+    assert in_process(capsys, "sample", str(run), "--n", "4", "--out", str(mine), "--overwrite").returncode == 0
+    assert mine.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for _ in range(2):
+        assert in_process(capsys, "sample", str(run), "--n", "4").returncode == 0
+    (run / "samples.png").unlink()
+    os.mkfifo(run / "samples.png")
+    assert_user_error(in_process(capsys, "sample", str(run), "--n", "4"), "is a FIFO")
+    assert stat.S_ISFIFO((run / "samples.png").lstat().st_mode)

@@ -128,6 +128,52 @@ def test_output_below_a_file_is_refused(tmp_path):
         runs.prepare_run_dir(tmp_path / "file", overwrite=False)
 
 
+# --- outputs: never a device, a FIFO or an existing file without overwrite ------------------------
+
+
+@pytest.fixture
+def special_files(tmp_path):
+    """A scratch character device (1:3, the numbers of a null device) and a FIFO made in tmp_path:
+    the system's own are never touched."""
+    import stat
+
+    node, fifo = tmp_path / "node", tmp_path / "fifo"
+    os.mknod(node, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    os.mkfifo(fifo)
+    return node, fifo
+
+
+def test_atomic_write_never_renames_over_a_device_or_a_fifo(special_files, tmp_path):
+    """The last guard under every write of reparam's (checkpoints, the run's own outputs)."""
+    import stat
+
+    from reparam.errors import OutputError
+
+    node, fifo = special_files
+    for path, kind in [(node, "character device"), (fifo, "FIFO")]:
+        with pytest.raises(OutputError, match=f"is a {kind}, not a regular file"):
+            runs.atomic_write_bytes(path, b"x")
+    assert stat.S_ISCHR(node.lstat().st_mode) and node.lstat().st_rdev == os.makedev(1, 3) and stat.S_ISFIFO(fifo.lstat().st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo", "node"]
+
+
+def test_check_output_refuses_what_it_must_not_replace(special_files, tmp_path):
+    from reparam.errors import OutputError
+    from reparam.files import check_output
+
+    node, fifo = special_files
+    (tmp_path / "mine.txt").write_text("mine")
+    (tmp_path / "folder").mkdir()
+    os.symlink(tmp_path / "gone", tmp_path / "dangling")
+    for path, overwrite, needle in [(node, True, "is a character device"), (fifo, True, "is a FIFO"), (tmp_path / "mine.txt", False, "already exists"),
+                                    (tmp_path / "dangling", False, "already exists"), (tmp_path / "folder", True, "is a folder, not a file"),
+                                    (tmp_path / "no" / "x.png", True, "does not exist")]:  # fmt: skip
+        with pytest.raises(OutputError, match=needle):
+            check_output(path, overwrite)
+    assert check_output(tmp_path / "mine.txt", overwrite=True) == tmp_path / "mine.txt"
+    assert check_output(tmp_path / "new.txt", overwrite=False) == tmp_path / "new.txt"
+
+
 def test_atomic_write_fsyncs_the_folder_after_the_rename(tmp_path, monkeypatch):
     """The file is synced before the rename, its folder after it: a power cut cannot lose the rename."""
     import stat

@@ -2,7 +2,9 @@
 
 ``gradvar`` prints a table, writes gradvar.json and gradvar.png (variance and SNR per
 estimator and layer group, log scale) into --out (default: the run folder, or the current
-folder for a config), or with --json prints the JSON object instead of the table.
+folder for a config), or with --json prints the JSON object instead of the table. In a run
+folder by default it rewrites them; anywhere else an existing one is replaced only with
+--overwrite.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import math
 from pathlib import Path
 
 from ..errors import ReparamError, check_seed
+from ..files import atomic_write_bytes, check_output
 
 DEFAULT_BATCH = 100  # gradvar's minibatch: the first images of the training set
 
@@ -89,7 +92,9 @@ def table(result: dict) -> str:
 
 
 def plot(result: dict, path: Path) -> Path:
-    """Bars of gradient variance and SNR per estimator, encoder and decoder, log scale."""
+    """Bars of gradient variance and SNR per estimator, encoder and decoder, log scale (written atomically)."""
+    import io
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -107,8 +112,10 @@ def plot(result: dict, path: Path) -> Path:
         ax.set_title("gradient variance (mean over parameters)" if key == "variance" else "SNR |mean| / std", fontsize=9)
     axes[0].legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
     return path
 
 
@@ -175,9 +182,12 @@ def cmd_gradvar(a: argparse.Namespace) -> int:
     if (a.batch is not None and a.batch < 1) or (a.k is not None and a.k < 1):
         raise ReparamError("--batch and --k must be >= 1")
     check_seed("--seed", a.seed)
-    out = Path(a.out) if a.out else (Path(a.target) if Path(a.target).is_dir() else Path("."))
+    in_run = a.out is None and Path(a.target).is_dir()  # the run folder's own gradvar files: rewritten at every call
+    out = Path(a.out) if a.out else (Path(a.target) if in_run else Path("."))
     if not out.is_dir():
         raise ReparamError(f"--out {out} is {'a file' if out.exists() else 'no folder'}; name an existing folder for gradvar.json and gradvar.png")
+    for name in ("gradvar.json", "gradvar.png"):
+        check_output(out / name, a.overwrite or in_run)
     model, cfg, x, state = load_target(a.target, a.batch, a.seed, a.settings)
     k = a.k or cfg.objective.k
     has, mismatch, everywhere = estimators.has_rsample(model.family), model.family.kl_mismatch(), model.density_everywhere
@@ -211,6 +221,8 @@ def add_commands(sub) -> None:
     g.add_argument("--batch", type=int, help=f"minibatch size (default {DEFAULT_BATCH}, or the training set if smaller)")
     g.add_argument("--k", type=int, help="samples per example (default: the config's objective.k)")
     g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--out", help="folder for gradvar.json and gradvar.png (default: the run folder, or .)")
+    g.add_argument("--out", help="folder for gradvar.json and gradvar.png (default: the run folder, where they are rewritten at every "
+                                 "call, or .); existing ones elsewhere are replaced only with --overwrite")  # fmt: skip
+    g.add_argument("--overwrite", action="store_true", help="replace an existing gradvar.json and gradvar.png in --out (never a device, FIFO or socket)")
     g.add_argument("--json", action="store_true", help="print the JSON object instead of the table")
     g.set_defaults(func=cmd_gradvar)

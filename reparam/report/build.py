@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from .. import runs
-from ..errors import RunError
+from ..files import check_output
 from . import html, latent, space
 from .figures import FIGURES, curves_figure, png
 from .run import RunView, open_run
@@ -62,22 +62,24 @@ def run_page(view: RunView, pngs: dict[str, bytes]) -> str:
 
 
 def write_report(run_dir: str | Path, out: str | Path | None = None, seed: int = 0, label: str | None = None, source=None,
-                 progress: bool | None = None) -> Path:  # fmt: skip
+                 progress: bool | None = None, overwrite: bool = False) -> Path:  # fmt: skip
     """Draw every figure into RUN/figures/*.png and write RUN/report.html (or ``out``); returns its path.
 
+    RUN/report.html is rewritten at every call; an existing ``out`` is replaced only with
+    ``overwrite``, and never a device or a FIFO (``files.check_output``: OutputError).
     ``label``: for a conditional run, the class (name or index) whose figures are drawn.
     ``source``: the run's data if the caller holds them (else they are read again);
     ``progress``: a bar over the figures (None: only on a terminal). Raises RunError for a
     folder without a model and DataError when the run's data is gone.
     """
-    _check_parent(out)
+    out = None if out is None else check_output(out, overwrite)  # before any work
     view = open_run(run_dir, label=label, source=source)
+    out = out or check_output(view.run_dir / REPORT, overwrite=True)  # its own page: a device or a FIFO there is still refused
     pngs = space.render(view, seed, progress)
     folder = view.run_dir / FIGURE_DIR
     folder.mkdir(exist_ok=True)
     for name, payload in pngs.items():
         runs.atomic_write_bytes(folder / f"{name}.png", payload)
-    out = Path(out) if out else view.run_dir / REPORT
     runs.atomic_write_bytes(out, run_page(view, pngs).encode("utf-8"))
     return out
 
@@ -109,18 +111,14 @@ def comparison_page(views: list[RunView], pngs: list[dict[str, bytes]]) -> str:
     return html.page(f"Comparison of {len(views)} runs", nav, "".join(parts))
 
 
-def write_comparison(run_dirs: list[str | Path], out: str | Path, seed: int = 0) -> Path:
-    """Write one page comparing several runs side by side to ``out``; returns its path."""
-    _check_parent(out)
+def write_comparison(run_dirs: list[str | Path], out: str | Path, seed: int = 0, overwrite: bool = False) -> Path:
+    """Write one page comparing several runs side by side to ``out``; returns its path.
+
+    An existing ``out`` is replaced only with ``overwrite``, and never a device or a FIFO
+    (``files.check_output``: OutputError)."""
+    check_output(out, overwrite)
     views = [open_run(d) for d in run_dirs]
     pngs = [space.render(v, seed, progress=None) for v in views]
     runs.atomic_write_bytes(out, comparison_page(views, pngs).encode("utf-8"))
     return Path(out)
 
-
-def _check_parent(out: str | Path | None) -> None:
-    """Refuse an --out that cannot be written before any figure is drawn."""
-    if out is not None and Path(out).is_dir():
-        raise RunError(f"--out {out} is a folder, not a file; name an .html file")
-    if out is not None and not Path(out).parent.is_dir():
-        raise RunError(f"folder {Path(out).parent} does not exist; create it or choose another --out")
