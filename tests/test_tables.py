@@ -104,8 +104,86 @@ def test_parquet_reads_numbers_booleans_and_text(tmp_path, mixed):
     assert d.columns.layout() == ["real", "binary", "categorical:3", "real"]
     assert d.columns.columns[1].labels == ["False", "True"]
     pq.write_table(pa.table({"h": [1.0, None, 2.0]}), tmp_path / "null.parquet")
-    with pytest.raises(DataError, match="column 'h' has a missing cell in row 2"):
+    with pytest.raises(DataError, match="column 'h' has a missing cell in data row 2"):
         data.load(table_cfg(str(tmp_path / "null.parquet")))
+
+
+@pytest.mark.parametrize("cell", ["", "inf"], ids=["missing", "infinite"])
+def test_csv_and_parquet_count_the_same_data_rows(cell, tmp_path):
+    """Row numbers in errors count data rows, the header aside, whatever the file's format."""
+    pa = pytest.importorskip("pyarrow", reason="pip install 'reparam[parquet]'")
+    import pyarrow.parquet as pq
+
+    (tmp_path / "t.csv").write_text(f"a,b\n1,x\n2,y\n{cell},z\n")
+    pq.write_table(pa.table({"a": [1.0, 2.0, None if cell == "" else math.inf], "b": ["x", "y", "z"]}), tmp_path / "t.parquet")
+    messages = []
+    for name in ("t.csv", "t.parquet"):
+        with pytest.raises(DataError) as e:
+            tables.read(str(tmp_path / name))
+        messages.append(str(e.value).replace(name, "FILE"))
+    assert messages[0] == messages[1] and "data row 3" in messages[0]
+
+
+#: CSV files both readers must agree on: names, kinds and values, or the same error.
+CSV_CASES: dict[str, str | bytes] = {
+    "mixed": MIXED,
+    "semicolons": MIXED.replace(",", ";"),
+    "tabs": MIXED.replace(",", "\t"),
+    "headerless": "1,0,5.5\n2,1,6.5\n3,0,7.25\n4,1,1e3\n",
+    "bom-and-crlf": "\ufeffx,label\r\n1.5,a\r\n-2,b\r\n",
+    "bom-headerless": "\ufeff1,2\n3,4\n",
+    "quoted": 'name,v\n"Smith, J",1\n"O\'Neil",2\n"say ""hi""",3\n',
+    "padded": " a , b \n 1 , x \n 2 ,  y\n",
+    "blank-lines": "a,b\n\n1,x\n\n2,y\n\n",
+    "python-numbers": "a,b\n1_000,３\n2,4\n",
+    "ints-and-text": "id,n\n007,5\nA1,6\n",
+    "booleans-and-dates": "flag,day\ntrue,2020-01-01\nFalse,2020-01-02\n",
+    "nan-is-missing": "a\n1\nnan\n",
+    "minus-nan": "a\n1\n-nan\n",
+    "infinite": "a\n1\n-Infinity\n",
+    "na-text": "a,b\n1,NA\n2,x\n",
+    "quoted-newline": 'a,b\n1,"two\nlines"\n2,x\n',
+    "ragged": "a,b\n1,x\n2\n",
+    "trailing-delimiter": "a,b,\n1,x,\n2,y,\n",
+    "blank-before-header": "\n\na,b\n1,x\n2,y\n",
+    "newline-in-header": 'a,"b\nc"\n1,2\n3,4\n',
+    "missing-after-minus-nan": "a\n-nan\n1\nNaN\n",
+    "not-utf8": b"a,b\n1,\xe9\n",
+}
+
+
+def read_both(path: Path):
+    """(the standard library's columns or error, pyarrow's columns or error)."""
+    from reparam.tables.read import read_csv_arrow, read_csv_text
+
+    out = []
+    for reader in (read_csv_text, read_csv_arrow):
+        try:
+            out.append([(c.name, c.numeric, list(np.asarray(c.values).tolist()) if c.numeric else c.values) for c in reader(path)])
+        except DataError as e:
+            out.append(f"DataError: {e}")
+    return out
+
+
+@pytest.mark.parametrize("case", CSV_CASES)
+def test_pyarrow_and_the_standard_library_read_a_csv_alike(case, tmp_path):
+    pytest.importorskip("pyarrow.csv")
+    path = tmp_path / "t.csv"
+    text = CSV_CASES[case]
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    text, arrow = read_both(path)
+    assert arrow == text
+
+
+def test_a_csv_is_parsed_by_pyarrow_when_it_is_installed(mixed, monkeypatch):
+    pv = pytest.importorskip("pyarrow.csv")
+    calls = []
+    real = pv.read_csv
+    monkeypatch.setattr(pv, "read_csv", lambda *a, **k: calls.append(a) or real(*a, **k))
+    assert [c.name for c in tables.read(str(mixed))] == ["height", "smoker", "colour", "score"] and len(calls) == 1
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # no pyarrow: the standard library reads it the same
+    monkeypatch.setitem(sys.modules, "pyarrow.csv", None)
+    assert [c.name for c in tables.read(str(mixed))] == ["height", "smoker", "colour", "score"] and len(calls) == 1
 
 
 def test_parquet_without_pyarrow_names_the_extra(tmp_path, monkeypatch):
@@ -221,14 +299,14 @@ BAD = {
     "settings, needle",
     [
         (["data.path=const.csv"], "column 'c' holds one value only (5)"),
-        (["data.path=nan.csv"], "column 'a' has a missing cell in row 3"),
-        (["data.path=nan2.csv"], "column 'a' has a missing cell in row 3"),
+        (["data.path=nan.csv"], "column 'a' has a missing cell in data row 2"),
+        (["data.path=nan2.csv"], "column 'a' has a missing cell in data row 2"),
         (["data.path=empty.csv"], "is empty"),
         (["data.path=header.csv"], "holds no rows"),
         (["data.path=ids.csv"], "column 'id' has 60 distinct values, more than data.max_levels=50"),
-        (["data.path=ragged.csv"], "row 3 has 1 cells, the header 2"),
+        (["data.path=ragged.csv"], "data row 2 has 1 cell, the header 2"),
         (["data.path=dup.csv"], "column name 'a' appears twice"),
-        (["data.path=nan.npy"], "holds nan in row 2"),
+        (["data.path=nan.npy"], "holds nan in data row 2"),
         (["data.path=cube.npy"], "needs shape (N, F)"),
         (["data.path=complex.npy"], "needs real numbers"),
         (["data.path=missing.csv"], "does not exist"),

@@ -176,7 +176,7 @@ def _codes(col: RawColumn, spec: Column, where: str) -> np.ndarray:
         i = None if key is None else index.get(key)  # None: a non-number in a column of numbers
         if i is None:
             levels = ", ".join(format_value(x) for x in spec.labels[:8]) + (", ..." if len(spec.labels) > 8 else "")
-            raise DataError(f"{where}: column {col.name!r} holds {format_value(v)!r} in row {r + 1}, a value the run never saw (its values: {levels})")
+            raise DataError(f"{where}: column {col.name!r} holds {format_value(v)!r} in data row {r + 1}, a value the run never saw (its values: {levels})")
         codes[r] = i
     return codes
 
