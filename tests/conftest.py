@@ -38,6 +38,14 @@ def tiny_run(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_conditional_run(tmp_path_factory) -> Path:
+    """A conditional (model.condition=label) digits run trained for two epochs: shared, read-only for tests."""
+    from reparam.train import train
+
+    return train(tiny_config("model.condition=label"), tmp_path_factory.mktemp("run") / "conditional")
+
+
+@pytest.fixture(scope="session")
 def mnist_path() -> Path:
     if not MNIST.is_file():
         pytest.skip(f"MNIST not found at {MNIST} (set REPARAM_MNIST)")

@@ -17,7 +17,7 @@ from ..errors import SEED_LIMIT, RunError
 from ..model import ConditionalVAE
 from ..report import latent
 from ..report.images import tile
-from ..report.run import RunView, open_run
+from ..report.run import RunView, ascii_index, open_run
 from . import png
 
 MAX_TEST = 1000  # test images offered for picking
@@ -71,9 +71,10 @@ class Explorer:
             return None
         if self.classes is None:
             raise BadRequest("label applies to a conditional run (model.condition=label)")
-        if not text.isdigit() or int(text) >= len(self.classes):
+        index = ascii_index(text, len(self.classes))
+        if index is None:
             raise BadRequest(f"label must be an integer in [0, {len(self.classes)})")
-        return int(text)
+        return index
 
     def _temperature_ok(self) -> bool:
         return latent.prior_samples(self.decoder_for(None), 1, 0.5, 0) is not None
@@ -108,9 +109,10 @@ class Explorer:
         return self.model.family.constrain(torch.tensor(values, dtype=self.centre.dtype))  # sliders may leave the support
 
     def index_arg(self, text: str) -> int:
-        if not (text.isascii() and text.isdigit()) or int(text) >= len(self.view.test):  # not '²', which isdigit
+        index = ascii_index(text, len(self.view.test))
+        if index is None:
             raise BadRequest(f"i must be an integer in [0, {len(self.view.test)})")
-        return int(text)
+        return index
 
     def _decode(self, z: torch.Tensor, label: int | None = None) -> torch.Tensor:
         """Latents (*batch, D) -> mean images (*batch, *x_shape) (given class ``label``), one request at a time."""

@@ -78,6 +78,12 @@ def read_metrics(path: Path) -> list[dict]:
     return rows
 
 
+def ascii_index(text: str, n: int) -> int | None:
+    """The index in [0, n) that ``text`` writes in ASCII decimal digits, else None: '²' passes
+    str.isdigit and int() refuses it; '٣' (Arabic-Indic three) passes both and is no index either."""
+    return int(text) if text.isascii() and text.isdigit() and int(text) < n else None
+
+
 def class_index(model, label: str | None) -> int | None:
     """The class a ``--label`` names (a class name, or its index) in a conditional run; None
     for no label. ReparamError (one line) for an unknown class or a run without labels."""
@@ -88,8 +94,9 @@ def class_index(model, label: str | None) -> int | None:
         raise ReparamError(f"--label applies to a conditional run (model.condition=label); this one has no labels (got --label {label})")
     if label in names:
         return names.index(label)
-    if label.isdigit() and int(label) < len(names):
-        return int(label)
+    index = ascii_index(label, len(names))
+    if index is not None:
+        return index
     raise ReparamError(f"--label {label} is not a class of this run; its classes are {', '.join(names)} (or their indices 0..{len(names) - 1})")
 
 

@@ -242,3 +242,26 @@ def test_png_encoder_writes_rgba():
 
     rgba = np.random.default_rng(0).random((5, 7, 4)).astype(np.float32)
     assert np.abs(read_png(png.encode(rgba)) - rgba).max() <= 1 / 255 + 1e-6
+
+
+@pytest.fixture(scope="module")
+def conditional_server(tiny_conditional_run):
+    srv = make_server(Explorer.open(tiny_conditional_run), "127.0.0.1", 0)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+LABEL_ROUTES = ["/api/decode.png?z=0,0,0,0", "/api/interpolate.png?a=0&b=1&t=0.5", "/api/samples.png?n=2", "/api/sample?seed=1"]
+
+
+@pytest.mark.parametrize("route", LABEL_ROUTES)
+def test_a_label_is_an_ascii_class_index_on_every_route(conditional_server, route):
+    """'²' (%C2%B2) passes str.isdigit but not int(); '٣' (%D9%A3, Arabic-Indic three) passes both:
+    each is a 400 naming the valid range, never a 500; an index in range is answered."""
+    for label in ("%C2%B2", "%D9%A3", "10", "x"):
+        status, ctype, body = get(conditional_server, f"{route}&label={label}")
+        assert status == 400 and ctype == "application/json", (label, status, body)
+        assert "label must be an integer in [0, 10)" in json.loads(body)["error"]
+    assert get(conditional_server, f"{route}&label=3")[0] == 200

@@ -237,3 +237,13 @@ def test_report_in_a_browser(reported, browser):
     assert phone.evaluate("document.documentElement.scrollWidth") <= 375  # no sideways scrolling
     phone.emulate_media(media="print")
     assert phone.eval_on_selector("nav", "n => getComputedStyle(n).display") == "none"
+
+
+@pytest.mark.parametrize("label", ["²", "٣", "10"])
+def test_a_label_is_a_class_name_or_its_ascii_index(label, tiny_conditional_run, tmp_path, capsys):
+    """'²' passes str.isdigit but not int(); '٣' (Arabic-Indic three) passes both: neither names a
+    class. sample and report refuse them in one line and write nothing."""
+    for command in (["sample", "--out", str(tmp_path / "s.png")], ["report", "--out", str(tmp_path / "r.html")]):
+        args = [command[0], str(tiny_conditional_run), "--label", label, *command[1:]]
+        assert_user_error(in_process(capsys, *args), f"--label {label} is not a class of this run; its classes are 0, 1,")
+    assert not list(tmp_path.iterdir())
