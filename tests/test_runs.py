@@ -128,6 +128,34 @@ def test_output_below_a_file_is_refused(tmp_path):
         runs.prepare_run_dir(tmp_path / "file", overwrite=False)
 
 
+# --- classes.json: one name per class, or one line that says so ----------------------------------
+
+CLASSES_MUST = 'must hold {"classes": [...]}, one name (a string) per class'
+
+
+@pytest.mark.parametrize(
+    "text, needle",
+    [(json.dumps([str(c) for c in range(10)]), CLASSES_MUST), (json.dumps("0123456789"), CLASSES_MUST), ("null", CLASSES_MUST),
+     (json.dumps({"names": ["a"]}), CLASSES_MUST), (json.dumps({"classes": []}), CLASSES_MUST),
+     (json.dumps({"classes": [0, 1]}), CLASSES_MUST), (json.dumps({"classes": ["a", "a"]}), "names class a twice"),
+     (json.dumps({"classes": ["a", "b", "c"]}), "names 3 classes; the run's weights were trained on 10")],
+)  # fmt: skip
+def test_a_damaged_classes_json_is_named_in_one_line(text, needle, tiny_conditional_run, tmp_path, capsys):
+    """A JSON list (or any other shape), or the wrong number of names: every command that loads the
+    run says what classes.json must hold, and blames neither config.json nor the weights."""
+    from tests.helpers import assert_user_error, in_process
+
+    run = shutil.copytree(tiny_conditional_run, tmp_path / "run")
+    (run / runs.CLASSES).write_text(text)
+    with pytest.raises(RunError, match="classes.json") as info:
+        reparam.load(run)
+    assert needle in str(info.value) and "config.json" not in str(info.value)
+    for command in (["sample", str(run), "--out", str(tmp_path / "s.png")], ["eval", str(run), "--k", "2"],
+                    ["report", str(run), "--out", str(tmp_path / "r.html")], ["explore", str(run), "--port", "0"]):  # fmt: skip
+        assert_user_error(in_process(capsys, *command), needle)
+    assert not (tmp_path / "s.png").exists() and not (tmp_path / "r.html").exists()
+
+
 # --- outputs: never a device, a FIFO or an existing file without overwrite ------------------------
 
 
