@@ -218,11 +218,12 @@ def evaluate(model, x: torch.Tensor, k: int | str, dashboard: bool = True, seed:
     view = model if y is None else model.given(y)
     if cvae is not None:
         model = view
+    mixed = model.family.scored() is not model.family  # the discrete KL's relaxed family; families, not models: a labelled view is new at every call
     scored = model.with_family(model.family.scored())
     discrete = model.family.discrete()
-    discrete_model = None if discrete is None or scored is not model else model.with_family(discrete)  # None: a flow or learned prior
+    discrete_model = None if discrete is None or mixed else model.with_family(discrete)  # None: a flow or learned prior
     out = {**elbo_terms(scored, x), "precision": precision, "model": scored.family.name, "n_test": len(x)}
-    if scored is not model:
+    if mixed:
         out["objective"] = {"what": "the trained objective: relaxed sample into the decoder, discrete KL", **elbo_terms(model, x)}
     if discrete_model is not None:
         out["discrete"] = {"what": "the discrete model this relaxation stands for", **elbo_terms(discrete_model, x), "precision": precision, "model": discrete.name}

@@ -293,3 +293,36 @@ def test_discrete_model_matches_exact_enumeration():
         _, terms = objectives.elbo(discrete, x.repeat(2000, 1))
     one = terms["elbo"].double().unflatten(0, (2000, len(x)))  # (2000, B) one-sample ELBOs
     assert ((one.mean(0) - exact_elbo).abs() <= 4 * one.std(0) / math.sqrt(2000)).all()
+
+
+# --- one model's blocks for a conditional run ----------------------------------------------------
+
+
+def conditional_model(family: str, *options: str):
+    """An untrained 6-pixel conditional VAE of 3 classes."""
+    from reparam import config
+    from reparam.model import build
+
+    cfg = config.load(None, ["model.condition=label", "model.hidden=[8]", "latent.dim=4", f"latent.family={family}", *options])
+    torch.manual_seed(2)
+    return build(cfg, (P,), classes=3).eval()
+
+
+@pytest.mark.parametrize(
+    "family, options, blocks",
+    [("gaussian", [], set()), ("bernoulli", ["latent.kl=discrete"], {"objective"}), ("bernoulli", ["latent.kl=relaxed"], {"discrete"})],
+)
+def test_a_conditional_run_reports_the_blocks_of_its_family(family, options, blocks):
+    """A labelled view is a new object at every ``given``: the objective block is the relaxed family's
+    with the discrete KL only, and the discrete model is reported for a relaxed KL, as without labels."""
+    model = conditional_model(family, *options)
+    x = torch.bernoulli(torch.full((30, P), 0.4), generator=torch.Generator().manual_seed(3))
+    out = evaluate.evaluate(model, x, 0, dashboard=False, y=torch.arange(30) % 3)
+    assert {"objective", "discrete"} & set(out) == blocks
+
+
+def test_a_conditional_gaussian_run_has_no_relaxed_objective_block(tiny_conditional_run, capsys):
+    summary = json.loads((tiny_conditional_run / runs.SUMMARY).read_text())
+    assert "objective" not in summary and "discrete" not in summary
+    assert main(["eval", str(tiny_conditional_run), "--k", "2"]) == 0
+    assert "relaxed sample into the decoder" not in capsys.readouterr().out
