@@ -26,6 +26,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
 
     if a.k < 1:
         raise ReparamError(f"--k must be >= 1, got {a.k}")
+    check_seed("--seed", a.seed)
     model = runs.load(a.run)
     source = runs.load_data(a.run, model.config)
     threads = devices.Threads(model.config.train.threads)  # the run's setting: N, or auto (timed trials)
@@ -33,7 +34,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
     if threads.due():
         probe = model if y is None else model.given(y[: metrics.DRAW_EXAMPLES])
         threads.tune(lambda: metrics.log_likelihood(probe, source.test[: metrics.DRAW_EXAMPLES], 32))
-    out = metrics.evaluate(model, source.test, a.k, precision=a.precision, nll_shift=source.nll_shift, y=y, progress=None)
+    out = metrics.evaluate(model, source.test, a.k, seed=a.seed, precision=a.precision, nll_shift=source.nll_shift, y=y, progress=None)
     if a.json:
         print(json.dumps(out, sort_keys=True))
         return 0
@@ -212,6 +213,7 @@ def add_commands(sub) -> None:
         "--precision", choices=("fp32", "bf16"), default="fp32",
         help="decoder matmuls in bfloat16: ~1.3x faster IS on a CPU with AVX512-BF16; log p(x) moves by ~0.01 nats (default fp32)",
     )  # fmt: skip
+    e.add_argument("--seed", type=int, default=0, help="seed of the ELBO's and the importance samples' draws: the same seed, the same numbers (default 0)")
     e.set_defaults(func=cmd_eval)
     g = sub.add_parser("gradvar", help="gradient variance and SNR of each estimator on one minibatch")
     g.add_argument("target", metavar="RUN_OR_CONFIG", help="a run folder (its checkpoint) or a TOML config (at initialization)")

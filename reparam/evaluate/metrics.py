@@ -43,12 +43,19 @@ def semi_supervised(model) -> bool:
 
 
 @torch.inference_mode()
-def elbo_terms(model, x: torch.Tensor, batch_size: int = 1000) -> dict[str, float]:
+def elbo_terms(model, x: torch.Tensor, batch_size: int = 1000, seed: int | None = None) -> dict[str, float]:
     """Mean test ELBO and its terms over x (N, *x_shape), one sample per example.
 
     A conditional VAE given the test labels (``model.given(y)``) scores log p(x|y); M2
     (its labels latent) the exact sum over the classes, U(x) of ``objectives.labels``.
+    ``seed``: the draws come from their own seeded stream (the same seed, the same numbers)
+    and the global RNG is left untouched; None draws from the global RNG (the trainer's
+    held-out terms at each epoch, which training's random stream includes).
     """
+    if seed is not None:
+        with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+            _reseed(x.device, seed, 0, 0)
+            return elbo_terms(model, x, batch_size)
     sums: dict[str, float] = {}
     for sl in _batches(len(x), batch_size):
         if semi_supervised(model):
@@ -183,7 +190,7 @@ def nll_scores(model, x: torch.Tensor, k: int, seed: int = 0, precision: str = "
 
 def scores(model, x: torch.Tensor, k: int, seed: int = 0, precision: str = "fp32", progress: bool | None = False) -> dict:
     """Test ELBO terms and NLL = -log p(x) with its standard error (``nll_scores``), of one model."""
-    return {**elbo_terms(model, x), **nll_scores(model, x, k, seed, precision, progress), "precision": precision, "model": model.family.name}
+    return {**elbo_terms(model, x, seed=seed), **nll_scores(model, x, k, seed, precision, progress), "precision": precision, "model": model.family.name}
 
 
 def evaluate(model, x: torch.Tensor, k: int | str, dashboard: bool = True, seed: int = 0, precision: str = "fp32", nll_shift: float | None = None,
@@ -195,7 +202,9 @@ def evaluate(model, x: torch.Tensor, k: int | str, dashboard: bool = True, seed:
     (``Family.scored``), whose trained mixed objective is reported apart as ``objective``
     (ELBO terms only: it is no model's bound). A relaxed family trained with its relaxed
     KL also reports the discrete model it relaxes, as ``discrete``. With ``dashboard``,
-    adds active units, KL per dimension and I(x; z) (see diagnostics).
+    adds active units, KL per dimension and I(x; z) (see diagnostics). Every draw (the
+    ELBO's, the importance samples', the dashboard's) is seeded by ``seed``: the same call
+    gives the same numbers, and the global RNG is left untouched.
 
     ``k``: importance samples on every image of x; 0 skips the log-likelihood (``nll`` is
     None); ``"auto"`` fits the whole evaluation into ``budget_seconds`` (``budget.plan``:
@@ -222,11 +231,11 @@ def evaluate(model, x: torch.Tensor, k: int | str, dashboard: bool = True, seed:
     scored = model.with_family(model.family.scored())
     discrete = model.family.discrete()
     discrete_model = None if discrete is None or mixed else model.with_family(discrete)  # None: a flow or learned prior
-    out = {**elbo_terms(scored, x), "precision": precision, "model": scored.family.name, "n_test": len(x)}
+    out = {**elbo_terms(scored, x, seed=seed), "precision": precision, "model": scored.family.name, "n_test": len(x)}
     if mixed:
-        out["objective"] = {"what": "the trained objective: relaxed sample into the decoder, discrete KL", **elbo_terms(model, x)}
+        out["objective"] = {"what": "the trained objective: relaxed sample into the decoder, discrete KL", **elbo_terms(model, x, seed=seed)}
     if discrete_model is not None:
-        out["discrete"] = {"what": "the discrete model this relaxation stands for", **elbo_terms(discrete_model, x), "precision": precision, "model": discrete.name}
+        out["discrete"] = {"what": "the discrete model this relaxation stands for", **elbo_terms(discrete_model, x, seed=seed), "precision": precision, "model": discrete.name}
     if y is not None:
         out["labels"] = "latent: log p(x) sums over the classes" if m2 else "given: -log p(x|y) at the test labels"
     if m2:
