@@ -7,6 +7,7 @@ writes the run folder.
 
 from __future__ import annotations
 
+import shutil
 import sys
 import threading
 import warnings
@@ -119,20 +120,26 @@ def train(cfg, out: str | Path, overwrite: bool = False, hooks: Iterable[Hook] =
     data, vae, dist = _setup(cfg, model)
     try:
         run_dir = Path(out)
+        fresh = dist.is_main and not run_dir.exists()
         if dist.is_main:
             run_dir = runs.prepare_run_dir(out, overwrite)
-        with tracking.session(cfg.train.log if dist.is_main else (), cfg.to_dict(), run_dir) as trackers:
-            if dist.is_main:
-                runs.write_json(run_dir / runs.CONFIG, cfg.to_dict())
-                if data.columns is not None:
-                    runs.write_columns(run_dir, data.columns)
-                if cfg.model.condition == "label":
-                    runs.write_json(run_dir / runs.CLASSES, {"classes": data.classes})
-            distributed.barrier(dist)
-            announce(cfg, dist)
-            trainer = _trainer(cfg, vae, data, run_dir, [*hooks, *trackers], dist)
-            del data  # the trainer holds what it needs; the rest can go when it lets go
-            return _run(trainer, cfg.train.progress if progress is None else progress, report=not custom)
+        try:
+            with tracking.session(cfg.train.log if dist.is_main else (), cfg.to_dict(), run_dir) as trackers:
+                if dist.is_main:
+                    runs.write_json(run_dir / runs.CONFIG, cfg.to_dict())
+                    if data.columns is not None:
+                        runs.write_columns(run_dir, data.columns)
+                    if cfg.model.condition == "label":
+                        runs.write_json(run_dir / runs.CLASSES, {"classes": data.classes})
+                distributed.barrier(dist)
+                announce(cfg, dist)
+                trainer = _trainer(cfg, vae, data, run_dir, [*hooks, *trackers], dist)
+                del data  # the trainer holds what it needs; the rest can go when it lets go
+                return _run(trainer, cfg.train.progress if progress is None else progress, report=not custom)
+        except tracking.TrackingError:
+            if fresh and not (run_dir / runs.CONFIG).exists():  # a tracker refused to start: the folder holds its files at most
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
     finally:
         distributed.shutdown(dist)
 

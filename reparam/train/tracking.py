@@ -5,10 +5,13 @@ hyperparameters (``train.lr``, ``latent.family``, ...); after every held-out eva
 record's numbers (the keys of metrics.jsonl) as scalars at the record's ``step``; and at the
 end the run's pictures (samples.png, reconstructions.png) and report.html when it was
 written. Each backend is an optional extra, imported only when named, and checked before
-anything is written (``check``). Where each one writes follows its own conventions:
+anything is written (``check``: the extra installed; MLflow's store opens and its server
+answers within ``PROBE_SECONDS``). Where each one writes follows its own conventions:
 
 - ``tensorboard``: event files in ``RUN/tensorboard`` (``tensorboard --logdir RUN``); the
   pictures as images, the report as a text entry holding its path (TensorBoard keeps no files);
+  the hyperparameters come with the first evaluation, whose numbers they declare as the
+  metrics the HParams tab sorts and compares runs by;
 - ``mlflow``: ``MLFLOW_TRACKING_URI`` (MLflow's default otherwise), experiment
   ``MLFLOW_EXPERIMENT_NAME`` (default ``reparam``), one MLflow run named after the run folder;
 - ``wandb``: project ``WANDB_PROJECT`` (default ``reparam``), files under ``WANDB_DIR`` or the
@@ -23,6 +26,8 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import socket
+import urllib.parse
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,6 +39,8 @@ from ..registry import Registry
 from .loop import Interrupted
 
 TRACKING_JSON = "tracking.json"
+#: Seconds a tracking server has to accept a connection before training is refused.
+PROBE_SECONDS = 3.0
 ARTIFACTS = ("samples.png", "reconstructions.png", "report.html")
 DEFAULT_PROJECT = "reparam"
 
@@ -48,6 +55,10 @@ class Tracker:
     name: str
     module: str  # what must import for the backend to work
     extra: str  # reparam[extra] installs it
+
+    @classmethod
+    def preflight(cls) -> None:
+        """TrackingError (one line) when the backend cannot start here; before anything is written."""
 
     def start(self, run_dir: Path, config: dict[str, Any], resume_id: str | None) -> str:
         raise NotImplementedError
@@ -77,6 +88,19 @@ def check(names: Sequence[str]) -> None:
             importlib.import_module(tracker.module)
         except ImportError:
             raise ConfigError(f"train.log={name} needs the {tracker.module} package: pip install 'reparam[{tracker.extra}]'") from None
+    for name in names:
+        TRACKERS[name].preflight()
+
+
+def unreachable(uri: str, timeout: float = PROBE_SECONDS) -> str | None:
+    """Why the http(s) server of ``uri`` does not accept a connection within ``timeout`` s, or None if it does."""
+    parts = urllib.parse.urlsplit(uri)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        socket.create_connection((parts.hostname or "localhost", port), timeout=timeout).close()
+    except (OSError, ValueError) as e:
+        return "timed out" if isinstance(e, TimeoutError) else getattr(e, "strerror", None) or str(e) or type(e).__name__
+    return None
 
 
 def scalars(record: dict) -> dict[str, float]:
@@ -137,20 +161,25 @@ class TensorBoard(Tracker):
 
     def start(self, run_dir: Path, config: dict[str, Any], resume_id: str | None) -> str:
         from torch.utils.tensorboard import SummaryWriter
-        from torch.utils.tensorboard.summary import hparams
 
         self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
         self.step = 0
-        events = self.writer.file_writer
-        assert events is not None  # SummaryWriter opens it in __init__
-        for summary in hparams(flatten(config), {}):  # experiment, session start and end
-            events.add_summary(summary)
+        self.hparams: dict[str, Any] | None = flatten(config)  # written with the first record, which names the metrics
         self.writer.add_text("config", "```\n" + json.dumps(config, indent=2, sort_keys=True) + "\n```", 0)
         return str(run_dir / "tensorboard")
 
     def __call__(self, record: dict) -> None:
+        from torch.utils.tensorboard.summary import hparams
+
         self.step = int(record["step"])
-        for key, value in scalars(record).items():
+        values = scalars(record)
+        if self.hparams is not None:  # the HParams tab ranks runs by the metrics its experiment declares: this record's scalars
+            events = self.writer.file_writer
+            assert events is not None  # SummaryWriter opens it in __init__
+            for summary in hparams(self.hparams, dict.fromkeys(values, 0.0)):  # experiment, session start and end
+                events.add_summary(summary)
+            self.hparams = None
+        for key, value in values.items():
             self.writer.add_scalar(key, value, self.step)
         self.writer.flush()
 
@@ -173,6 +202,31 @@ class MLflow(Tracker):
     """One MLflow run: params (the flattened config), metrics per step, the files as artifacts."""
 
     module, extra = "mlflow", "mlflow"
+    STORES = "MLFLOW_TRACKING_URI=http://HOST:PORT (a server) or MLFLOW_TRACKING_URI=file:///FOLDER with MLFLOW_ALLOW_FILE_STORE=true"
+
+    @classmethod
+    def preflight(cls) -> None:
+        """The tracking URI's server answers (``PROBE_SECONDS``; MLflow's own retries wait
+        minutes), and its store opens: MLflow refuses a file store without
+        MLFLOW_ALLOW_FILE_STORE=true, and its default SQLite file without its full package."""
+        import mlflow
+        from mlflow import MlflowClient
+
+        uri = mlflow.get_tracking_uri()
+        scheme = urllib.parse.urlsplit(uri).scheme
+        why = unreachable(uri) if scheme in ("http", "https") else None
+        if why:
+            raise TrackingError(f"cannot reach the MLflow tracking server at {uri} ({why}); start it, or set MLFLOW_TRACKING_URI to one that answers")
+        try:
+            MlflowClient(uri)  # opens the store
+        except Exception as e:
+            if "MLFLOW_TRACKING_URI" not in os.environ:
+                why = "needs the full mlflow package (mlflow-skinny cannot open it)" if "unsupported URI" in str(e) else f"does not open ({_first_line(e)})"
+                raise TrackingError(f"train.log=mlflow: no MLflow tracking store is set, and MLflow's default, {uri}, {why}; set {cls.STORES}") from None
+            if scheme in ("", "file") and "MLFLOW_ALLOW_FILE_STORE" in str(e):
+                raise TrackingError(f"train.log=mlflow: MLflow opens the file store {uri} only with MLFLOW_ALLOW_FILE_STORE=true set; "
+                                    "set it, or MLFLOW_TRACKING_URI=http://HOST:PORT for a server") from None  # fmt: skip
+            raise TrackingError(f"cannot start train.log=mlflow at {uri}: {_first_line(e)}") from None
 
     def start(self, run_dir: Path, config: dict[str, Any], resume_id: str | None) -> str:
         from mlflow import MlflowClient

@@ -64,6 +64,21 @@ def test_tensorboard_event_files_read_back(tracked):
     assert texts == {str((tracked / "report.html").resolve())}
 
 
+def test_tensorboard_declares_the_metrics_its_hparams_tab_ranks_runs_by(tracked):
+    """The HParams experiment names every scalar of an evaluation record as a metric (none
+    declared: the tab shows the config but cannot sort or compare runs by any number)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    events = EventAccumulator(str(tracked / "tensorboard"), size_guidance={"scalars": 0, "tensors": 0})
+    events.Reload()
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(events.PluginTagToContent("hparams")["_hparams_/experiment"]).experiment
+    declared = {m.name.tag for m in experiment.metric_infos}
+    assert {"test_elbo", "test_kl", "test_log_px_z", "train_loss", "test_active_units"} <= declared
+    assert declared == set(events.Tags()["scalars"]) == set(metrics(tracked)[0]) - {"step"}
+    assert {h.name for h in experiment.hparam_infos} >= {"train.lr", "latent.family"}
+
+
 def test_mlflow_file_store_reads_back(tracked):
     from mlflow import MlflowClient
 
@@ -158,3 +173,68 @@ def test_a_missing_extra_names_the_pip_command_and_writes_nothing(name, capsys, 
     assert_user_error(proc, f"pip install 'reparam[{name}]'")
     assert not out.exists()
 
+
+
+# --- MLflow: a server that does not answer, no store: one line, quickly, nothing written ------------
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (bound, then released)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_an_mlflow_server_that_does_not_answer_is_refused_at_once(capsys, monkeypatch, tmp_path):
+    import time
+
+    uri = f"http://127.0.0.1:{closed_port()}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    out = tmp_path / "run"
+    start = time.monotonic()
+    proc = in_process(capsys, "train", *TINY, "train.log=mlflow", "--out", str(out))
+    assert time.monotonic() - start < 20  # MLflow's own retries took 255 s
+    assert_user_error(proc, f"cannot reach the MLflow tracking server at {uri}")
+    assert "MLFLOW_TRACKING_URI" in proc.stderr and not out.exists()
+
+
+def test_an_mlflow_file_store_without_its_opt_in_names_the_variable(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", (tmp_path / "mlruns").as_uri())
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    proc = in_process(capsys, "train", *TINY, "train.log=mlflow", "--out", str(tmp_path / "run"))
+    assert_user_error(proc, "MLFLOW_ALLOW_FILE_STORE=true")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_mlflow_without_a_store_says_how_to_configure_one(capsys, monkeypatch, tmp_path):
+    """No MLFLOW_TRACKING_URI: MLflow's default is a SQLite file in the working folder, which
+    the slim package (mlflow-skinny) cannot open."""
+    import importlib.util
+
+    if importlib.util.find_spec("sqlalchemy") is not None:
+        pytest.skip("this MLflow opens its default SQLite store")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    monkeypatch.chdir(tmp_path)
+    proc = in_process(capsys, "train", *TINY, "train.log=mlflow", "--out", str(tmp_path / "run"))
+    assert_user_error(proc, "no MLflow tracking store")
+    assert "MLFLOW_TRACKING_URI=" in proc.stderr and "MLFLOW_ALLOW_FILE_STORE=true" in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_a_tracker_that_fails_to_start_leaves_no_run_folder(capsys, monkeypatch, tmp_path):
+    """TensorBoard starts and writes its files, then MLflow refuses (a login, a server error):
+    the run folder this call created goes, TensorBoard's files with it."""
+
+    def refuse(self, run_dir, config, resume_id):
+        raise RuntimeError("permission denied for experiment reparam\nmore detail")
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", (tmp_path / "mlruns").as_uri())
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    monkeypatch.setattr(tracking.MLflow, "start", refuse)
+    out = tmp_path / "run"
+    proc = in_process(capsys, "train", *TINY, "train.log=tensorboard,mlflow", "--out", str(out))
+    assert_user_error(proc, "cannot start train.log=mlflow: permission denied for experiment reparam")
+    assert not out.exists()
