@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -83,33 +85,104 @@ def summary_line(summary: dict, run_dir: Path) -> str:
     return f"{head}{nll}, {passes} in {summary['train_seconds']:.1f} s{hint}"
 
 
-def cmd_train(a: argparse.Namespace) -> int:
-    from .. import config
-    from .run import resume, train
+def describe(cfg) -> str:
+    """A config in a few words: the data, the length of training, the latent, the networks, the likelihood and the bound."""
+    data = f"{cfg.data.name} ({cfg.data.path})" if cfg.data.path else cfg.data.name
+    length = f"for {cfg.train.budget}" if cfg.train.budget_seconds else f"for {plural(cfg.train.epochs, 'epoch')}"
+    latent = f"{cfg.latent.family} latent, dim {cfg.latent.dim}" + "".join(f" + {d}" for d in cfg.model.stochastic)
+    extras = [f"{cfg.latent.flow} flow" for _ in [0] if cfg.latent.flow != "none"] + [f"{cfg.prior.name} prior" for _ in [0] if cfg.prior.name != "standard"]
+    if cfg.model.condition == "label":
+        extras.append(f"M2 with {cfg.data.labeled:,} labels" if cfg.data.labeled else "given the labels")
+    convs = f"conv {'-'.join(map(str, cfg.model.channels))} + " if cfg.model.arch == "conv" else ""
+    hidden = "-".join(map(str, cfg.model.hidden)) or "linear"
+    bound = cfg.objective.name + (f" k={cfg.objective.k}" if cfg.objective.k > 1 else "")
+    parts = [latent, *extras, f"{convs}{cfg.model.arch if not convs else 'mlp'} {hidden}", f"{cfg.likelihood.name} likelihood", bound]
+    return f"{data} {length}: " + "; ".join(parts)
 
+
+def speaks(progress: bool) -> bool:
+    """Whether this process talks while it works: progress on, and rank 0 under torchrun."""
+    return progress and os.environ.get("RANK", "0") == "0"
+
+
+def opening(text: str) -> None:
+    """One line on stderr before the slow part (reading the data, building the model, the first step)."""
+    print(f"reparam: {text}", file=sys.stderr, flush=True)
+
+
+def print_config(a: argparse.Namespace) -> int:
+    """``--print-config``: the resolved config as TOML on stdout, nothing trained or written."""
+    from .. import config
+
+    if a.resume:
+        raise ReparamError(f"--print-config shows the config a new run would train with; {a.resume}'s own is {Path(a.resume) / 'config.json'}")
+    if a.out or a.overwrite:
+        raise ReparamError("--print-config writes nothing; --out and --overwrite do not apply to it")
+    path, overrides = split_settings(a.settings)
+    print(config.to_toml(config.load(path, overrides).to_dict()), end="")
+    return 0
+
+
+def start_training(a: argparse.Namespace) -> Path:
+    from .. import config
+    from .run import train
+
+    path, overrides = split_settings(a.settings)
+    cfg = config.load(path, overrides)
+    if a.quiet:
+        cfg.train.progress = False
+    out = Path(a.out) if a.out else default_out(cfg)
+    if speaks(cfg.train.progress):
+        opening(f"training a VAE on {describe(cfg)}; run folder {out}")
+    return train(cfg, out, overwrite=a.overwrite)
+
+
+def continue_training(a: argparse.Namespace) -> Path:
+    from .. import runs
+    from .run import resume
+
+    settings = resume_settings(a.settings)
+    if not a.quiet:
+        cfg = runs.read_config(runs.check_run_dir(a.resume))
+        if speaks(cfg.train.progress):
+            opening(f"continuing {a.resume} from its newest checkpoint: {describe(cfg)}")
+    return resume(a.resume, progress=False if a.quiet else None, **settings)
+
+
+def closing(run_dir: Path, since: float) -> list[str]:
+    """The lines ``reparam train`` ends with: the summary, the report when this command wrote one, the run folder last."""
+    summary = json.loads((run_dir / "summary.json").read_text())
+    report = run_dir / "report.html"
+    written = report.is_file() and report.stat().st_mtime >= since
+    return [summary_line(summary, run_dir), *([f"report: {report}"] if written else []), str(run_dir)]
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    if a.print_config:
+        return print_config(a)
     if a.resume and (a.out or a.overwrite):
         raise ReparamError(f"--resume continues {a.resume} in place; --out and --overwrite do not apply to it")
-    if a.resume:
-        run_dir = resume(a.resume, progress=False if a.quiet else None, **resume_settings(a.settings))
-    else:
-        path, overrides = split_settings(a.settings)
-        cfg = config.load(path, overrides)
-        if a.quiet:
-            cfg.train.progress = False
-        run_dir = train(cfg, a.out or default_out(cfg), overwrite=a.overwrite)
+    since = time.time()
+    run_dir = continue_training(a) if a.resume else start_training(a)
     if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 speaks for the job
         return 0
-    summary = json.loads((run_dir / "summary.json").read_text())
-    print(summary_line(summary, run_dir))
-    print(run_dir)
+    print("\n".join(closing(run_dir, since)))
     return 0
 
 
 def add_commands(sub) -> None:
-    t = sub.add_parser("train", help="train a VAE (digits by default)")
-    t.add_argument("settings", nargs="*", help="an optional CONFIG.toml, then key=value overrides")
+    from ..config import keys_help
+
+    width = shutil.get_terminal_size().columns - 2  # argparse's own width
+    t = sub.add_parser(
+        "train", help="train a VAE (digits by default)", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train a VAE: reparam train [CONFIG.toml] [key=value ...]; continue one: reparam train --resume RUN.",
+        epilog=keys_help(width),
+    )  # fmt: skip
+    t.add_argument("settings", nargs="*", help="an optional CONFIG.toml, then key=value overrides (the keys are listed below)")
     t.add_argument("--out", help="run folder (default: runs/<time>-<data>-<family>)")
     t.add_argument("--overwrite", action="store_true", help="reuse a folder that already holds a run")
-    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--quiet", action="store_true", help="no progress bar and no opening line")
     t.add_argument("--resume", metavar="RUN", help="continue RUN from its newest checkpoint (train.epochs=N or train.budget=T to extend)")
+    t.add_argument("--print-config", action="store_true", help="print the resolved config (CONFIG.toml and overrides) as TOML and exit; trains nothing")
     t.set_defaults(func=cmd_train)
