@@ -37,15 +37,69 @@ def metric_rows(summary: dict) -> list[list]:
     return rows
 
 
-def metrics_block(summary: dict) -> str:
+def nats(value: float, se: float | None = None) -> str:
+    return f"{value:.2f} nats" if se is None else f"{value:.2f} ± {se:.2f} nats"
+
+
+def likelihood_item(summary: dict, run_dir: Path) -> tuple[str, str, str]:
+    """The importance-sampled NLL with its SE and the K and images it took."""
+    given = summary.get("labels", "").startswith("given")
+    label = "NLL = −log p(x | y), given the labels" if given else "NLL = −log p(x)"
+    if summary.get("nll") is None:
+        return label, "not estimated", f"train.eval_k=0; reparam eval {run_dir} --k 5000 estimates it"
+    n, n_test = summary["n"], summary.get("n_test", summary["n"])
+    images = f"all {n:,} test images" if n == n_test else f"{n:,} of {n_test:,} test images"
+    detail = f"importance sampling with K = {summary['k']:,} on {images}"
+    if "bits_per_dim" in summary:
+        detail += f"; {summary['bits_per_dim']:.3f} bits/dim"
+    if "nll_original_units" in summary:
+        detail += f"; {summary['nll_original_units']:.2f} nats in the columns' original units"
+    return label, nats(summary["nll"], summary["nll_se"]), detail
+
+
+def collapse_items(summary: dict) -> list[tuple[str, str, str]]:
+    """Active units, the KL and the mutual information I(x; z): the posterior-collapse dashboard's headline."""
+    items = []
+    if "active_units" in summary:
+        items.append(("active units", f"{summary['active_units']} of {summary['latent_dim']}", "latent dimensions with Cov_x E_q[z_d] > 0.01"))
+    if "kl" in summary:
+        items.append(("KL(q(z|x) ‖ p(z))", nats(summary["kl"]), "per test image, summed over the latent dimensions"))
+    if "mi" in summary:
+        bound = f"at most log N = {summary['mi_max']:.2f}" if "mi_max" in summary else ""
+        marginal = f"marginal KL(q(z) ‖ p(z)) {summary['kl_marginal']:.2f}" if "kl_marginal" in summary else ""
+        items.append(("mutual information I(x; z)", nats(summary["mi"], summary.get("mi_se")), "; ".join(t for t in (bound, marginal) if t)))
+    return items
+
+
+def headline_items(summary: dict, run_dir: Path) -> list[tuple[str, str, str]]:
+    """(label, value, detail) of the numbers read first: test ELBO, NLL +- SE, M2's classification
+    error, active units, KL and I(x; z); each only where the summary has it."""
+    items = []
+    if "elbo" in summary:
+        terms = f"E_q log p(x|z) = {summary['log_px_z']:.2f} nats, " if "log_px_z" in summary else ""
+        items.append(("test ELBO", nats(summary["elbo"]), f"{terms}on {summary.get('n_test', summary.get('n', 0)):,} test images"))
+    items.append(likelihood_item(summary, run_dir))
+    if "classification_error" in summary:
+        se = summary.get("classification_error_se")
+        value = f"{100 * summary['classification_error']:.1f}" + ("" if se is None else f" ± {100 * se:.1f}") + "%"
+        items.append(("classification error", value, "q(y|x) on the test images (M2)"))
+    return items + collapse_items(summary)
+
+
+def metrics_block(summary: dict, run_dir: Path) -> str:
+    """The headline numbers, the run's warnings, then every scalar of summary.json folded away."""
     if not summary:
         return '<h2 id="metrics">Final metrics</h2><p class="muted">No summary.json: the run has not finished.</p>'
-    return '<h2 id="metrics">Final metrics</h2>' + html.table(["metric", "value"], metric_rows(summary))
+    rows = metric_rows(summary)
+    every = html.folded(f"Every number of summary.json ({len(rows)})", html.table(["metric", "value"], rows))
+    budgeted = f'<p class="muted">The NLL was budgeted (train.eval_k=auto): reparam eval {escape(str(run_dir))} --k 5000 gives the full-precision number.</p>'
+    head = html.headline(headline_items(summary, run_dir)) + (budgeted if "nll_plan" in summary else "")
+    return '<h2 id="metrics">Final metrics</h2>' + head + html.warnings_block(summary.get("warnings", [])) + every
 
 
 def run_page(view: RunView, pngs: dict[str, bytes]) -> str:
     """The single-run report: metrics, diagnostics, every figure, the config."""
-    parts = [f'<p class="muted">{escape(str(view.run_dir))}</p>', metrics_block(view.summary)]
+    parts = [f'<p class="muted">{escape(str(view.run_dir))}</p>', metrics_block(view.summary, view.run_dir)]
     if view.conditional:
         names, label = view.model.class_names, view.label
         assert names is not None and label is not None  # a conditional run has its classes and a class to draw
@@ -89,12 +143,20 @@ def _setting(view: RunView) -> dict:
     return {"family": cfg.latent.family, "latent dim": cfg.latent.dim, "data": cfg.data.name, "objective": cfg.objective.name}
 
 
+#: The summary's keys of the headline numbers, in the order a comparison lists them first.
+HEADLINE = ("elbo", "nll", "nll_se", "k", "n", "classification_error", "classification_error_se", "active_units", "kl", "mi", "mi_se")
+
+
 def comparison_table(views: list[RunView]) -> str:
-    """Settings and final metrics, one column per run."""
+    """Settings and the headline metrics, one column per run; every other number folded below."""
     cols = [{**_setting(v), **{k: x for k, x in v.summary.items() if isinstance(x, (int, float))}} for v in views]
-    keys = list(_setting(views[0])) + sorted({k for c in cols for k in c} - set(_setting(views[0])))
-    rows = [[k] + [c.get(k, "") for c in cols] for k in keys]
-    return '<h2 id="metrics">Settings and final metrics</h2>' + html.table(["", *[v.name for v in views]], rows)
+    present = {k for c in cols for k in c}
+    first = list(_setting(views[0])) + [k for k in HEADLINE if k in present]
+    header = ["", *[v.name for v in views]]
+    rows = [[k] + [c.get(k, "") for c in cols] for k in first]
+    rest = [[k] + [c.get(k, "") for c in cols] for k in sorted(present - set(first))]
+    folded = html.folded(f"Every other number of summary.json ({len(rest)})", html.table(header, rest)) if rest else ""
+    return '<h2 id="metrics">Settings and final metrics</h2>' + html.table(header, rows) + folded
 
 
 def comparison_page(views: list[RunView], pngs: list[dict[str, bytes]]) -> str:
@@ -121,4 +183,3 @@ def write_comparison(run_dirs: list[str | Path], out: str | Path, seed: int = 0,
     pngs = [space.render(v, seed, progress=None) for v in views]
     runs.atomic_write_bytes(out, comparison_page(views, pngs).encode("utf-8"))
     return Path(out)
-

@@ -22,6 +22,11 @@ td.num { text-align: right; } figure { margin: 1rem 0; } figcaption { color: var
 img { max-width: 100%; height: auto; display: block; }
 .side { display: grid; gap: 1rem; grid-template-columns: repeat(auto-fit, minmax(18rem, 1fr)); }
 pre { background: #f4f6f9; padding: 0.8rem; overflow-x: auto; font-size: 0.85rem; }
+.headline { display: grid; gap: 0.7rem; grid-template-columns: repeat(auto-fill, minmax(min(18rem, 100%), 1fr)); margin: 1rem 0; }
+.headline > div { border: 1px solid var(--line); border-radius: 0.4rem; padding: 0.5rem 0.8rem; }
+.headline dt { color: var(--muted); font-size: 0.9rem; } .headline dd { margin: 0; }
+.headline .value { font-size: 1.45rem; font-variant-numeric: tabular-nums; white-space: nowrap; } .headline .detail { color: var(--muted); font-size: 0.82rem; }
+.warn { border-left: 0.25rem solid #c47f00; padding-left: 0.6rem; } summary { cursor: pointer; color: var(--muted); }
 @media print { nav { display: none; } body { max-width: none; padding: 0; }
   figure, table, pre { break-inside: avoid; } h2 { break-after: avoid; } }
 """
@@ -78,3 +83,21 @@ def diagnostics_block(diag: dict) -> str:
     rows = [[f"z{d}", s, "yes" if a else "no"] for d, s, a in diag["dims"]]
     intro = f'<p>{diag["active_units"]} of {diag["latent_dim"]} latent units active (Cov_x E[z_d] &gt; 0.01).</p>'
     return '<h2 id="diagnostics">Diagnostics</h2>' + intro + table(["dimension", diag["what"], "active"], rows)
+
+
+def headline(items: list[tuple[str, str, str]]) -> str:
+    """The numbers read first, as cards: (label, value, detail) each, values set large."""
+    cards = "".join(
+        f'<div><dt>{escape(label)}</dt><dd class="value">{escape(value)}</dd><dd class="detail">{escape(detail)}</dd></div>' for label, value, detail in items
+    )
+    return f'<dl class="headline">{cards}</dl>'
+
+
+def folded(summary: str, body: str) -> str:
+    """``body`` behind a disclosure line that reads ``summary`` (no script: the browser's own <details>)."""
+    return f"<details><summary>{escape(summary)}</summary>{body}</details>"
+
+
+def warnings_block(warnings: list[str]) -> str:
+    """What the run warned about while it trained, one line each."""
+    return "".join(f'<p class="warn">{escape(w)}</p>' for w in warnings)
