@@ -34,6 +34,11 @@ def test_exactly_two_setup_commands_and_ci_runs_the_test_one():
     assert test_cmd in (ROOT / ".ci" / "run").read_text()
 
 
+def test_the_setup_section_says_how_to_get_the_cpu_build():
+    """On a CPU-only Linux machine PyPI's torch brings ~3 GB of CUDA wheels; the section says how not to."""
+    assert "pip install torch --index-url https://download.pytorch.org/whl/cpu" in section("Two commands")
+
+
 #: Sections whose commands run here (the others need MNIST at scale, torchrun or a GPU).
 CLI_SECTIONS = ("Command line", "Richer models: hierarchies, flows, learned priors")
 
