@@ -170,14 +170,23 @@ def cmd_train(a: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(sub) -> None:
-    from ..config import keys_help
+KEYS = "(the configuration keys)"
 
-    width = shutil.get_terminal_size().columns - 2  # argparse's own width
+
+class TrainHelp(argparse.RawDescriptionHelpFormatter):
+    """``train --help``: its epilog, ``KEYS``, becomes the list of configuration keys, read from
+    the config's dataclasses only when the help is shown (not at every start of the command line)."""
+
+    def add_text(self, text: str | None) -> None:
+        from ..config import keys_help
+
+        super().add_text(keys_help(shutil.get_terminal_size().columns - 2) if text == KEYS else text)
+
+
+def add_commands(sub) -> None:
     t = sub.add_parser(
-        "train", help="train a VAE (digits by default)", formatter_class=argparse.RawDescriptionHelpFormatter,
+        "train", help="train a VAE (digits by default)", formatter_class=TrainHelp, epilog=KEYS,
         description="Train a VAE: reparam train [CONFIG.toml] [key=value ...]; continue one: reparam train --resume RUN.",
-        epilog=keys_help(width),
     )  # fmt: skip
     t.add_argument("settings", nargs="*", help="an optional CONFIG.toml, then key=value overrides (the keys are listed below)")
     t.add_argument("--out", help="run folder (default: runs/<time>-<data>-<family>)")
