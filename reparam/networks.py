@@ -66,11 +66,13 @@ class Decoder(nn.Module):
 
 
 ARCHS: Registry = Registry("model.arch")
+INITS = ("auto", "he", "torch")  # how the dense layers start: reparam.model.init
 
 
 def check(cfg) -> None:
     """The ``model`` config section's rules (ConfigError, one line naming the key)."""
     one_of("model.arch", cfg.arch, tuple(ARCHS.names()))
+    one_of("model.init", cfg.init, INITS)
     ACTIVATIONS.lookup(cfg.activation)
     require(all(h > 0 for h in cfg.hidden), f"model.hidden sizes must be positive, got {cfg.hidden}")
     require(len(cfg.channels) >= 1 and all(c > 0 for c in cfg.channels), f"model.channels must be positive sizes, got {cfg.channels}")

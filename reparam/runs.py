@@ -94,7 +94,7 @@ def read_config(run_dir: Path):
     from . import config
 
     try:
-        return config.from_dict(read_json(run_dir / CONFIG))
+        return config.from_saved(read_json(run_dir / CONFIG))
     except RunError:
         raise
     except ReparamError as e:

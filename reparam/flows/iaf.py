@@ -1,4 +1,11 @@
-"""Inverse autoregressive flows (Kingma et al. 2016): MADE steps conditioned on a context from the encoder."""
+"""Inverse autoregressive flows (Kingma et al. 2016): MADE steps conditioned on a context from the encoder.
+
+``iaf`` starts at the identity, as the authors' released code does (its autoregressive outputs
+are scaled down so each step begins as z -> z); ``iaf_gated`` is the gated update of the paper's
+text with its forget-gate bias of 1.5, which runs written before 0.3 used: every step then starts
+by multiplying z by sigmoid(1.5) = 0.82, so four steps begin at 0.45 of the base draw, and on
+MNIST the gated IAF-4 scored 4.6 nats worse than no flow where the identity start scores better.
+"""
 
 from __future__ import annotations
 
@@ -28,7 +35,7 @@ class MADE(nn.Module):
     mask_in: torch.Tensor  # buffers (see __init__)
     mask_out: torch.Tensor
 
-    def __init__(self, dim: int, context: int, hidden: int):
+    def __init__(self, dim: int, context: int, hidden: int, s_bias: float = 0.0, out_scale: float = 0.0):
         super().__init__()
         first, second = made_masks(dim, hidden)
         self.register_buffer("mask_in", first, persistent=False)
@@ -36,9 +43,9 @@ class MADE(nn.Module):
         self.inp = nn.Linear(dim, hidden)
         self.ctx = nn.Linear(context, hidden, bias=False)  # the context enters every hidden unit
         self.out = nn.Linear(hidden, 2 * dim)
-        with torch.no_grad():  # s starts at +1.5: sigmoid(s) ~ 0.82, close to the identity (Kingma et al. 2016)
-            self.out.weight.mul_(0.01)
-            self.out.bias[dim:].fill_(1.5)
+        with torch.no_grad():  # m starts at 0 and s at s_bias, whatever z and h (out_scale 0: exactly)
+            self.out.weight.mul_(out_scale)
+            self.out.bias[dim:].fill_(s_bias)
             self.out.bias[:dim].zero_()
 
     def forward(self, z: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -50,17 +57,24 @@ class MADE(nn.Module):
 
 @register("iaf")
 class IAF(Flow):
-    """K IAF steps z <- sigma z + (1 - sigma) m, sigma = sigmoid(s), [m, s] = MADE_k(z, h).
+    """K IAF steps z <- m + exp(s) z, [m, s] = MADE_k(z, h) (Kingma et al. 2016, eq. 10).
 
-    The numerically stable update of Kingma et al. (2016, eq. 14-15); log |det| = sum log
-    sigma. The order of the dimensions is reversed between steps, so every dimension is
-    updated by the others (and restored at the end). h (``dim`` numbers per example) comes from the encoder; each
-    step's MADE (one masked hidden layer of ``4 dim`` ELU units) is a global weight.
+    log |det| = sum s. Each MADE's output layer starts at zero, so m = s = 0 and every step
+    starts as the identity (the authors' released code scales its outputs by 0.1 for the same
+    start). The order of the dimensions is reversed between steps, so every dimension is
+    updated by the others (and restored at the end). h (``dim`` numbers per example) comes from
+    the encoder; each step's MADE (one masked hidden layer of ``4 dim`` ELU units) is a global weight.
     """
+
+    made_options: dict = {}
 
     def __init__(self, dim: int, steps: int):
         super().__init__(dim, steps)
-        self.made = nn.ModuleList(MADE(dim, dim, 4 * dim) for _ in range(steps))
+        self.made = nn.ModuleList(MADE(dim, dim, 4 * dim, **self.made_options) for _ in range(steps))
+
+    def step(self, z: torch.Tensor, m: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step's new z and its log |det| (*S, B)."""
+        return m + torch.exp(s) * z, s.sum(-1)
 
     @property
     def raw_size(self) -> int:
@@ -72,10 +86,23 @@ class IAF(Flow):
         for k, made in enumerate(self.made):
             if k:
                 z = z.flip(-1)  # a permutation: |det| = 1
-            m, s = made(z, raw)
-            gate = torch.sigmoid(s)
-            z = gate * z + (1 - gate) * m
-            log_det = log_det + torch.nn.functional.logsigmoid(s).sum(-1)
+            z, step_log_det = self.step(z, *made(z, raw))
+            log_det = log_det + step_log_det
         if (self.steps - 1) % 2:  # back to the input's order of dimensions
             z = z.flip(-1)
         return z, log_det
+
+
+@register("iaf_gated")
+class GatedIAF(IAF):
+    """K IAF steps z <- sigma z + (1 - sigma) m, sigma = sigmoid(s): the gated update of the
+    paper's text (Kingma et al. 2016, eq. 14-15), log |det| = sum log sigma, with s starting
+    at +1.5 (their forget-gate bias) and the MADEs' output weights at 0.01 of torch's start.
+    Runs written before 0.3 with ``latent.flow=iaf`` used this flow and read back as it.
+    """
+
+    made_options = {"s_bias": 1.5, "out_scale": 0.01}
+
+    def step(self, z: torch.Tensor, m: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        gate = torch.sigmoid(s)
+        return gate * z + (1 - gate) * m, torch.nn.functional.logsigmoid(s).sum(-1)

@@ -9,6 +9,7 @@ from ..errors import ConfigError, require
 from ..networks import ARCHS, mlp
 from .conditional import ConditionalVAE
 from .hierarchical import HierarchicalVAE
+from .init import initialize
 from .vae import VAE
 
 
@@ -50,6 +51,17 @@ def build_hierarchical(cfg, x_shape: tuple[int, ...], encoder: nn.Module | None,
 
 
 def build(
+    cfg, x_shape: tuple[int, ...], encoder: nn.Module | None = None, decoder: nn.Module | None = None, *,
+    columns: list[str] | None = None, classes: int | None = None,
+) -> VAE | HierarchicalVAE | ConditionalVAE:  # fmt: skip
+    """A VAE from a resolved config, its networks started as ``model.init`` says (``reparam.model.init``;
+    an ``encoder`` or ``decoder`` passed in is left as it is). See ``assemble`` for the rest."""
+    model = assemble(cfg, x_shape, encoder, decoder, columns=columns, classes=classes)
+    initialize(model, cfg.model.init, keep=[m for m in (encoder, decoder) if m is not None])
+    return model
+
+
+def assemble(
     cfg, x_shape: tuple[int, ...], encoder: nn.Module | None = None, decoder: nn.Module | None = None, *,
     columns: list[str] | None = None, classes: int | None = None,
 ) -> VAE | HierarchicalVAE | ConditionalVAE:  # fmt: skip

@@ -34,6 +34,8 @@ class ConditionalVAE(VAE):
     training. ``y`` arguments are class indices (B,) or (relaxed) one-hots (*S, B, C).
     """
 
+    auto_init = "torch"  # M2's classifier on digits: 73% test error with he, 28% with torch's start (reparam.model.init)
+
     def __init__(self, encoder, family, decoder, head, classes: int, classifier: nn.Module | None = None, prior=None, flow=None):
         super().__init__(encoder, family, decoder, head, prior, flow)
         self.classes = classes

@@ -147,6 +147,7 @@ class HierarchicalVAE(nn.Module):
         return self.families[0].raw_size
 
     density_everywhere = True
+    auto_init = "he"  # with a KL warm-up, which a hierarchy brings by default (reparam.config)
 
     def split(self, z: torch.Tensor) -> list[torch.Tensor]:
         """The concatenated latent (*S, B, sum D_l) -> one tensor per layer, bottom first."""

@@ -38,6 +38,8 @@ class VAE(nn.Module):
     the answer.
     """
 
+    #: what ``model.init=auto`` starts the networks with (``reparam.model.init``): measured per kind of model
+    auto_init = "he"
     encoder: nn.Module
     family: Family
     decoder: nn.Module

@@ -16,16 +16,18 @@ from tests.conftest import tiny_config
 from tests.helpers import assert_bad_config
 
 Z = 4.0
-FLOWS = ["planar", "iaf"]
+FLOWS = ["planar", "iaf", "iaf_gated"]
+#: How far each flow's global weights are moved from their start, so the tests have teeth: the
+#: identity-start IAF's exp(s) grows fast (0.1 already moves z by ~0.25 and log |det| by ~0.2).
+PERTURB = {"iaf": 0.1, "iaf_gated": 0.5}
 
 
 def flow_and_raw(name: str, dim: int = 3, steps: int = 3, batch: int = 2, seed: int = 0):
     torch.manual_seed(seed)
     flow = flows.get(name, dim, steps).double()
-    if name == "iaf":  # move the MADEs away from their near-identity start, so the test has teeth
-        with torch.no_grad():
-            for p in flow.parameters():
-                p.add_(0.5 * torch.randn_like(p))
+    with torch.no_grad():
+        for p in flow.parameters():
+            p.add_(PERTURB.get(name, 0.0) * torch.randn_like(p))
     raw = torch.randn(batch, flow.raw_size, dtype=torch.float64)
     return flow, raw
 
@@ -73,6 +75,31 @@ def test_flow_posterior_density_is_normalized_and_matches_its_draws(name):
     assert abs(float(w.mean()) - 1.0) < Z * se, (float(w.mean()), se)
 
 
+def test_the_iaf_starts_at_the_identity():
+    """A new IAF maps z0 to itself with log |det| = 0, whatever the context: before 0.3 each step
+    started by multiplying z by sigmoid(1.5) = 0.82 (0.45 after four steps), a start the authors'
+    released code does not have; that flow is kept as ``iaf_gated`` for the runs that used it."""
+    torch.manual_seed(0)
+    z0, h = torch.randn(3, 5, 6), torch.randn(5, 6)
+    z, log_det = flows.get("iaf", 6, 4)(z0, h)
+    assert torch.equal(z, z0) and torch.equal(log_det, torch.zeros(3, 5))
+    z, log_det = flows.get("iaf_gated", 6, 4)(z0, h)
+    torch.testing.assert_close(z, torch.sigmoid(torch.tensor(1.5)) ** 4 * z0, atol=0.05, rtol=0)  # 0.45 z0, up to the small m
+
+
+def test_a_run_written_before_model_init_reads_back_as_it_trained():
+    """config.json without model.init (reparam 0.1 and 0.2) is read with torch's start and the gated IAF."""
+    from reparam import config
+
+    saved = tiny_config("latent.flow=iaf").to_dict()
+    del saved["model"]["init"]
+    saved["objective"]["label_baseline"] = "moving_average"  # the default before 0.3, saved in every config
+    cfg = config.from_saved(saved)
+    assert (cfg.model.init, cfg.latent.flow) == ("torch", "iaf_gated")
+    now = config.from_saved(tiny_config("latent.flow=iaf").to_dict())
+    assert (now.model.init, now.latent.flow) == ("auto", "iaf")
+
+
 def test_flow_posterior_knows_its_density_at_its_own_draws_only():
     flow, raw = flow_and_raw("planar", batch=1)
     q = FlowPosterior(latents.get("gaussian", 3).double().posterior(torch.zeros(1, 6, dtype=torch.float64)), flow, raw)
@@ -94,7 +121,7 @@ def test_a_flow_posterior_trains_and_evaluates_on_digits(name, tmp_path):
 
 
 BAD = [
-    (["latent.flow=spline"], "unknown latent.flow 'spline'; valid: iaf, planar"),
+    (["latent.flow=spline"], "unknown latent.flow 'spline'; valid: iaf, iaf_gated, planar"),
     (["latent.flow_steps=3"], "latent.flow_steps applies to a flow"),
     (["latent.flow=planar", "latent.flow_steps=-1"], "latent.flow_steps must be >= 1"),
     (["latent.flow=iaf", "latent.family=dirichlet"], "latent.flow=iaf moves latents on R^D"),
