@@ -22,6 +22,9 @@ class Flow(nn.Module):
     """
 
     default_steps = 4
+    #: the networks' start under ``model.init=auto`` where this flow's measurements asked for one
+    #: (``reparam.model.init``); None: the model's own choice
+    auto_init: str | None = None
 
     def __init__(self, dim: int, steps: int):
         super().__init__()

@@ -34,13 +34,16 @@ class ConditionalVAE(VAE):
     training. ``y`` arguments are class indices (B,) or (relaxed) one-hots (*S, B, C).
     """
 
-    auto_init = "torch"  # M2's classifier on digits: 73% test error with he, 28% with torch's start (reparam.model.init)
-
     def __init__(self, encoder, family, decoder, head, classes: int, classifier: nn.Module | None = None, prior=None, flow=None):
         super().__init__(encoder, family, decoder, head, prior, flow)
         self.classes = classes
         self.label_in = nn.Linear(classes, self.raw_size, bias=False)
         self.classifier = classifier
+
+    @property
+    def auto_init(self) -> str:
+        """torch's start: with He's, M2's classifier on digits (100 labels, 5 epochs) ended at 73% test error against 28%."""
+        return "torch"
 
     def onehot(self, y: torch.Tensor) -> torch.Tensor:
         """Class indices (*B,) -> one-hots (*B, C) float; (relaxed) one-hots pass through."""

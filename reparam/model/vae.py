@@ -38,8 +38,6 @@ class VAE(nn.Module):
     the answer.
     """
 
-    #: what ``model.init=auto`` starts the networks with (``reparam.model.init``): measured per kind of model
-    auto_init = "he"
     encoder: nn.Module
     family: Family
     decoder: nn.Module
@@ -52,6 +50,12 @@ class VAE(nn.Module):
         self.encoder, self.family, self.decoder, self.head = encoder, family, decoder, head
         self.prior_model = StandardPrior(family, head.x_shape, 0) if prior is None else prior
         self.flow = flow
+
+    @property
+    def auto_init(self) -> str:
+        """What ``model.init=auto`` starts the networks with (``reparam.model.init``): He's start,
+        unless the flow's measurements asked for another."""
+        return (self.flow.auto_init if self.flow is not None else None) or "he"
 
     @property
     def x_shape(self) -> tuple[int, ...]:
