@@ -131,7 +131,20 @@ def dashboard(model, x: torch.Tensor, n_queries: int = 1000) -> dict:
     out["kl_per_dim"] = None if kl is None else [round(float(v), 5) for v in kl]
     out.update(mutual_information(model, x, n_queries))
     out.update(layers(model, x))
+    out["collapse"] = collapse(out)
     return out
+
+
+def collapse(dash: dict) -> list[str]:
+    """One line for each stochastic layer with no active unit (Cov_x E_q[z_d] <= ACTIVE_THRESHOLD
+    for every d): the layer says nothing about x, whatever the bound reads. Empty when none."""
+    dims = dash.get("layer_dims") or [dash["latent_dim"]]
+    active = dash.get("active_units_per_layer") or [dash["active_units"]]
+    where = (lambda i: f"layer {i + 1} of {len(dims)} ({dims[i]} units)") if len(dims) > 1 else (lambda i: f"the latent ({dims[i]} units)")
+    return [
+        f"{where(i)} collapsed: no unit is active (Cov_x E_q[z] <= {ACTIVE_THRESHOLD}), so it carries no information about x"
+        for i, a in enumerate(active) if a == 0
+    ]  # fmt: skip
 
 
 def epoch_dashboard(model, x: torch.Tensor, n_queries: int = 200) -> dict:

@@ -94,7 +94,7 @@ def metrics_block(summary: dict, run_dir: Path) -> str:
     every = html.folded(f"Every number of summary.json ({len(rows)})", html.table(["metric", "value"], rows))
     budgeted = f'<p class="muted">The NLL was budgeted (train.eval_k=auto): reparam eval {escape(str(run_dir))} --k 5000 gives the full-precision number.</p>'
     head = html.headline(headline_items(summary, run_dir)) + (budgeted if "nll_plan" in summary else "")
-    return '<h2 id="metrics">Final metrics</h2>' + head + html.warnings_block(summary.get("warnings", [])) + every
+    return '<h2 id="metrics">Final metrics</h2>' + head + html.warnings_block([*summary.get("collapse", []), *summary.get("warnings", [])]) + every
 
 
 def run_page(view: RunView, pngs: dict[str, bytes]) -> str:

@@ -350,3 +350,22 @@ def test_evaluate_is_repeatable_and_leaves_the_global_rng_alone():
     assert evaluate.elbo_terms(model, x, seed=5) == evaluate.elbo_terms(model, x, seed=5) == {k: a[k] for k in ("elbo", "log_px_z", "kl")}
     assert torch.equal(state, torch.get_rng_state())
 
+
+
+def test_a_collapsed_layer_is_named_in_the_dashboard():
+    """A layer whose posterior means do not move with x (here: the upper layer's network zeroed, so
+    q(z_2|z_1) is one distribution for every image) is named; a live layer is not."""
+    from reparam import config
+    from reparam.model import build
+
+    torch.manual_seed(0)
+    model = build(config.load(None, ["latent.dim=4", "model.stochastic=[3]", "model.hidden=[32]"]), (8, 8))
+    x = data.load(config.DataConfig(name="digits")).test[:200]
+    assert diagnostics.collapse(diagnostics.dashboard(model, x, n_queries=50)) == []
+    with torch.no_grad():
+        for p in model.up.parameters():
+            p.zero_()
+    lines = diagnostics.collapse(diagnostics.dashboard(model, x, n_queries=50))
+    assert lines == ["layer 2 of 2 (3 units) collapsed: no unit is active (Cov_x E_q[z] <= 0.01), so it carries no information about x"]
+    one = {"latent_dim": 8, "active_units": 0}
+    assert diagnostics.collapse(one) == ["the latent (8 units) collapsed: no unit is active (Cov_x E_q[z] <= 0.01), so it carries no information about x"]

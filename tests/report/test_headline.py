@@ -84,3 +84,12 @@ def test_the_headline_in_a_browser(page_file):
                 assert page.evaluate("document.documentElement.scrollWidth") <= width  # no sideways scrolling
         finally:
             browser.close()
+
+
+def test_a_collapsed_layer_leads_the_warnings(tmp_path):
+    """summary.json's collapse lines (reparam.evaluate.diagnostics.collapse) are shown under the headline."""
+    line = "layer 2 of 2 (50 units) collapsed: no unit is active (Cov_x E_q[z] <= 0.01), so it carries no information about x"
+    page = build.metrics_block({"elbo": -90.0, "collapse": [line], "warnings": ["another warning"]}, tmp_path)
+    from html import escape
+
+    assert page.index(escape(line)) < page.index("another warning") < page.index("Every number")
