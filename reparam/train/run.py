@@ -24,7 +24,7 @@ from ..errors import ConfigError
 from ..evaluate import gradvar
 from ..model import VAE, HierarchicalVAE, build
 from ..report import write_report
-from . import checkpoint, tracking
+from . import checkpoint, memory, tracking
 from .loop import Hook, Trainer
 
 
@@ -68,6 +68,8 @@ def _setup(cfg, model: VAE | None = None, columns=None) -> tuple[data_mod.Data, 
     if cfg.model.condition == "label":
         assert data.classes is not None  # data_mod.check_labels above
         classes = len(data.classes)
+    if model is None:
+        memory.check(cfg, data.x_shape, device, layout, classes, dist, data.train.nbytes + data.test.nbytes)  # before anything is built or written
     vae = (build(cfg, data.x_shape, columns=layout, classes=classes) if model is None else model).to(device)
     vae.head.check_data(data.train, "the training set")
     vae.head.check_data(data.test, "the test set")
