@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import shutil
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import ConfigError, ReparamError
@@ -134,7 +136,8 @@ def start_training(a: argparse.Namespace) -> Path:
     out = Path(a.out) if a.out else default_out(cfg)
     if speaks(cfg.train.progress):
         opening(f"training a VAE on {describe(cfg)}; run folder {out}")
-    return train(cfg, out, overwrite=a.overwrite)
+    with resumable_on_full_disk(out):
+        return train(cfg, out, overwrite=a.overwrite)
 
 
 def continue_training(a: argparse.Namespace) -> Path:
@@ -145,8 +148,22 @@ def continue_training(a: argparse.Namespace) -> Path:
     if not a.quiet:
         cfg = runs.read_config(runs.check_run_dir(a.resume))
         if speaks(cfg.train.progress):
-            opening(f"continuing {a.resume} from its newest checkpoint: {describe(cfg)}")
-    return resume(a.resume, progress=False if a.quiet else None, **settings)
+            start = "from step 0 (it stopped before its first checkpoint)" if runs.untrained(Path(a.resume)) else "from its newest checkpoint"
+            opening(f"continuing {a.resume} {start}: {describe(cfg)}")
+    with resumable_on_full_disk(Path(a.resume)):
+        return resume(a.resume, progress=False if a.quiet else None, **settings)
+
+
+@contextmanager
+def resumable_on_full_disk(run_dir: Path):
+    """A full disk once the run folder holds its config: one line saying to free space and resume
+    (what was checkpointed is kept; before the first checkpoint the run starts again from step 0)."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno != errno.ENOSPC or not (run_dir / "config.json").is_file():
+            raise
+        raise ReparamError(f"{e.strerror} ({e.filename}); free space, then: reparam train --resume {run_dir}") from None
 
 
 def closing(run_dir: Path, since: float) -> list[str]:

@@ -234,6 +234,25 @@ def test_a_run_killed_before_its_first_checkpoint_resumes_from_step_0_bit_for_bi
     ]
 
 
+def test_a_full_disk_at_the_first_checkpoint_says_how_to_go_on_and_resume_starts_from_step_0(short_reference, tmp_path, capsys, monkeypatch):
+    import errno
+
+    from tests.helpers import assert_user_error, in_process
+
+    def full(path, tensors, meta):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    run = tmp_path / "run"
+    with monkeypatch.context() as mp:
+        mp.setattr(checkpoint, "save_tensors", full)
+        proc = in_process(capsys, "train", *SHORT, "--out", str(run))
+    assert_user_error(proc, f"No space left on device ({run / runs.CHECKPOINTS}/step-000000000.safetensors); free space, then: reparam train --resume {run}")
+    assert runs.untrained(run)
+    proc = in_process(capsys, "train", "--resume", str(run), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert_bitwise_equal(weights(short_reference), weights(run))
+
+
 def test_a_run_whose_checkpoints_are_gone_is_not_restarted(short_reference, tmp_path, capsys):
     """Weights or metrics beside no checkpoint: something was trained, so --resume refuses (one
     line) rather than start it again over them."""
