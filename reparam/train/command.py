@@ -145,7 +145,8 @@ def continue_training(a: argparse.Namespace) -> Path:
     from .run import resume
 
     settings = resume_settings(a.settings)
-    if not a.quiet:
+    finished = not settings and (Path(a.resume) / runs.SUMMARY).is_file()  # resume says so and trains nothing
+    if not a.quiet and not finished:
         cfg = runs.read_config(runs.check_run_dir(a.resume))
         if speaks(cfg.train.progress):
             start = "from step 0 (it stopped before its first checkpoint)" if runs.untrained(Path(a.resume)) else "from its newest checkpoint"

@@ -273,10 +273,14 @@ def test_resuming_a_finished_run_says_so_and_rewrites_nothing(short_reference, t
     from tests.helpers import in_process, snapshot
 
     run = shutil.copytree(short_reference, tmp_path / "run")
+    cfg = runs.read_json(run / runs.CONFIG)
+    cfg["train"]["progress"] = True  # the note comes alone, without the line that announces training
+    runs.write_json(run / runs.CONFIG, cfg)
     before = snapshot(run)
-    proc = in_process(capsys, "train", "--resume", str(run), "--quiet")
+    proc = in_process(capsys, "train", "--resume", str(run))
     assert proc.returncode == 0, proc.stderr
-    assert f"{run} already finished its 2 epochs; nothing was rewritten" in proc.stderr
+    assert proc.stderr.splitlines()[0].startswith(f"reparam: {run} already finished its 2 epochs; nothing was rewritten")
+    assert len(proc.stderr.splitlines()) == 1
     assert "train.epochs=N" in proc.stderr and "reparam eval" in proc.stderr
     assert "test ELBO" in proc.stdout and snapshot(run) == before
     proc = in_process(capsys, "train", "--resume", str(run), "train.epochs=2", "--quiet")  # the count it already reached
