@@ -217,13 +217,18 @@ class HierarchicalVAE(nn.Module):
         """Per layer: unit means along the mean path [(B, D_l)], and the KL term
         E_q[log q(z_l|z_(l-1)) - log p(z_l|z_(l+1))] by Monte Carlo from z (K, B, sum D_l): (B, L)."""
         means = [f.unit_mean(ql) for f, ql in zip(self.families, q.layers())]
+        return means, -self.log_ratio_groups(q, z).mean(0)
+
+    def log_ratio_groups(self, q: ChainPosterior, z: torch.Tensor) -> torch.Tensor:
+        """log p(z_l|z_(l+1)) - log q(z_l|z_(l-1)) per layer at z (K, B, sum D_l): (K, B, L), summing
+        to log p(z) - log q(z|x). Free bits floor each layer's KL (``reparam.objectives.free_bits``)."""
         parts = self.split(z)
         terms = []
         for layer in range(len(parts)):
             log_q = q.q1.log_prob(parts[0]) if layer == 0 else q.conditional(layer, parts[layer - 1]).log_prob(parts[layer])
             above = self.families[-1].prior() if layer == len(parts) - 1 else self.generative(layer, parts[layer + 1])
-            terms.append((log_q - above.log_prob(parts[layer])).mean(0))
-        return means, torch.stack(terms, -1)
+            terms.append(above.log_prob(parts[layer]) - log_q)
+        return torch.stack(terms, -1)
 
     def on_step(self, step: int) -> None:
         for f in self.families:

@@ -125,6 +125,10 @@ class VAE(nn.Module):
         """KL per latent dimension, (B, D), where it exists in closed form (the family's own prior, no flow)."""
         return self.family.kl_per_dim(q) if self._standard() else None
 
+    def log_ratio_groups(self, q: Distribution, z: torch.Tensor) -> torch.Tensor | None:
+        """log p(z) - log q(z|x) split by stochastic layer, (K, B, L); None with one layer."""
+        return None
+
     def log_prob_per_dim(self, d: Distribution, z: torch.Tensor) -> torch.Tensor | None:
         """log d(z_d) per dimension where d factorizes (see ``Family.log_prob_per_dim``)."""
         return self.family.log_prob_per_dim(d, z)

@@ -107,7 +107,7 @@ def compute(
     d = draw(model, x, q, k, est.ESTIMATORS[name](baseline), baseline_state)
     kl, closed_kl = kl_term(model, d)  # (B,)
     if free_bits > 0:
-        d.free_bits = FreeBits(model, d.q, kl, free_bits, free_bits_group, batch_mean)
+        d.free_bits = FreeBits(model, d.q, kl, free_bits, free_bits_group, batch_mean, z=d.z)
     s = signal(d, spec, reduction, beta, kl, closed_kl)
     rec = d.log_px_z.mean(0)
     terms = {"elbo": rec - kl, "log_px_z": rec, "kl": kl}

@@ -50,8 +50,10 @@ class Draw:
         if self.free_bits is None:
             return total
         per_dim = None
-        if self.free_bits.group is not None:
-            model, q = self.model, self.q_stop() if stop else self.q
+        model, q = self.model, self.q_stop() if stop else self.q
+        if self.free_bits.layered:
+            per_dim = model.log_ratio_groups(q, self.z)
+        elif self.free_bits.group is not None:
             per_dim = model.log_prob_per_dim(model.prior(), self.z) - model.log_prob_per_dim(q, self.z)
         return self.free_bits.active(per_dim, total)
 

@@ -125,3 +125,28 @@ BAD = [
 @pytest.mark.parametrize("overrides,needle", BAD, ids=[b[1][:30] for b in BAD])
 def test_bad_hierarchy_settings_are_one_line_and_exit_2(overrides, needle, tmp_path, capsys):
     assert_bad_config(overrides, needle, tmp_path, capsys)
+
+
+def test_free_bits_floor_each_layer_of_a_hierarchy():
+    """objective.free_bits on a hierarchy: the KL term is sum_l max(lambda D_l, E_batch[KL_l]) with
+    KL_l the layer's Monte Carlo term (before: one floor lambda * sum D_l on the total, which never
+    binds on an upper layer); a layer below its floor adds no gradient."""
+    from reparam.objectives import FreeBits
+
+    torch.manual_seed(4)
+    model = build(tiny_config("model.stochastic=[3]"), (8, 8))
+    x = torch.rand(32, 8, 8).bernoulli()
+    q = model.posterior(x)
+    z = q.rsample((2,))
+    _, per_layer = model.layer_statistics(q, z)  # (B, 2)
+    mean = per_layer.detach().mean(0)
+    lam = float(mean[1]) / 3 + 0.5  # layer 2 (3 units) below its floor, layer 1 (4 units) above its own
+    assert float(mean[0]) > 4 * lam
+    fb = FreeBits(model, q, per_layer.sum(-1), lam, z=z)
+    assert fb.above.tolist() == [True, False]
+    torch.testing.assert_close(fb.penalty().mean(), mean[0] + 3 * lam + (per_layer[:, 0] - mean[0]).mean())
+    params = [p for p in model.parameters() if p.requires_grad]
+    floored = torch.autograd.grad(fb.penalty().mean(), params, retain_graph=True, allow_unused=True)
+    first = torch.autograd.grad(per_layer[:, 0].mean(), params, allow_unused=True)
+    for a, b in zip(floored, first):
+        assert (a is None and b is None) or torch.allclose(a, b)
