@@ -7,7 +7,6 @@ import errno
 import json
 import os
 import shutil
-import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -107,11 +106,6 @@ def speaks(progress: bool) -> bool:
     return progress and os.environ.get("RANK", "0") == "0"
 
 
-def opening(text: str) -> None:
-    """One line on stderr before the slow part (reading the data, building the model, the first step)."""
-    print(f"reparam: {text}", file=sys.stderr, flush=True)
-
-
 def print_config(a: argparse.Namespace) -> int:
     """``--print-config``: the resolved config as TOML on stdout, nothing trained or written."""
     from .. import config
@@ -134,10 +128,9 @@ def start_training(a: argparse.Namespace) -> Path:
     if a.quiet:
         cfg.train.progress = False
     out = Path(a.out) if a.out else default_out(cfg)
-    if speaks(cfg.train.progress):
-        opening(f"training a VAE on {describe(cfg)}; run folder {out}")
+    opening = f"training a VAE on {describe(cfg)}; run folder {out}" if speaks(cfg.train.progress) else None
     with resumable_on_full_disk(out):
-        return train(cfg, out, overwrite=a.overwrite)
+        return train(cfg, out, overwrite=a.overwrite, opening=opening)
 
 
 def continue_training(a: argparse.Namespace) -> Path:
@@ -146,13 +139,14 @@ def continue_training(a: argparse.Namespace) -> Path:
 
     settings = resume_settings(a.settings)
     finished = not settings and (Path(a.resume) / runs.SUMMARY).is_file()  # resume says so and trains nothing
+    opening = None
     if not a.quiet and not finished:
         cfg = runs.read_config(runs.check_run_dir(a.resume))
         if speaks(cfg.train.progress):
             start = "from step 0 (it stopped before its first checkpoint)" if runs.untrained(Path(a.resume)) else "from its newest checkpoint"
-            opening(f"continuing {a.resume} {start}: {describe(cfg)}")
+            opening = f"continuing {a.resume} {start}: {describe(cfg)}"
     with resumable_on_full_disk(Path(a.resume)):
-        return resume(a.resume, progress=False if a.quiet else None, **settings)
+        return resume(a.resume, progress=False if a.quiet else None, opening=opening, **settings)
 
 
 @contextmanager

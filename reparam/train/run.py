@@ -79,8 +79,11 @@ def _setup(cfg, model: VAE | None = None, columns=None) -> tuple[data_mod.Data, 
     return data, devices.prepare(vae, cfg.train.channels_last, cfg.train.compile), dist
 
 
-def announce(cfg, dist: Dist) -> None:
-    """Rank 0 says how the work is split (the global batch and learning rate equal one process's)."""
+def announce(cfg, dist: Dist, opening: str | None = None) -> None:
+    """Rank 0 says ``opening`` (what it trains, once every input has been read and checked, so a bad
+    input is still one line) and how the work is split (the global batch and learning rate equal one process's)."""
+    if opening and dist.is_main:
+        print(f"reparam: {opening}", file=sys.stderr, flush=True)
     if dist.enabled and dist.is_main:
         bs = cfg.train.batch_size
         print(
@@ -107,8 +110,12 @@ def _run(trainer: Trainer, progress: bool, report: bool = True) -> Path:
     return trainer.run_dir
 
 
-def train(cfg, out: str | Path, overwrite: bool = False, hooks: Iterable[Hook] = (), progress: bool | None = None, model: VAE | None = None) -> Path:
+def train(cfg, out: str | Path, overwrite: bool = False, hooks: Iterable[Hook] = (), progress: bool | None = None, model: VAE | None = None,
+          opening: str | None = None) -> Path:  # fmt: skip
     """Train the configured VAE (or ``model``, e.g. with your own networks); returns the run folder.
+
+    ``opening``: a line said on stderr once the data are read, the model built and the run folder
+    prepared, before the first step (the command line's "training a VAE on ...").
 
     ``cfg`` is a validated ``reparam.config.Config``. A run of your own networks cannot be
     rebuilt from config.json, so it gets no report; load its weights into your VAE with
@@ -134,7 +141,7 @@ def train(cfg, out: str | Path, overwrite: bool = False, hooks: Iterable[Hook] =
                     if cfg.model.condition == "label":
                         runs.write_json(run_dir / runs.CLASSES, {"classes": data.classes})
                 distributed.barrier(dist)
-                announce(cfg, dist)
+                announce(cfg, dist, opening)
                 trainer = _trainer(cfg, vae, data, run_dir, [*hooks, *trackers], dist)
                 del data  # the trainer holds what it needs; the rest can go when it lets go
                 return _run(trainer, cfg.train.progress if progress is None else progress, report=not custom)
@@ -147,7 +154,7 @@ def train(cfg, out: str | Path, overwrite: bool = False, hooks: Iterable[Hook] =
 
 
 def resume(run_dir: str | Path, epochs: int | None = None, hooks: Iterable[Hook] = (), progress: bool | None = None,
-           budget: str | float | None = None) -> Path:  # fmt: skip
+           budget: str | float | None = None, opening: str | None = None) -> Path:  # fmt: skip
     """Continue a run from its newest checkpoint; with ``epochs`` (``budget``), train up to
     that many epochs (that much training time, counted from the run's start).
 
@@ -160,7 +167,7 @@ def resume(run_dir: str | Path, epochs: int | None = None, hooks: Iterable[Hook]
     cfg = runs.read_config(run_dir)
     if runs.untrained(run_dir):
         extend(cfg, epochs, budget, 0)
-        return train(cfg, run_dir, overwrite=True, hooks=hooks, progress=progress)
+        return train(cfg, run_dir, overwrite=True, hooks=hooks, progress=progress, opening=opening)
     state = checkpoint.nest(*checkpoint.latest(run_dir))
     extend(cfg, epochs, budget, state["meta"]["epoch"])
     if finished(cfg, state["meta"]) and (run_dir / runs.SUMMARY).is_file():
@@ -172,7 +179,7 @@ def resume(run_dir: str | Path, epochs: int | None = None, hooks: Iterable[Hook]
         with tracking.session(cfg.train.log if dist.is_main else (), cfg.to_dict(), run_dir) as trackers:
             if (epochs is not None or budget is not None) and dist.is_main:
                 runs.write_json(run_dir / runs.CONFIG, cfg.to_dict())
-            announce(cfg, dist)
+            announce(cfg, dist, opening)
             trainer = _trainer(cfg, model, data, run_dir, [*hooks, *trackers], dist)
             del data
             trainer.load_state_dict(state)

@@ -79,24 +79,24 @@ def test_print_config_refuses_in_one_line(args, needle, capsys, tmp_path, monkey
 
 @pytest.fixture
 def fake_training(tiny_run, monkeypatch, capsys):
-    """train() and resume() replaced by a copy of the tiny run (and a report when asked): what
-    had been said when training began is kept in ``said``."""
+    """train() and resume() replaced by a copy of the tiny run (and a report when asked): the
+    opening line they were given to say when training begins is kept in ``said``."""
     said: list[str] = []
 
-    def fake(cfg, out, report: bool, **_):
-        said.append(capsys.readouterr().err)
+    def fake(cfg, out, report: bool, opening: str | None = None):
+        said.append(f"reparam: {opening}\n" if opening else "")
         if not Path(out).exists():
             shutil.copytree(tiny_run, out)
         if report:
             (Path(out) / "report.html").write_text("<html></html>")
         return Path(out)
 
-    monkeypatch.setattr(run_mod, "train", lambda cfg, out, overwrite=False: fake(cfg, out, cfg.train.report))
-    monkeypatch.setattr(run_mod, "resume", lambda run, progress=None, **_: fake(None, run, True))
+    monkeypatch.setattr(run_mod, "train", lambda cfg, out, overwrite=False, opening=None: fake(cfg, out, cfg.train.report, opening))
+    monkeypatch.setattr(run_mod, "resume", lambda run, progress=None, opening=None, **_: fake(None, run, True, opening))
     return said
 
 
-def test_train_opens_with_a_line_before_loading_and_ends_naming_the_report(fake_training, tmp_path, capsys):
+def test_train_opens_with_a_line_and_ends_naming_the_report(fake_training, tmp_path, capsys):
     out = tmp_path / "run"
     proc = in_process(capsys, "train", "--out", str(out), "train.epochs=2", "latent.dim=4", "model.hidden=[32]")
     assert proc.returncode == 0, proc.stderr
@@ -118,7 +118,14 @@ def test_resume_opens_with_a_line_too(fake_training, tiny_run, tmp_path, capsys)
     run = shutil.copytree(tiny_run, tmp_path / "run")
     saved = json.loads((run / "config.json").read_text())
     (run / "config.json").write_text(json.dumps({**saved, "train": {**saved["train"], "progress": True}}))
-    proc = in_process(capsys, "train", "--resume", str(run))
+    proc = in_process(capsys, "train", "--resume", str(run), "train.epochs=3")  # a finished run is left alone, with no opening line
     assert proc.returncode == 0, proc.stderr
     assert fake_training[0].startswith(f"reparam: continuing {run} from its newest checkpoint: digits for 2 epochs")
     assert proc.stdout.strip().splitlines()[-2:] == [f"report: {run / 'report.html'}", str(run)]
+
+
+def test_a_bad_input_is_one_line_without_the_opening_line(tmp_path, capsys):
+    """The opening line is said once the inputs are read and checked: a missing data file is one line."""
+    proc = in_process(capsys, "train", "--out", str(tmp_path / "run"), f"data.path={tmp_path / 'missing.npz'}", "train.progress=true")
+    assert_user_error(proc, "does not exist")
+    assert "training a VAE" not in proc.stderr and not (tmp_path / "run").exists()
