@@ -60,7 +60,11 @@ def likelihood_item(summary: dict, run_dir: Path) -> tuple[str, str, str]:
 def collapse_items(summary: dict) -> list[tuple[str, str, str]]:
     """Active units, the KL and the mutual information I(x; z): the posterior-collapse dashboard's headline."""
     items = []
-    if "active_units" in summary:
+    per_layer, dims = summary.get("active_units_per_layer"), summary.get("layer_dims")
+    if per_layer and dims:  # a hierarchy: every layer, bottom first
+        value = " + ".join(f"{a} of {d}" for a, d in zip(per_layer, dims))
+        items.append(("active units", value, "per stochastic layer, bottom first, with Cov_x E_q[z_d] > 0.01"))
+    elif "active_units" in summary:
         items.append(("active units", f"{summary['active_units']} of {summary['latent_dim']}", "latent dimensions with Cov_x E_q[z_d] > 0.01"))
     if "kl" in summary:
         items.append(("KL(q(z|x) ‖ p(z))", nats(summary["kl"]), "per test image, summed over the latent dimensions"))

@@ -89,7 +89,10 @@ def test_the_headline_in_a_browser(page_file):
 def test_a_collapsed_layer_leads_the_warnings(tmp_path):
     """summary.json's collapse lines (reparam.evaluate.diagnostics.collapse) are shown under the headline."""
     line = "layer 2 of 2 (50 units) collapsed: no unit is active (Cov_x E_q[z] <= 0.01), so it carries no information about x"
-    page = build.metrics_block({"elbo": -90.0, "collapse": [line], "warnings": ["another warning"]}, tmp_path)
+    summary = {"elbo": -90.0, "collapse": [line], "warnings": ["another warning"], "active_units": 0, "latent_dim": 50,
+               "active_units_per_layer": [37, 0], "layer_dims": [100, 50]}  # fmt: skip
+    page = build.metrics_block(summary, tmp_path)
+    assert "37 of 100 + 0 of 50" in page
     from html import escape
 
     assert page.index(escape(line)) < page.index("another warning") < page.index("Every number")
