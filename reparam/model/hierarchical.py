@@ -147,7 +147,12 @@ class HierarchicalVAE(nn.Module):
         return self.families[0].raw_size
 
     density_everywhere = True
-    auto_init = "he"  # with a KL warm-up, which a hierarchy brings by default (reparam.config)
+
+    @property
+    def auto_init(self) -> str:
+        """He's start (with the KL warm-up a hierarchy brings by default, reparam.config), unless the
+        encoder's measurements asked for another (``reparam.model.init``)."""
+        return getattr(self.encoder, "auto_init", None) or "he"
 
     def split(self, z: torch.Tensor) -> list[torch.Tensor]:
         """The concatenated latent (*S, B, sum D_l) -> one tensor per layer, bottom first."""

@@ -54,8 +54,8 @@ class VAE(nn.Module):
     @property
     def auto_init(self) -> str:
         """What ``model.init=auto`` starts the networks with (``reparam.model.init``): He's start,
-        unless the flow's measurements asked for another."""
-        return (self.flow.auto_init if self.flow is not None else None) or "he"
+        unless the flow's or the encoder's measurements asked for another."""
+        return (self.flow.auto_init if self.flow is not None else None) or getattr(self.encoder, "auto_init", None) or "he"
 
     @property
     def x_shape(self) -> tuple[int, ...]:

@@ -51,8 +51,9 @@ def test_torch_start_is_the_assembled_model_bit_for_bit():
 @pytest.mark.parametrize(
     "overrides,classes,expected",
     [([], None, "he"), (["latent.flow=iaf"], None, "he"), (["model.stochastic=[8]"], None, "he"),
-     (["latent.flow=planar"], None, "torch"), (["model.condition=label"], 10, "torch")],
-    ids=["vae", "iaf", "hierarchy", "planar", "conditional"],
+     (["latent.flow=planar"], None, "torch"), (["model.condition=label"], 10, "torch"),
+     (["model.arch=conv", "model.channels=[8]"], None, "torch"), (["model.arch=conv", "model.channels=[8]", "model.stochastic=[4]"], None, "torch")],
+    ids=["vae", "iaf", "hierarchy", "planar", "conditional", "conv", "conv-hierarchy"],
 )  # fmt: skip
 def test_auto_starts_each_kind_of_model_as_measured(overrides, classes, expected):
     auto = built(*overrides, classes=classes)
