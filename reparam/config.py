@@ -122,7 +122,7 @@ class ObjectiveConfig:
     baseline: str = "none"  # for score: none | moving_average | nvil | loo
     labels: str = "exact"  # M2's unlabelled images: exact | relaxed | score (see reparam.objectives.labels)
     label_weight: float = 0.1  # alpha of Kingma et al. (2014): the classifier's weight, alpha N / N_l per labelled image
-    label_temperature: float = 0.5  # labels=relaxed: the Gumbel-softmax temperature
+    label_temperature: float = 0.1  # labels=relaxed: the Gumbel-softmax temperature (straight through: lower is less biased)
     label_baseline: str = "loo"  # labels=score: loo (two labels, each the other's baseline) | none | moving_average | nvil
     options: dict[str, Any] = field(default_factory=dict)  # the bound's own keys (renyi: alpha)
 
@@ -387,18 +387,20 @@ def from_saved(raw: dict[str, Any]) -> Config:
 
     Every saved config holds every key, so one without ``model.init`` was written before 0.3:
     its networks started as torch builds them (``model.init=torch``), its ``latent.flow=iaf``
-    was the gated IAF of that time (``iaf_gated``), and an unlabelled run's
-    ``objective.label_baseline`` holds that time's default, which no longer is one. Everything
-    else reads as written.
+    was the gated IAF of that time (``iaf_gated``), and its ``objective.label_baseline`` and
+    ``label_temperature`` hold that time's defaults, which no longer are, where they do not
+    apply (a run that used them keeps them). Everything else reads as written.
     """
     model, latent, objective, data = (raw.get(k) for k in ("model", "latent", "objective", "data"))
     if isinstance(model, dict) and "init" not in model:
         raw = {**raw, "model": {**model, "init": "torch"}}
         if isinstance(latent, dict) and latent.get("flow") == "iaf":
             raw["latent"] = {**latent, "flow": "iaf_gated"}
-        unlabelled = not (isinstance(data, dict) and data.get("labeled"))
-        if isinstance(objective, dict) and unlabelled and objective.get("label_baseline") == "moving_average":  # its default then
-            raw["objective"] = {k: v for k, v in objective.items() if k != "label_baseline"}
+        if isinstance(objective, dict):  # label keys holding that time's defaults where they do not apply
+            labeled = isinstance(data, dict) and bool(data.get("labeled"))
+            unused = {"label_baseline": "moving_average"} if not labeled or objective.get("labels") != "score" else {}
+            unused.update({"label_temperature": 0.5} if not labeled or objective.get("labels") != "relaxed" else {})
+            raw["objective"] = {k: v for k, v in objective.items() if not (k in unused and v == unused[k])}
     return from_dict(raw)
 
 

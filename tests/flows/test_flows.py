@@ -93,7 +93,7 @@ def test_a_run_written_before_model_init_reads_back_as_it_trained():
 
     saved = tiny_config("latent.flow=iaf").to_dict()
     del saved["model"]["init"]
-    saved["objective"]["label_baseline"] = "moving_average"  # the default before 0.3, saved in every config
+    saved["objective"].update(label_baseline="moving_average", label_temperature=0.5)  # the defaults before 0.3, saved in every config
     cfg = config.from_saved(saved)
     assert (cfg.model.init, cfg.latent.flow) == ("torch", "iaf_gated")
     now = config.from_saved(tiny_config("latent.flow=iaf").to_dict())
