@@ -182,7 +182,9 @@ def test_a_checkpoint_written_by_version_0_1_resumes_to_its_own_final_weights(na
     written by reparam 0.1 (the layout before the trainer owned its state; ``nvil`` keeps its score
     baseline's weights under model.baseline.*), and that run's final weights (the baseline's as
     baseline.*). Resumed today, the run ends on the very same weights, bit for bit: the VAE's in
-    model.safetensors, the baseline's in the objective's part of the newest checkpoint."""
+    model.safetensors, the baseline's in the objective's part of the newest checkpoint. Bit for bit
+    needs the writer's float kernels (AVX-512); on a CPU without them the NVIL run's first layer
+    ends 7e-9 away, a different summation order's rounding, and is held to 1e-6."""
     import shutil
 
     from reparam.train import resume
@@ -194,7 +196,19 @@ def test_a_checkpoint_written_by_version_0_1_resumes_to_its_own_final_weights(na
     want = runs.load_tensors(source / "final-weights.safetensors")
     got = runs.load_tensors(run / runs.WEIGHTS)
     got.update({k.replace("objective.", "", 1): v for k, v in checkpoint.latest(run)[0].items() if k.startswith("objective.")})
-    assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
+    assert got.keys() == want.keys()
+    if avx512() or all(torch.equal(got[k], want[k]) for k in want):  # the fixtures were written on an AVX-512 CPU
+        assert all(torch.equal(got[k], want[k]) for k in want)
+    else:  # other SIMD kernels sum in another order: rounding apart, far below one Adam step (lr 1e-3)
+        assert max(float((got[k] - want[k]).abs().max()) for k in want) < 1e-6
+
+
+def avx512() -> bool:
+    """Whether this CPU has AVX-512 (the float kernels the v0.1 fixtures' final weights came from)."""
+    try:
+        return " avx512f" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
 
 
 # --- a run stopped before its first checkpoint, a finished run, checkpoint_every ---------------------
