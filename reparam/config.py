@@ -398,7 +398,7 @@ def from_saved(raw: dict[str, Any]) -> Config:
             raw["latent"] = {**latent, "flow": "iaf_gated"}
         if isinstance(objective, dict):  # label keys holding that time's defaults where they do not apply
             labeled = isinstance(data, dict) and bool(data.get("labeled"))
-            unused = {"label_baseline": "moving_average"} if not labeled or objective.get("labels") != "score" else {}
+            unused: dict[str, Any] = {"label_baseline": "moving_average"} if not labeled or objective.get("labels") != "score" else {}
             unused.update({"label_temperature": 0.5} if not labeled or objective.get("labels") != "relaxed" else {})
             raw["objective"] = {k: v for k, v in objective.items() if not (k in unused and v == unused[k])}
     return from_dict(raw)
