@@ -19,8 +19,8 @@ class Planar(Flow):
     emits (2 D + 1) numbers per step.
     """
 
-    #: every step's u, w, b are encoder outputs: with He's start of the networks (whose hidden
-    #: units then reach those outputs 2-3 times larger) planar-4 scored worse than no flow on MNIST
+    #: every step's u, w, b are encoder outputs: on MNIST (BENCHMARKS.md, "flows", 3 seeds) planar-4
+    #: scored 8.12 ± 0.82 nats worse than no flow with He's start, 1.12 ± 0.36 better with torch's
     auto_init = "torch"
 
     @property
