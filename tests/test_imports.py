@@ -26,7 +26,7 @@ LAYERS: list[list[str]] = [
     ["reparam.model", "reparam.model.*"],
     ["reparam.objectives", "reparam.objectives.*"],
     ["reparam.evaluate", "reparam.evaluate.*"],
-    ["reparam.config"],
+    ["reparam.config", "reparam.config_keys"],
     ["reparam.runs"],
     ["reparam.report", "reparam.report.*", "reparam.explore", "reparam.explore.*"],
     ["reparam.train", "reparam.train.*"],

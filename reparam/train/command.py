@@ -108,14 +108,14 @@ def speaks(progress: bool) -> bool:
 
 def print_config(a: argparse.Namespace) -> int:
     """``--print-config``: the resolved config as TOML on stdout, nothing trained or written."""
-    from .. import config
+    from .. import config, config_keys
 
     if a.resume:
         raise ReparamError(f"--print-config shows the config a new run would train with; {a.resume}'s own is {Path(a.resume) / 'config.json'}")
     if a.out or a.overwrite:
         raise ReparamError("--print-config writes nothing; --out and --overwrite do not apply to it")
     path, overrides = split_settings(a.settings)
-    print(config.to_toml(config.load(path, overrides).to_dict()), end="")
+    print(config_keys.to_toml(config.load(path, overrides).to_dict()), end="")
     return 0
 
 
@@ -190,7 +190,7 @@ class TrainHelp(argparse.RawDescriptionHelpFormatter):
     the config's dataclasses only when the help is shown (not at every start of the command line)."""
 
     def add_text(self, text: str | None) -> None:
-        from ..config import keys_help
+        from ..config_keys import keys_help
 
         super().add_text(keys_help(shutil.get_terminal_size().columns - 2) if text == KEYS else text)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from reparam import config
+from reparam import config, config_keys
 from reparam.train import run as run_mod
 from tests.helpers import assert_user_error, in_process
 
@@ -25,7 +25,7 @@ OVERRIDES = ["latent.dim=3", "model.hidden=[64,32]", "objective.name=renyi", "ob
 
 
 def test_every_key_has_a_default_and_a_meaning_from_its_dataclass():
-    keys = config.keys()
+    keys = config_keys.keys()
     assert [k.name for k in keys] == config.valid_keys()
     assert not [k.name for k in keys if not k.meaning], "a config field without a trailing comment has no meaning to show"
     assert {k.name: k.default for k in keys}["model.hidden"] == config.ModelConfig().hidden
@@ -36,7 +36,7 @@ def test_train_help_lists_every_key_with_its_default_and_meaning(capsys):
     out = proc.stdout
     assert proc.returncode == 0 and "--print-config" in out
     text = " ".join(out.split())  # the meanings are wrapped to the terminal's width
-    for key in config.keys():
+    for key in config_keys.keys():
         assert f"{key.name}=" in text and " ".join(key.meaning.split()[:4]) in text, key.name
     assert "model.hidden=[256,128]" in text and "train.lr=0.001" in text and 'data.path=""' in text
 
@@ -44,7 +44,7 @@ def test_train_help_lists_every_key_with_its_default_and_meaning(capsys):
 @pytest.mark.parametrize("value", ["plain", "", 'a "quoted" \\path\\', "line\nbreak\ttab\x7f\x01", "ünïcödé ☃", 1e-5, -3, 0.1, True,
                                    math.inf, -math.inf, [1, 2], ["a", "b"], [], {"x": 1, "odd key": "v"}])  # fmt: skip
 def test_a_value_written_as_toml_reads_back_the_same(value):
-    assert tomllib.loads(f"v = {config.toml_value(value)}")["v"] == value
+    assert tomllib.loads(f"v = {config_keys.toml_value(value)}")["v"] == value
 
 
 def test_print_config_prints_toml_that_loads_back_to_the_same_config(tmp_path, capsys, monkeypatch):
