@@ -174,7 +174,7 @@ def load(run_dir: str | Path, device: str = "cpu"):
     Raises RunError for a missing folder or a checkpoint that fails validation. A table
     run's model carries its ``columns`` (``reparam.tables.Columns``; None for images).
     """
-    from . import model as model_mod
+    from .model.build import assemble
 
     run_dir = check_run_dir(run_dir)
     cfg = read_config(run_dir)
@@ -187,7 +187,8 @@ def load(run_dir: str | Path, device: str = "cpu"):
     tensors = {k: v for k, v in load_tensors(run_dir / WEIGHTS).items() if not k.startswith(LEGACY_BASELINE)}
     if names is not None:
         check_classes(names, tensors, run_dir / CLASSES)
-    vae = model_mod.build(cfg, x_shape, columns=None if columns is None else columns.layout(), classes=None if names is None else len(names))
+    # assembled without model.init's start: the saved weights replace every one of them just below
+    vae = assemble(cfg, x_shape, columns=None if columns is None else columns.layout(), classes=None if names is None else len(names))
     check_state_dict(vae, tensors, run_dir / WEIGHTS)
     vae.load_state_dict(tensors)
     vae.config, vae.columns, vae.class_names = cfg, columns, names
