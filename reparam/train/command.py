@@ -91,7 +91,11 @@ def describe(cfg) -> str:
     data = f"{cfg.data.name} ({cfg.data.path})" if cfg.data.path else cfg.data.name
     length = f"for {cfg.train.budget}" if cfg.train.budget_seconds else f"for {plural(cfg.train.epochs, 'epoch')}"
     latent = f"{cfg.latent.family} latent, dim {cfg.latent.dim}" + "".join(f" + {d}" for d in cfg.model.stochastic)
-    extras = [f"{cfg.latent.flow} flow" for _ in [0] if cfg.latent.flow != "none"] + [f"{cfg.prior.name} prior" for _ in [0] if cfg.prior.name != "standard"]
+    extras = []
+    if cfg.latent.flow != "none":
+        extras.append(f"{cfg.latent.flow} flow")
+    if cfg.prior.name != "standard":
+        extras.append(f"{cfg.prior.name} prior")
     if cfg.model.condition == "label":
         extras.append(f"M2 with {cfg.data.labeled:,} labels" if cfg.data.labeled else "given the labels")
     convs = f"conv {'-'.join(map(str, cfg.model.channels))} + " if cfg.model.arch == "conv" else ""
