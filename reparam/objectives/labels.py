@@ -108,6 +108,11 @@ def kl_to_uniform(q: OneHotCategorical) -> torch.Tensor:
     return (p * torch.log_softmax(q.logits, -1)).sum(-1) + math.log(p.shape[-1])
 
 
+def with_label_kl(terms: dict, kl_y: torch.Tensor) -> dict:
+    """The bound's terms with the label's KL(q(y|x) || p(y)) added to the KL and taken from the ELBO."""
+    return dict(terms, kl=terms["kl"] + kl_y, elbo=terms["elbo"] - kl_y, label_kl=kl_y)
+
+
 def conditional(fn, model, batch: Labelled, **kwargs):
     """The bound of the model with the batch's labels fixed: (surrogate (B,), terms)."""
     return fn(model.given(batch.y), batch.x, **kwargs)
@@ -126,8 +131,7 @@ def exact(fn, model, x: torch.Tensor, **kwargs):
         return (q.probs * t.view(c, b).T).sum(-1)
 
     out = {key: expect(value) for key, value in terms.items()}
-    out.update(kl=out["kl"] + kl_y, elbo=out["elbo"] - kl_y, label_kl=kl_y)
-    return expect(bound) - kl_y, out
+    return expect(bound) - kl_y, with_label_kl(out, kl_y)
 
 
 def straight_through(soft: torch.Tensor) -> torch.Tensor:
@@ -142,7 +146,7 @@ def relaxed(fn, model, x: torch.Tensor, temperature: float, **kwargs):
     soft = RelaxedOneHotCategorical(torch.tensor(temperature, device=x.device), logits=q.logits, validate_args=False).rsample()  # (B, C)
     bound, terms = fn(model.given(straight_through(soft)), x, **kwargs)
     kl_y = kl_to_uniform(q)
-    terms = dict(terms, kl=terms["kl"] + kl_y, elbo=terms["elbo"] - kl_y, label_kl=kl_y)
+    terms = with_label_kl(terms, kl_y)
     return bound - kl_y, terms
 
 
@@ -163,7 +167,7 @@ def score(fn, model, x: torch.Tensor, label_baseline, **kwargs):
     else:
         advantage = signal
     t = advantage * q.log_prob(y) + extra
-    terms = dict(terms, kl=terms["kl"] + kl_y, elbo=terms["elbo"] - kl_y, label_kl=kl_y)
+    terms = with_label_kl(terms, kl_y)
     return bound - kl_y + (t - t.detach()), terms
 
 
@@ -180,7 +184,7 @@ def score_loo(fn, model, x: torch.Tensor, **kwargs):
     t = (advantage * q.log_prob(y)).sum(0)  # (B,)
     kl_y = kl_to_uniform(q)
     terms = {key: value.view(2, b).mean(0) for key, value in terms.items()}
-    terms = dict(terms, kl=terms["kl"] + kl_y, elbo=terms["elbo"] - kl_y, label_kl=kl_y)
+    terms = with_label_kl(terms, kl_y)
     return f.mean(0) - kl_y + (t - t.detach()), terms
 
 
