@@ -32,7 +32,6 @@ import torch
 from torch import nn
 
 from ..flows import Flow
-from ..networks import INITS  # noqa: F401  (the choices, checked with the model section)
 from ..priors import Prior
 from .hierarchical import HierarchicalVAE
 from .vae import VAE
@@ -64,7 +63,7 @@ def he_(layer: nn.Linear) -> None:
 
 @torch.no_grad()
 def initialize(model: VAE | HierarchicalVAE, how: str, keep: Sequence[nn.Module] = ()) -> None:
-    """Start ``model``'s networks as ``how`` says (one of INITS), in place.
+    """Start ``model``'s networks as ``how`` says (one of ``networks.INITS``), in place.
 
     Modules in ``keep`` (networks a caller built and passed in) are left as they are. Layers
     are drawn in module order from the global generator, so a seed fixes them.
