@@ -36,8 +36,8 @@ def make(data, batch: int, dim: int) -> Trainer:
 
 
 def epoch_seconds(t: Trainer) -> float:
-    start, epoch = time.perf_counter(), t.epoch
-    while t.epoch == epoch:
+    start, epoch = time.perf_counter(), t.batches.epoch
+    while t.batches.epoch == epoch:
         step(t)
     return time.perf_counter() - start
 

@@ -44,13 +44,13 @@ class PerItem(Dataset):
 def in_memory_batches(trainer: Trainer):
     """reparam's loop: a permutation, index the tensor, binarize the whole batch."""
     while True:
-        perm = torch.randperm(len(trainer.train_x), generator=trainer.gen)
+        perm = torch.randperm(len(trainer.batches.train_x), generator=trainer.batches.gen)
         for idx in perm.split(trainer.cfg.train.batch_size):
-            yield data.draw_binary(trainer.train_x[idx], trainer.gen)
+            yield data.draw_binary(trainer.batches.train_x[idx], trainer.batches.gen)
 
 
 def loader_batches(trainer: Trainer):
-    loader = DataLoader(PerItem(trainer.train_x), batch_size=trainer.cfg.train.batch_size, shuffle=True, num_workers=0)
+    loader = DataLoader(PerItem(trainer.batches.train_x), batch_size=trainer.cfg.train.batch_size, shuffle=True, num_workers=0)
     while True:
         yield from loader
 

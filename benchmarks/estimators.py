@@ -94,7 +94,7 @@ def lab(trainer: Trainer, spec: str, x: torch.Tensor, replicates: int) -> dict:
 def discrete_elbo(trainer: Trainer, n: int) -> float:
     """Test ELBO of the discrete model on the first n test images."""
     model = trainer.model.eval()
-    value = evaluate.elbo_terms(model.with_family(model.family.scored()), trainer.test_x[:n])["elbo"]
+    value = evaluate.elbo_terms(model.with_family(model.family.scored()), trainer.held_out.x[:n])["elbo"]
     trainer.model.train()
     return value
 
@@ -102,7 +102,7 @@ def discrete_elbo(trainer: Trainer, n: int) -> float:
 def train_row(data, row: str, a) -> dict:
     """a.steps optimizer steps; curve points and lab numbers are taken with the clock stopped."""
     trainer, spec = make_trainer(data, row, a), ROWS[row][1]
-    x_lab = gradvar.fixed_batch(trainer.train_x, trainer.cfg, BATCH, a.seed)
+    x_lab = gradvar.fixed_batch(trainer.batches.train_x, trainer.cfg, BATCH, a.seed)
     curve, labs, clock = [(0.0, discrete_elbo(trainer, 2000))], [(0.0, lab(trainer, spec, x_lab, a.replicates))], 0.0
     marks = [round(a.steps * i / a.points) for i in range(1, a.points + 1)]
     while trainer.step < a.steps:
@@ -119,8 +119,8 @@ def train_row(data, row: str, a) -> dict:
 
 def finish_row(trainer: Trainer, row: str, a, curve, labs, seconds: float) -> dict:
     model = trainer.model.eval()
-    scored = evaluate.evaluate(model, trainer.test_x[: a.is_n], a.is_k, dashboard=False)
-    elbo = evaluate.elbo_terms(model.with_family(model.family.scored()), trainer.test_x)["elbo"]
+    scored = evaluate.evaluate(model, trainer.held_out.x[: a.is_n], a.is_k, dashboard=False)
+    elbo = evaluate.elbo_terms(model.with_family(model.family.scored()), trainer.held_out.x)["elbo"]
     objective = scored.get("objective", {}).get("elbo")
     out = dict(row=row, spec=ROWS[row][1], steps=trainer.step, seconds=seconds, curve=curve, labs=labs)
     out.update(elbo=elbo, nll=scored["nll"], se=scored["nll_se"], objective=objective, model=scored["model"])

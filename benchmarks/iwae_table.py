@@ -62,12 +62,12 @@ def make_trainer(data, method: str, k: int, a, layers: int = 1) -> Trainer:
 
 def train_for(trainer: Trainer, seconds: float, passes: float = math.inf) -> tuple[float, int]:
     """Train until the wall-clock budget or the passes are spent; returns (passes over the data, steps)."""
-    start, bs, n = time.perf_counter(), trainer.cfg.train.batch_size, len(trainer.train_x)
+    start, bs, n = time.perf_counter(), trainer.cfg.train.batch_size, len(trainer.batches.train_x)
     trainer.model.train()
     steps = 0
     while True:
-        for idx in torch.randperm(n, generator=trainer.gen).split(bs):
-            trainer.train_step(data_mod.draw_binary(trainer.train_x[idx], trainer.gen))
+        for idx in torch.randperm(n, generator=trainer.batches.gen).split(bs):
+            trainer.train_step(data_mod.draw_binary(trainer.batches.train_x[idx], trainer.batches.gen))
             steps += 1
             trainer.model.on_step(steps)
             if time.perf_counter() - start > seconds or steps * bs >= passes * n:
@@ -87,7 +87,7 @@ def run_row(data, method: str, k: int, a, layers: int = 1) -> dict:
     budget = math.inf if a.passes else a.budget_min * 60
     passes, steps = train_for(trainer, budget, a.passes or math.inf)
     train_s = time.perf_counter() - t0
-    model, x = trainer.model.eval(), trainer.test_x[: a.eval_n]
+    model, x = trainer.model.eval(), trainer.held_out.x[: a.eval_n]
     torch.manual_seed(a.seed)
     log_px, _ = evaluate.log_likelihood(model, x, a.eval_k)
     nll = -log_px.double()

@@ -73,8 +73,8 @@ def trainer_for(data: data_mod.Data, overrides: list[str], seed: int, device: st
 
 
 def epoch(trainer: Trainer) -> None:
-    start = trainer.epoch
-    while trainer.epoch == start:
+    start = trainer.batches.epoch
+    while trainer.batches.epoch == start:
         trainer.advance()
 
 
@@ -100,12 +100,12 @@ def m2_run(data, how: str, seed: int, a) -> dict:
         sync(a.device)
         seconds += time.perf_counter() - t0
         trainer.model.eval()
-        err = evaluate.classification(trainer.model, trainer.test_x, trainer.test_y)["classification_error"]
+        err = evaluate.classification(trainer.model, trainer.held_out.x, trainer.held_out.y)["classification_error"]
         trainer.model.train()
         curve.append((e, seconds, err))
         if e == 1 or e % max(1, a.epochs // 10) == 0 or e == a.epochs:
             print(f"m2 {how} seed {seed} epoch {e}: error {100 * err:.2f}%, {seconds:.0f} s", flush=True)
-    return {"how": how, "seed": seed, "curve": curve, "error": curve[-1][2], "seconds": seconds, "n_test": len(trainer.test_x)}
+    return {"how": how, "seed": seed, "curve": curve, "error": curve[-1][2], "seconds": seconds, "n_test": len(trainer.held_out.x)}
 
 
 def time_to(curve: list[tuple[int, float, float]], target: float) -> float | None:
@@ -220,7 +220,7 @@ def cvae(data, a) -> list[dict]:
         sync(a.device)
         seconds = time.perf_counter() - t0
         model = trainer.model.eval()
-        x, y = trainer.test_x[: a.eval_n], data.test_labels[: a.eval_n].to(a.device)
+        x, y = trainer.held_out.x[: a.eval_n], data.test_labels[: a.eval_n].to(a.device)
         view = model.given(y) if extra else model
         log_px, _ = evaluate.log_likelihood(view, x, a.eval_k, seed=a.seed)
         nll = -log_px.double().cpu()

@@ -100,17 +100,17 @@ def nll_per_image(model, x: torch.Tensor, k: int, seed: int) -> torch.Tensor:
 def run(data, name: str, overrides: list[str], a, seed: int) -> dict:
     """One model trained with ``seed``: its per-image NLL, curve, ELBO, active units, SNR and seconds."""
     trainer = make_trainer(data, overrides, a, seed)
-    x_lab = gradvar.fixed_batch(trainer.train_x, trainer.cfg, 100, seed)
+    x_lab = gradvar.fixed_batch(trainer.batches.train_x, trainer.cfg, 100, seed)
     seconds, curve = 0.0, []
-    while trainer.epoch < a.epochs:
-        start, epoch = time.perf_counter(), trainer.epoch
-        while trainer.epoch == epoch:
+    while trainer.batches.epoch < a.epochs:
+        start, epoch = time.perf_counter(), trainer.batches.epoch
+        while trainer.batches.epoch == epoch:
             trainer.advance()  # eval_every is beyond the run: no held-out evaluation, no checkpoint
         seconds += time.perf_counter() - start
         if a.curve_n:
-            curve.append(float(nll_per_image(trainer.model.eval(), trainer.test_x[: a.curve_n], a.curve_k, seed).mean()))
+            curve.append(float(nll_per_image(trainer.model.eval(), trainer.held_out.x[: a.curve_n], a.curve_k, seed).mean()))
             trainer.model.train()
-    model, x = trainer.model.eval(), trainer.test_x[: a.eval_n]
+    model, x = trainer.model.eval(), trainer.held_out.x[: a.eval_n]
     nll = nll_per_image(model, x, a.eval_k, seed)
     row = dict(name=name, seed=seed, per_image=nll, nll=float(nll.mean()), se=float(nll.std() / math.sqrt(len(nll))), seconds=seconds, curve=curve)
     row.update(elbo=evaluate.elbo_terms(model, x)["elbo"], active=active_by_layer(model, x), snr=lab_snr(trainer, x_lab, a.replicates))

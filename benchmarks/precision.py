@@ -76,10 +76,10 @@ def nll_rows(data, epochs: int, eval_n: int, eval_k: int) -> list[str]:
     for precision in ("fp32", "bf16"):
         t = trainer(data, precision, 100, epochs)
         start = time.perf_counter()
-        while t.epoch < epochs:
+        while t.batches.epoch < epochs:
             t.advance()
         seconds = time.perf_counter() - start
-        model, x = t.model.eval(), t.test_x[:eval_n]
+        model, x = t.model.eval(), t.held_out.x[:eval_n]
         log_px, _ = evaluate.log_likelihood(model, x, eval_k)
         nll = -log_px.double()
         out.append(dict(precision=precision, seconds=seconds, per_image=nll, nll=float(nll.mean()), se=float(nll.std() / math.sqrt(len(nll))),

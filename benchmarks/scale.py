@@ -67,10 +67,9 @@ def mlp_trainer(data: data_mod.Data, *overrides: str, prefix: str = "reparam-mlp
 def step(t: Trainer) -> None:
     """One optimizer step through the trainer's own step, wrapping to a new epoch's order at its end
     (no held-out evaluation, no checkpoint)."""
-    t.train_step(t.next_batch())
-    t.pos += 1
-    if t.pos >= t.steps_per_epoch:
-        t.pos, t.perm, t.epoch = 0, None, t.epoch + 1
+    t.train_step(t.batches.next())
+    if t.batches.epoch_done():
+        t.batches.next_epoch()
 
 
 def images_per_second(t: Trainer, steps: int) -> float:
@@ -125,7 +124,7 @@ def cpu_rows(args) -> tuple[dict[str, list[float]], list[float]]:
 def flops_per_image(t: Trainer) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
-    x = t.next_batch()
+    x = t.batches.next()
     with FlopCounterMode(display=False) as counter:
         t.train_step(x)
     return counter.get_total_flops() / len(x)

@@ -94,9 +94,9 @@ def reparam_trainer(data, batch_size: int, compiled: bool) -> Trainer:
 def reparam_epoch(trainer: Trainer) -> float:
     """Seconds for one pass as reparam's trainer makes it: shuffle, gather, binarize, step."""
     start = time.perf_counter()
-    n, bs = len(trainer.train_x), trainer.cfg.train.batch_size
-    for idx in torch.randperm(n, generator=trainer.gen).split(bs):
-        trainer.train_step(data_mod.draw_binary(trainer.train_x[idx], trainer.gen))
+    n, bs = len(trainer.batches.train_x), trainer.cfg.train.batch_size
+    for idx in torch.randperm(n, generator=trainer.batches.gen).split(bs):
+        trainer.train_step(data_mod.draw_binary(trainer.batches.train_x[idx], trainer.batches.gen))
     return time.perf_counter() - start
 
 
@@ -126,9 +126,9 @@ def bench_training(data, pythae, rounds: int, batch_sizes: list[int], compiled: 
     for bs in batch_sizes:
         trainers = {c: reparam_trainer(data, bs, c) for c in compiled}
         for t in trainers.values():  # warm-up (and compilation) outside the timing
-            t.train_x, full = t.train_x[: 10 * bs], t.train_x
+            t.batches.train_x, full = t.batches.train_x[: 10 * bs], t.batches.train_x
             reparam_epoch(t)
-            t.train_x = full
+            t.batches.train_x = full
         times: dict[str, list[float]] = {}
         for _ in range(rounds):  # alternate, so both see the same background load
             for c, t in trainers.items():

@@ -61,7 +61,7 @@ def one_line_warning(message, category, filename, lineno, line=None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .train.loop import Interrupted
+    from .errors import Interrupted
 
     args = parse(argv)
     shown, warnings.formatwarning = warnings.formatwarning, one_line_warning

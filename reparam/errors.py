@@ -26,6 +26,20 @@ class OutputError(ReparamError):
     folder, or an existing file that the user did not allow to be replaced (--overwrite)."""
 
 
+class Diverged(ReparamError):
+    """Training kept taking non-finite steps after every allowed rollback."""
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM arrived during training; the run was checkpointed and can be resumed."""
+
+    def __init__(self, run_dir, step: int, signum: int):
+        import signal
+
+        super().__init__(f"stopped by {signal.Signals(signum).name} at step {step}; resume with: reparam train --resume {run_dir}")
+        self.exit_code = 128 + signum
+
+
 def require(ok: bool, message: str) -> None:
     """ConfigError(message) unless ``ok``: a config rule in one line."""
     if not ok:

@@ -6,7 +6,7 @@ Layout of a run folder::
     metrics.jsonl        one JSON object per held-out evaluation
     model.safetensors    the VAE's weights (the newest checkpoint's)
     state.json           step, epoch, image shape and the newest checkpoint's name
-    checkpoints/         the newest few full training states (see reparam.train.checkpoint)
+    checkpoints/         the newest few full training states (see reparam.checkpoint)
     summary.json         final test metrics
     samples.png, reconstructions.png, report.html, figures/
     columns.json         (a table) each column's name, kind, statistics and labels

@@ -105,7 +105,7 @@ def test_the_trial_leaves_training_bit_for_bit_unchanged(extra, tmp_path):
         t = Trainer(cfg, build(cfg, data.x_shape, classes=classes), data, tmp_path / f"run{with_trials}")
         for _ in range(6):
             if with_trials:
-                t.trial()
+                t.threads.trial()
                 assert all(p.grad is None for p in t.model.parameters())
             t.advance()
         finals.append({k: v.clone() for k, v in t.model.state_dict().items()})

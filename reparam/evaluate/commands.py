@@ -126,10 +126,9 @@ def load_target(path: str, batch: int | None, seed: int = 0, overrides: list[str
     ``key=value`` overrides, as for ``reparam train``)."""
     import torch
 
-    from .. import config, objectives, runs
+    from .. import checkpoint, config, objectives, runs
     from .. import data as data_mod
     from ..model import build
-    from ..train import checkpoint
     from .gradvar import fixed_batch
 
     p = Path(path)
@@ -143,9 +142,7 @@ def load_target(path: str, batch: int | None, seed: int = 0, overrides: list[str
         x_train = runs.load_data(p, cfg).train
         objective = objectives.Objective(cfg.objective, model.x_shape)
         if objective.baseline is not None and checkpoint.list_checkpoints(p):
-            state = checkpoint.nest(*checkpoint.latest(p))
-            saved = state.get("objective") or {k: v for k, v in state["model"].items() if k.startswith("baseline.")}  # reparam 0.1
-            objective.load_state_dict(saved)
+            objective.load_state_dict(checkpoint.latest_state(p)["objective"])
     elif p.is_file():
         cfg = config.load(p, overrides)
         if cfg.model.condition != "none":

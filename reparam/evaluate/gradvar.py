@@ -237,7 +237,7 @@ def training_hooks(trainer) -> list[Callable[[dict], None]]:
     dist = getattr(trainer, "dist", None)
     if not cfg.train.gradvar_every or (dist is not None and dist.enabled):  # one process only
         return []
-    x = fixed_batch(trainer.train_x, cfg, min(cfg.train.batch_size, len(trainer.train_x)), cfg.seed)
+    x = fixed_batch(trainer.batches.train_x, cfg, min(cfg.train.batch_size, len(trainer.batches.train_x)), cfg.seed)
     has = estimators.has_rsample(trainer.model.family)
     model = trainer.model
     specs = default_specs(has, cfg.objective, cfg.objective.k, model.family.kl_mismatch(), model.density_everywhere)

@@ -10,7 +10,8 @@
 
 from __future__ import annotations
 
-from .loop import Diverged, Hook, Interrupted, Trainer
+from ..errors import Diverged, Interrupted
+from .loop import Hook, Trainer
 from .run import resume, train
 
 __all__ = ["Diverged", "Hook", "Interrupted", "Trainer", "resume", "train"]

@@ -17,14 +17,15 @@ from pathlib import Path
 
 import torch
 
+from .. import checkpoint, devices, distributed, runs
 from .. import data as data_mod
-from .. import devices, distributed, runs
 from ..distributed import Dist
 from ..errors import ConfigError
 from ..evaluate import gradvar
 from ..model import VAE, HierarchicalVAE, build
 from ..report import write_report
-from . import checkpoint, memory, tracking
+from . import memory, tracking
+from .finish import finish
 from .loop import Hook, Trainer
 
 
@@ -102,10 +103,10 @@ def _trainer(cfg, model: VAE | HierarchicalVAE, data: data_mod.Data, run_dir: Pa
 def _run(trainer: Trainer, progress: bool, report: bool = True) -> Path:
     with stop_on_signals(trainer):
         trainer.fit(progress)
-    trainer.finish()
-    trainer.train_x, trainer.perm = trainer.train_x.new_empty((0, *trainer.train_x.shape[1:])), None  # the training images are not needed any more: the report's memory
+    finish(trainer, progress)
+    trainer.batches.release()  # the training images are not needed any more: the report's memory
     if report and trainer.cfg.train.report and trainer.dist.is_main:
-        write_report(trainer.run_dir, seed=trainer.cfg.seed, source=trainer.held_out, progress=progress)
+        write_report(trainer.run_dir, seed=trainer.cfg.seed, source=trainer.held_out.data, progress=progress)
     distributed.barrier(trainer.dist)  # every file is written before any rank returns
     return trainer.run_dir
 
@@ -168,7 +169,7 @@ def resume(run_dir: str | Path, epochs: int | None = None, hooks: Iterable[Hook]
     if runs.untrained(run_dir):
         extend(cfg, epochs, budget, 0)
         return train(cfg, run_dir, overwrite=True, hooks=hooks, progress=progress, opening=opening)
-    state = checkpoint.nest(*checkpoint.latest(run_dir))
+    state = checkpoint.latest_state(run_dir)
     extend(cfg, epochs, budget, state["meta"]["epoch"])
     if finished(cfg, state["meta"]) and (run_dir / runs.SUMMARY).is_file():
         print(finished_note(run_dir, cfg, state["meta"]), file=sys.stderr)
@@ -183,7 +184,7 @@ def resume(run_dir: str | Path, epochs: int | None = None, hooks: Iterable[Hook]
             trainer = _trainer(cfg, model, data, run_dir, [*hooks, *trackers], dist)
             del data
             trainer.load_state_dict(state)
-            trainer.metrics = [m for m in runs.read_jsonl(run_dir / runs.METRICS) if m["step"] <= trainer.step]
+            trainer.held_out.records = [m for m in runs.read_jsonl(run_dir / runs.METRICS) if m["step"] <= trainer.step]
             return _run(trainer, cfg.train.progress if progress is None else progress)
     finally:
         distributed.shutdown(dist)

@@ -33,10 +33,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, ReparamError
+from ..errors import ConfigError, Interrupted, ReparamError
 from ..files import read_json, write_json
 from ..registry import Registry
-from .loop import Interrupted
 
 TRACKING_JSON = "tracking.json"
 #: Seconds a tracking server has to accept a connection before training is refused.

@@ -7,8 +7,8 @@ import shutil
 import pytest
 import torch
 
-from reparam import evaluate, optim, runs
-from reparam.train import checkpoint, resume, train
+from reparam import checkpoint, evaluate, optim, runs
+from reparam.train import resume, train
 from tests.conftest import tiny_config
 from tests.helpers import assert_user_error, in_process
 from tests.train.test_reliability import assert_bitwise_equal, weights

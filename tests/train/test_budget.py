@@ -11,10 +11,10 @@ import shutil
 
 import pytest
 
-from reparam import objectives, optim, runs
+from reparam import checkpoint, objectives, optim, runs
 from reparam.config import duration_seconds
 from reparam.errors import ConfigError
-from reparam.train import checkpoint, loop, resume, train
+from reparam.train import loop, parts, resume, train
 from tests.conftest import tiny_config
 from tests.helpers import assert_user_error, in_process
 from tests.train.test_reliability import assert_bitwise_equal, weights
@@ -63,11 +63,11 @@ def fake_clock(monkeypatch) -> list[tuple[float, float]]:
     real_advance = loop.Trainer.advance
 
     def advance(self):
-        seen.append((self.seconds, self.opt.param_groups[0]["lr"]))
+        seen.append((self.clock.seconds, self.opt.param_groups[0]["lr"]))
         now[0] += DT
         real_advance(self)
 
-    monkeypatch.setattr(loop, "clock", lambda: now[0])
+    monkeypatch.setattr(parts, "clock", lambda: now[0])
     monkeypatch.setattr(loop.Trainer, "advance", advance)
     return seen
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from reparam import data, objectives, runs
-from reparam.train import Diverged, checkpoint, train
+from reparam import checkpoint, data, objectives, runs
+from reparam.train import Diverged, train
 from tests.conftest import tiny_config
 
 # Small enough to run several times; checkpoints every 4 steps so kills land mid-epoch.
@@ -251,7 +251,7 @@ SHORT = ["train.epochs=2", "train.eval_k=20", "train.progress=false", "model.hid
 KILLED_BEFORE_FIRST_CHECKPOINT = """
 import os, signal, sys
 from reparam import cli
-from reparam.train import checkpoint
+from reparam import checkpoint
 checkpoint.save = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL)
 sys.exit(cli.main(sys.argv[1:]))
 """

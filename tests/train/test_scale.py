@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from reparam import config, data, devices, distributed, model, runs
+from reparam import checkpoint, config, data, devices, distributed, model, runs
 from reparam.errors import ConfigError, DataError
-from reparam.train import Trainer, checkpoint
+from reparam.train import Trainer
 from tests.helpers import python
 
 # 40 random 8x8 grey images: 34 train, 6 test; batch 16 -> 3 steps per epoch (the last of 2).
@@ -51,7 +51,7 @@ def reference_step(cfg: config.Config) -> Trainer:
     source = data.load(cfg.data)
     vae = model.build(cfg, source.x_shape)
     t = Trainer(cfg, vae, source, Path("/nonexistent"))
-    x = t.next_batch()  # the global batch: same permutation and binarization as every rank
+    x = t.batches.next()  # the global batch: same permutation and binarization as every rank
     total = 0.0
     for rank, shard in enumerate(torch.tensor_split(x, 2)):
         torch.manual_seed(distributed.rank_seed(cfg.seed, rank))
@@ -190,28 +190,28 @@ def tiny_trainer(tmp_path, *overrides: str) -> Trainer:
 
 def test_bf16_autocast_on_cpu_trains_and_keeps_float32_log_probs(tmp_path):
     t = tiny_trainer(tmp_path, "train.precision=bf16")
-    with t.amp.autocast():
+    with t.precision.autocast():
         assert t.model.decoder(torch.zeros(2, 2)).dtype == torch.bfloat16
-        assert t.model.likelihood(torch.zeros(2, 2)).log_prob(t.train_x[:2]).dtype == torch.float32
-    losses = [float(t.train_step(t.next_batch())["loss"]) for _ in range(3)]
+        assert t.model.likelihood(torch.zeros(2, 2)).log_prob(t.batches.train_x[:2]).dtype == torch.float32
+    losses = [float(t.train_step(t.batches.next())["loss"]) for _ in range(3)]
     assert np.isfinite(losses).all()
 
 
 def test_fp16_grad_scaler_skips_overflowing_steps_without_counting_them_bad(tmp_path):
     """The GradScaler path on a CPU-capable scaler (config refuses fp16 on CPU; the code path is the same)."""
     t = tiny_trainer(tmp_path, "train.precision=fp16")
-    assert t.amp.scaler is not None
-    t.train_step(t.next_batch())  # the scaler's scale is set up at its first use
+    assert t.precision.scaler is not None
+    t.train_step(t.batches.next())  # the scaler's scale is set up at its first use
     before = [p.detach().clone() for p in t.model.parameters()]
-    t.amp.scaler.update(new_scale=2.0**100)  # a huge scale: float16 gradients overflow
-    out = t.train_step(t.next_batch())
-    assert out is not None and t.skipped_steps == 0 and float(t.amp.scaler.get_scale()) < 2.0**100
+    t.precision.scaler.update(new_scale=2.0**100)  # a huge scale: float16 gradients overflow
+    out = t.train_step(t.batches.next())
+    assert out is not None and t.skipped_steps == 0 and float(t.precision.scaler.get_scale()) < 2.0**100
     assert all(torch.equal(a, b) for a, b in zip(before, t.model.parameters()))  # the step was skipped
-    t.amp.scaler.update(new_scale=1024.0)
-    assert t.train_step(t.next_batch()) is not None
+    t.precision.scaler.update(new_scale=1024.0)
+    assert t.train_step(t.batches.next()) is not None
     assert not all(torch.equal(a, b) for a, b in zip(before, t.model.parameters()))
     tensors, meta = checkpoint.flatten(t.state_dict())
-    assert meta["scaler"]["scale"] == float(t.amp.scaler.get_scale())
+    assert meta["scaler"]["scale"] == float(t.precision.scaler.get_scale())
 
 
 def test_channels_last_gives_the_same_numbers_and_compile_keeps_names():

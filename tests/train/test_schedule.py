@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from reparam import optim, runs
+from reparam import checkpoint, optim, runs
 from reparam.config import TrainConfig
-from reparam.train import checkpoint, resume, train
+from reparam.train import resume, train
 from tests.conftest import TINY, tiny_config
 from tests.helpers import assert_user_error, in_process
 from tests.train.test_reliability import assert_bitwise_equal, weights

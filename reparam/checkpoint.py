@@ -5,7 +5,9 @@ level of named groups of tensors (``{"model": {...}, "optim": {...}}``) stored a
 ``group.name``, top-level tensors under their own name, and ``state["meta"]`` (anything
 JSON can hold) in the file's header. Nothing here knows what a trainer keeps; the trainer's
 ``state_dict`` / ``load_state_dict`` decide that. Files are written atomically; the newest
-``keep`` are kept.
+``keep`` are kept. It lives with the run folder: training writes checkpoints, and the
+commands that read a run (``eval``'s gradient lab) read them here, without the loop.
+Layouts of earlier versions are brought to today's once, as they are read (``upgrade``).
 """
 
 from __future__ import annotations
@@ -16,11 +18,16 @@ from typing import Any
 
 import torch
 
-from ..errors import RunError
-from ..files import load_tensors, save_tensors
-from ..runs import CHECKPOINTS
+from .errors import RunError
+from .files import load_tensors, save_tensors
+from .runs import CHECKPOINTS, LEGACY_BASELINE
 
 META = "meta"
+
+
+def finite(*modules: torch.nn.Module) -> bool:
+    """Whether every floating-point tensor of the modules' state is finite (only such states are saved)."""
+    return all(bool(torch.isfinite(t).all()) for m in modules for t in m.state_dict().values() if t.is_floating_point())
 
 
 def list_checkpoints(run_dir: Path) -> list[Path]:
@@ -78,9 +85,20 @@ def read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     return tensors, meta
 
 
+def upgrade(state: dict[str, Any]) -> dict[str, Any]:
+    """A nested state in today's layout: reparam 0.1 kept the score-function baseline's
+    weights among the model's (``model.baseline.*``); they move to ``objective``."""
+    model = state.get("model", {})
+    legacy = [name for name in model if name.startswith(LEGACY_BASELINE)]
+    if legacy:
+        state["model"] = {k: v for k, v in model.items() if k not in legacy}
+        state["objective"] = {**state.get("objective", {}), **{k: model[k] for k in legacy}}
+    return state
+
+
 def load(path: Path) -> dict[str, Any]:
-    """One checkpoint file as the nested state dict it was written from."""
-    return nest(*read(path))
+    """One checkpoint file as the nested state dict it was written from, in today's layout."""
+    return upgrade(nest(*read(path)))
 
 
 def latest(run_dir: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -89,3 +107,8 @@ def latest(run_dir: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     if not found:
         raise RunError(f"{run_dir} has no checkpoint to resume from")
     return read(found[-1])
+
+
+def latest_state(run_dir: Path) -> dict[str, Any]:
+    """The newest checkpoint of a run as a nested state dict in today's layout (RunError if there is none)."""
+    return upgrade(nest(*latest(run_dir)))
