@@ -1,7 +1,9 @@
-"""Training: the loop, its checkpoints, and the entry points.
+"""Training: the loop, its parts, and the entry points.
 
 - ``loop``: :class:`Trainer`, one short loop whose whole state is ``state_dict()``;
-- ``checkpoint``: a state dict of tensors plus a JSON header in one safetensors file;
+- ``parts``, ``batches``, ``held_out``, ``average``, ``threads``: the pieces of training
+  state, each owning its state and its entries of the checkpoint (``reparam.checkpoint``);
+- ``finish``: the end of a run (final evaluation, summary.json, pictures);
 - ``run``: :func:`train` and :func:`resume`, which load data, build the model, join
   torchrun's process group and write the run folder;
 - ``tracking``: ``train.log``, the TensorBoard, MLflow and W&B trackers on the trainer's hook;
