@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import http.server
 import threading
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -268,3 +271,55 @@ def test_a_file_with_its_own_split_refuses_a_test_fraction_and_file_refuses_a_fo
         data.load(cfg_for(f"data.path={path}", "data.test_fraction=0.3"))
     with pytest.raises(DataError, match="is a folder; data.name=file takes an .npz or .npy file"):
         data.load(cfg_for("data.name=file", f"data.path={tmp_path}"))
+
+
+@dataclasses.dataclass
+class SourceRow:
+    """A registered source's test row: ``make(folder)`` writes what it reads and returns
+    ``data.path`` ("" for none), which ``data.name=auto`` must resolve to the source; the
+    data loaded have ``sizes`` (train, test), ``x_shape`` and labels or none."""
+
+    make: Callable[[Path], str]
+    sizes: tuple[int, int]
+    x_shape: tuple[int, ...]
+    labelled: bool
+
+
+def mnist_folder(folder: Path) -> str:
+    folder.mkdir()
+    return str(keras_npz(folder / "mnist.npz").parent)
+
+
+def small_csv(folder: Path) -> str:
+    rows = "\n".join(f"{i % 7 * 0.5},{i % 3}" for i in range(20))
+    (folder / "t.csv").write_text(f"a,b\n{rows}\n")
+    return str(folder / "t.csv")
+
+
+def grey_npy(folder: Path) -> str:
+    np.save(folder / "x.npy", np.random.default_rng(0).random((20, 4, 4)).astype(np.float32))
+    return str(folder / "x.npy")
+
+
+SOURCE_ROWS = {
+    "digits": SourceRow(lambda folder: "", (1500, 297), (8, 8), True),
+    "mnist": SourceRow(lambda folder: mnist_folder(folder / "m"), (20, 10), (6, 6), True),
+    "file": SourceRow(grey_npy, (17, 3), (4, 4), False),
+    "folder": SourceRow(lambda folder: str(png_folder(folder / "imgs", n=6)), (5, 1), (6, 6), False),
+    "table": SourceRow(small_csv, (17, 3), (2,), False),
+}
+
+
+def test_every_registered_source_has_a_row():
+    assert list(data.SOURCES) == list(SOURCE_ROWS)  # also the order data.name's messages list them in
+
+
+@pytest.mark.parametrize("name", SOURCE_ROWS)
+def test_a_source_is_read_by_its_name_and_chosen_by_its_path(name, tmp_path):
+    row = SOURCE_ROWS[name]
+    path = row.make(tmp_path)
+    cfg = cfg_for(f"data.path={path!r}", "data.binarize=none")
+    assert cfg.name == name and cfg_for(f"data.name={name}", f"data.path={path!r}", "data.binarize=none") == cfg
+    d = data.load(cfg)
+    assert (len(d.train), len(d.test)) == row.sizes and d.x_shape == row.x_shape
+    assert (d.classes is not None) == row.labelled == (d.train_labels is not None)

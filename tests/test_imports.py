@@ -20,7 +20,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "reparam"
 LAYERS: list[list[str]] = [
     ["reparam.errors"],
     ["reparam.numerics", "reparam.registry", "reparam.files"],
-    ["reparam.devices", "reparam.distributed", "reparam.optim", "reparam.data", "reparam.networks", "reparam.tables", "reparam.tables.*"],
+    ["reparam.devices", "reparam.distributed", "reparam.optim", "reparam.data", "reparam.data.*", "reparam.networks", "reparam.tables", "reparam.tables.*"],
     ["reparam.latents", "reparam.latents.*", "reparam.likelihoods", "reparam.likelihoods.*"],
     ["reparam.flows", "reparam.flows.*", "reparam.priors", "reparam.priors.*"],
     ["reparam.model", "reparam.model.*"],

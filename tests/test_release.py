@@ -61,7 +61,7 @@ def test_every_imported_package_is_declared():
     names = declared()
     missing = {m: files for m, files in third_party_imports().items() if not {d.lower() for d in providers.get(m, [m])} & names}
     assert not missing, f"imported but not declared in pyproject.toml: {missing}"
-    assert "pillow" in names  # data.py reads image folders with PIL
+    assert "pillow" in names  # data/folder.py reads image folders with PIL
 
 
 def test_the_type_marker_ships_and_ci_checks_types_and_artifacts():

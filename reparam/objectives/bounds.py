@@ -11,6 +11,7 @@ reduction over the batch.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -87,6 +88,31 @@ def bounds_for(cls: type[est.Estimator]) -> list[str]:
     return [name for name in BOUNDS.names() if cls.applies_to(BOUNDS[name].reduction())]
 
 
+def resolve(estimator: str, baseline: str, spec: Bound, k: int, has_rsample: bool, kl_mismatch: str | None,
+            density_everywhere: bool, options: dict[str, Any]) -> str:  # fmt: skip
+    """``estimators.check`` for bound ``spec`` with ``options``: the estimator's name, or its ConfigError.
+
+    Called on every training step, it checks each combination once: a valid one is
+    remembered, an invalid one raises the same one-line error every time it is asked.
+    """
+    key = (estimator, baseline, spec, k, has_rsample, kl_mismatch, density_everywhere, tuple(sorted(options.items())))
+    try:
+        hash(key)
+    except TypeError:  # an option that cannot be a key (a list): checked afresh
+        return _check(*key[:-1], options)
+    return _resolved(*key)
+
+
+@functools.lru_cache(maxsize=256)
+def _resolved(estimator, baseline, spec, k, has_rsample, kl_mismatch, density_everywhere, options: tuple) -> str:
+    return _check(estimator, baseline, spec, k, has_rsample, kl_mismatch, density_everywhere, dict(options))
+
+
+def _check(estimator, baseline, spec, k, has_rsample, kl_mismatch, density_everywhere, options: dict[str, Any]) -> str:
+    return est.check(estimator, baseline, spec.name, k, has_rsample, kl_mismatch=kl_mismatch, reduction=spec.reduction(**options),
+                     bounds_for=bounds_for, density_everywhere=density_everywhere)  # fmt: skip
+
+
 def compute(
     spec: Bound, model, x: torch.Tensor, k: int = 1, beta: float = 1.0, estimator: str = "auto", baseline: str = "none",
     baseline_state: nn.Module | None = None, free_bits: float = 0.0, free_bits_group: int = 1,
@@ -102,8 +128,7 @@ def compute(
     if free_bits > 0 and not spec.analytic_kl:
         raise ConfigError(f"objective.free_bits applies to a KL term; objective {spec.name!r} has none (use objective.name=elbo)")
     q = model.posterior(x)
-    name = est.check(estimator, baseline, spec.name, k, q.has_rsample, kl_mismatch=model.family.kl_mismatch(),
-                     reduction=reduction, bounds_for=bounds_for, density_everywhere=model.density_everywhere)  # fmt: skip
+    name = resolve(estimator, baseline, spec, k, q.has_rsample, model.family.kl_mismatch(), model.density_everywhere, options)
     d = draw(model, x, q, k, est.ESTIMATORS[name](baseline), baseline_state)
     kl, closed_kl = kl_term(model, d)  # (B,)
     if free_bits > 0:

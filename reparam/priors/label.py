@@ -43,7 +43,7 @@ class LabelPrior(Prior):
     def sample(self, n: int, temperature: float, family, posterior: Posterior, y: torch.Tensor | None = None) -> torch.Tensor:
         """n draws of p(z|y) (y one-hot (n, C)), or of the marginal over uniform labels, at a temperature."""
         if y is None:
-            y = nn.functional.one_hot(torch.randint(self.components, (n,), device=self.loc.device), self.components).float()
+            y = nn.functional.one_hot(torch.randint(self.components, (n,), device=self.loc.device), self.components).to(self.loc.dtype)
         p = self.distribution(family, posterior, y)
         assert isinstance(p, Independent)  # y is given: the Gaussians of the labels (distribution above)
         d = p.base_dist

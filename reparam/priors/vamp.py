@@ -40,7 +40,7 @@ class VampPrior(Prior):
         q = posterior(self.pseudo_inputs())  # batch (K,), event (D,)
         uniform = torch.zeros(self.components, device=self.raw_inputs.device)
         if isinstance(q, Independent) and isinstance(q.base_dist, Normal):
-            return GaussianMixture(uniform, q.base_dist.loc, q.base_dist.scale)
+            return GaussianMixture(uniform.to(q.base_dist.loc.dtype), q.base_dist.loc, q.base_dist.scale)  # float32 weights would round a float64 density
         return MixtureSameFamily(Categorical(logits=uniform), q, validate_args=False)
 
     @torch.no_grad()

@@ -1,5 +1,5 @@
-"""Flow posteriors: each step's log-determinant against autograd's Jacobian, IAF's autoregressive
-masks, the flow posterior's density normalized and consistent with its draws, training, bad input."""
+"""Flow posteriors: every row of the flow table (tests/flows/rows.py) against autograd's Jacobian
+and the change of variables, IAF's autoregressive masks, training, bad input."""
 
 from __future__ import annotations
 
@@ -13,34 +13,69 @@ from reparam import flows, latents
 from reparam.flows import FlowPosterior
 from reparam.flows.iaf import MADE
 from tests.conftest import tiny_config
+from tests.flows.rows import ROWS, Z, log_abs_det
 from tests.helpers import assert_bad_config
 
-Z = 4.0
-FLOWS = ["planar", "iaf", "iaf_gated"]
-#: How far each flow's global weights are moved from their start, so the tests have teeth: the
-#: identity-start IAF's exp(s) grows fast (0.1 already moves z by ~0.25 and log |det| by ~0.2).
-PERTURB = {"iaf": 0.1, "iaf_gated": 0.5}
+ids = [r.flow for r in ROWS]
+BY_NAME = {r.flow: r for r in ROWS}
 
 
-def flow_and_raw(name: str, dim: int = 3, steps: int = 3, batch: int = 2, seed: int = 0):
-    torch.manual_seed(seed)
-    flow = flows.get(name, dim, steps).double()
-    with torch.no_grad():
-        for p in flow.parameters():
-            p.add_(PERTURB.get(name, 0.0) * torch.randn_like(p))
-    raw = torch.randn(batch, flow.raw_size, dtype=torch.float64)
-    return flow, raw
+def test_every_registered_flow_has_a_row():
+    assert sorted(flows.REGISTRY.names()) == sorted(ids)
 
 
-@pytest.mark.parametrize("name", FLOWS)
-def test_log_det_matches_autograd_jacobian(name):
-    """log |det dz/dz0| of the whole flow (every step) equals log |det J| with J from autograd, per example."""
-    flow, raw = flow_and_raw(name)
-    z0 = torch.randn(2, 3, dtype=torch.float64)
+@pytest.mark.parametrize("row", ROWS, ids=ids)
+@pytest.mark.parametrize("scale", ["random", "extreme"])
+def test_log_det_matches_autograd_jacobian_and_the_flow_is_invertible(row, scale):
+    """log |det dz/dz0| of the whole flow (every step) equals log |det J| with J from autograd in
+    float64, per example, and det J > 0 (each step invertible), at random and extreme parameters."""
+    flow, raw = row.build(scale=1.0 if scale == "random" else row.extreme)
+    z0 = (1.0 if scale == "random" else row.extreme) * torch.randn(2, 3, dtype=torch.float64)
     _, log_det = flow(z0, raw)
-    for b in range(2):
-        jac = torch.autograd.functional.jacobian(lambda v, b=b: flow(v.unsqueeze(0), raw[b : b + 1])[0][0], z0[b])
-        torch.testing.assert_close(log_det[b], torch.linalg.slogdet(jac)[1])
+    sign, reference = log_abs_det(flow, z0, raw)
+    assert torch.isfinite(log_det).all() and torch.all(sign == 1), sign
+    torch.testing.assert_close(log_det, reference)
+
+
+@pytest.mark.parametrize("row", ROWS, ids=ids)
+def test_flow_posterior_log_prob_is_the_change_of_variables(row):
+    """log q(z) at the posterior's own draws equals log q0(z0) - log |det J(z0)|, z0 the base draw
+    behind z (drawn again from the same seed) and J from autograd."""
+    flow, raw = row.build()
+    q0 = latents.get("gaussian", 3).double().posterior(torch.randn(2, 6, dtype=torch.float64))
+    q = FlowPosterior(q0, flow, raw)
+    torch.manual_seed(7)
+    z = q.rsample()  # (2, 3)
+    torch.manual_seed(7)
+    z0 = q0.rsample()
+    torch.testing.assert_close(z, flow(z0, raw)[0])
+    torch.testing.assert_close(q.log_prob(z), q0.log_prob(z0) - log_abs_det(flow, z0, raw)[1])
+
+
+@pytest.mark.parametrize("row", ROWS, ids=ids)
+def test_flow_posterior_density_is_normalized_and_matches_its_draws(row):
+    """E_q[p(z) / q(z)] = 1 for any normalized p (here N(0, I)): a wrong or unnormalized log q(z),
+    or draws that do not follow it, would move the mean; checked within 4 standard errors."""
+    flow, raw = row.build(dim=2, steps=3, seed=3)
+    fam = latents.get("gaussian", 2).double()
+    q = FlowPosterior(fam.posterior(torch.tensor([[0.3, -0.4, -1.0, -0.5]], dtype=torch.float64)), flow, raw[:1])
+    torch.manual_seed(4)
+    z = q.sample((200_000,))  # (N, 1, 2)
+    w = (fam.prior().log_prob(z) - q.log_prob(z)).exp().squeeze(-1)
+    se = float(w.std() / math.sqrt(len(w)))
+    assert abs(float(w.mean()) - 1.0) < Z * se, (float(w.mean()), se)
+
+
+@pytest.mark.parametrize("row", ROWS, ids=ids)
+def test_a_new_flow_starts_where_its_row_says(row):
+    """The map and log |det| of a freshly built flow, whatever the context, where the row claims one."""
+    if row.start is None:
+        pytest.skip(row.no_start)
+    torch.manual_seed(0)
+    z0, h = torch.randn(3, 5, 6), torch.randn(5, 6)
+    z, log_det = flows.get(row.flow, 6, 4)(z0, h)
+    torch.testing.assert_close(z, row.start.z(z0, 4).float(), atol=row.start.atol, rtol=0)
+    torch.testing.assert_close(log_det, row.start.log_det(z0, 4).float(), atol=row.start.atol, rtol=0)
 
 
 @pytest.mark.parametrize("steps", [1, 2, 3])
@@ -57,34 +92,8 @@ def test_iaf_is_autoregressive(steps):
         jac = torch.autograd.functional.jacobian(lambda v, part=part: made(v.unsqueeze(0), h)[part][0], z)  # (5, 5)
         assert torch.all(jac.triu() == 0), jac
         assert torch.any(jac.tril(-1) != 0)
-    flow, raw = flow_and_raw("iaf", dim=5, steps=steps)
+    flow, raw = BY_NAME["iaf"].build(dim=5, steps=steps)
     assert flow(torch.randn(4, 1, 5, dtype=torch.float64), raw[:1])[0].shape == (4, 1, 5)
-
-
-@pytest.mark.parametrize("name", FLOWS)
-def test_flow_posterior_density_is_normalized_and_matches_its_draws(name):
-    """E_q[p(z) / q(z)] = 1 for any normalized p (here N(0, I)): a wrong or unnormalized log q(z),
-    or draws that do not follow it, would move the mean; checked within 4 standard errors."""
-    flow, raw = flow_and_raw(name, dim=2, steps=3, batch=1, seed=3)
-    fam = latents.get("gaussian", 2).double()
-    q = FlowPosterior(fam.posterior(torch.tensor([[0.3, -0.4, -1.0, -0.5]], dtype=torch.float64)), flow, raw)
-    torch.manual_seed(4)
-    z = q.sample((200_000,))  # (N, 1, 2)
-    w = (fam.prior().log_prob(z) - q.log_prob(z)).exp().squeeze(-1)
-    se = float(w.std() / math.sqrt(len(w)))
-    assert abs(float(w.mean()) - 1.0) < Z * se, (float(w.mean()), se)
-
-
-def test_the_iaf_starts_at_the_identity():
-    """A new IAF maps z0 to itself with log |det| = 0, whatever the context: before 0.3 each step
-    started by multiplying z by sigmoid(1.5) = 0.82 (0.45 after four steps), a start the authors'
-    released code does not have; that flow is kept as ``iaf_gated`` for the runs that used it."""
-    torch.manual_seed(0)
-    z0, h = torch.randn(3, 5, 6), torch.randn(5, 6)
-    z, log_det = flows.get("iaf", 6, 4)(z0, h)
-    assert torch.equal(z, z0) and torch.equal(log_det, torch.zeros(3, 5))
-    z, log_det = flows.get("iaf_gated", 6, 4)(z0, h)
-    torch.testing.assert_close(z, torch.sigmoid(torch.tensor(1.5)) ** 4 * z0, atol=0.05, rtol=0)  # 0.45 z0, up to the small m
 
 
 def test_a_run_written_before_model_init_reads_back_as_it_trained():
@@ -101,15 +110,15 @@ def test_a_run_written_before_model_init_reads_back_as_it_trained():
 
 
 def test_flow_posterior_knows_its_density_at_its_own_draws_only():
-    flow, raw = flow_and_raw("planar", batch=1)
-    q = FlowPosterior(latents.get("gaussian", 3).double().posterior(torch.zeros(1, 6, dtype=torch.float64)), flow, raw)
+    flow, raw = BY_NAME["planar"].build()
+    q = FlowPosterior(latents.get("gaussian", 3).double().posterior(torch.zeros(1, 6, dtype=torch.float64)), flow, raw[:1])
     z = q.rsample((4,))
     assert q.log_prob(z).shape == (4, 1)
     with pytest.raises(NotImplementedError, match="its own draws"):
         q.log_prob(z.clone())
 
 
-@pytest.mark.parametrize("name", FLOWS)
+@pytest.mark.parametrize("name", ids)
 def test_a_flow_posterior_trains_and_evaluates_on_digits(name, tmp_path):
     """The flow's parameters learn, the run's ELBO and IS log-likelihood describe one model (log p(x) >= ELBO)."""
     from reparam.train import train

@@ -19,7 +19,7 @@ from reparam.cli import main
 from reparam.errors import ConfigError
 from reparam.evaluate.gradvar import gradient_stats, groups
 from reparam.model import build
-from reparam.objectives import baselines, estimators
+from reparam.objectives import baselines, bounds, estimators
 from tests.conftest import tiny_config
 
 Z = 4.0
@@ -242,3 +242,21 @@ def test_a_bound_without_estimators_keeps_validating(monkeypatch):
     assert config.load(None, ["objective.name=custom", "latent.family=bernoulli-exact"]).objective.name == "custom"
     with pytest.raises(ConfigError, match="takes no gradient estimator"):
         config.load(None, ["objective.name=custom", "objective.estimator=score"])
+
+
+def test_the_estimator_is_checked_once_per_combination_and_refused_every_time(monkeypatch):
+    """Training steps with one setting check it once; a setting the bound refuses, built from
+    Python past the config's rules, is refused with the same ConfigError at every call."""
+    model, x = tiny_model()
+    calls, real = [], estimators.check
+    monkeypatch.setattr(estimators, "check", lambda *a, **k: calls.append(a) or real(*a, **k))
+    bounds._resolved.cache_clear()  # another test may have checked this combination already
+    fit = objectives.Objective(config.ObjectiveConfig(name="renyi", k=2, estimator="pathwise", options={"alpha": 0.25}), (6,))
+    for step in range(3):
+        fit(model, x, step)
+    assert len(calls) == 1
+    wrong = objectives.Objective(config.ObjectiveConfig(name="elbo", k=3, estimator="dreg"), (6,))
+    for step in range(2):
+        with pytest.raises(ConfigError, match="objective.estimator=dreg applies to objective.name=iwae"):
+            wrong(model, x, step)
+    assert len(calls) == 3
