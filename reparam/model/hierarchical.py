@@ -20,6 +20,7 @@ from torch import nn
 from torch.distributions import Distribution, constraints
 
 from ..latents import Family
+from .contract import Defaults
 
 
 def detached(module: nn.Module, inp: torch.Tensor) -> torch.Tensor:
@@ -103,18 +104,17 @@ class ChainPrior(Distribution):
         return torch.cat(z, -1)
 
 
-class HierarchicalVAE(nn.Module):
+class HierarchicalVAE(Defaults, nn.Module):
     """A VAE with stochastic layers z_1 (D_1 = latent.dim) ... z_L (``model.stochastic``).
 
     Networks: ``encoder`` x -> raw of q(z_1|x), ``up[l]`` z_l -> raw of q(z_(l+1)|z_l),
     ``down[l]`` z_(l+1) -> raw of p(z_l|z_(l+1)), ``decoder`` z_1 -> raw of p(x|z_1) (each
     reads its input through the input layer's ``decoder_input``). ``families[l]`` is layer
-    l's family (bottom first). The model-level hooks read by evaluation, the report and
-    the explorer act on the top layer; ``layer_statistics`` gives each layer's own.
+    l's family (bottom first). Its members are the ``reparam.model.contract.Model``
+    protocol: the views' hooks act on the top layer; ``layer_statistics`` gives each layer's own.
     """
 
     families: Sequence[Family]  # an nn.ModuleList (see __init__): torch types its items as plain Modules
-    class_names: list[str] | None  # the data's class names, set by reparam.runs.load
 
     def __init__(self, encoder: nn.Module, families: list, decoder: nn.Module, head, up: list[nn.Module], down: list[nn.Module]):
         super().__init__()
@@ -126,10 +126,6 @@ class HierarchicalVAE(nn.Module):
     # --- the shape of the latent -----------------------------------------------------------
 
     @property
-    def x_shape(self) -> tuple[int, ...]:
-        return self.head.x_shape
-
-    @property
     def family(self):
         """The top layer's family: the latent the views drive (and the family whose rules apply)."""
         return self.families[-1]
@@ -139,20 +135,8 @@ class HierarchicalVAE(nn.Module):
         return [f.dim for f in self.families]
 
     @property
-    def latent_dim(self) -> int:
-        return sum(self.layer_dims)
-
-    @property
     def raw_size(self) -> int:
         return self.families[0].raw_size
-
-    density_everywhere = True
-
-    @property
-    def auto_init(self) -> str:
-        """He's start (with the KL warm-up a hierarchy brings by default, reparam.config), unless the
-        encoder's measurements asked for another (``reparam.model.init``)."""
-        return getattr(self.encoder, "auto_init", None) or "he"
 
     def split(self, z: torch.Tensor) -> list[torch.Tensor]:
         """The concatenated latent (*S, B, sum D_l) -> one tensor per layer, bottom first."""
@@ -160,13 +144,17 @@ class HierarchicalVAE(nn.Module):
 
     # --- the distributions the bounds read ---------------------------------------------------
 
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """The encoder's raw numbers of q(z_1|x) for x (B, *x_shape): (B, raw_size), float32."""
+        return self.encoder(x).float()
+
     def posterior(self, x: torch.Tensor, stop: bool = False) -> ChainPosterior:
         """q(z_1..z_L | x); with ``stop`` the inference networks' weights are detached."""
         if stop:
             with torch.no_grad():
-                raw1 = self.encoder(x).float()
+                raw1 = self.encode(x)
         else:
-            raw1 = self.encoder(x).float()
+            raw1 = self.encode(x)
         return ChainPosterior(self, self.families[0].posterior(raw1), stop)
 
     def generative(self, layer: int, above: torch.Tensor) -> Distribution:
@@ -186,12 +174,6 @@ class HierarchicalVAE(nn.Module):
         if z is None:
             raise ValueError("a hierarchical model's KL is a Monte Carlo estimate: pass samples z")
         return (q.log_prob(z) - self.prior().log_prob(z)).mean(0)
-
-    def kl_per_dim(self, q: Distribution) -> None:
-        return None
-
-    def log_prob_per_dim(self, d: Distribution, z: torch.Tensor) -> None:
-        return None
 
     # --- the views: the top layer --------------------------------------------------------------
 
@@ -218,15 +200,17 @@ class HierarchicalVAE(nn.Module):
         """n top-layer draws of p(z_L) at a temperature, (n, D_L)."""
         return self.family.sample_prior(n, temperature)
 
-    def layer_statistics(self, q: ChainPosterior, z: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+    def layer_statistics(self, q: Distribution, z: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
         """Per layer: unit means along the mean path [(B, D_l)], and the KL term
         E_q[log q(z_l|z_(l-1)) - log p(z_l|z_(l+1))] by Monte Carlo from z (K, B, sum D_l): (B, L)."""
+        assert isinstance(q, ChainPosterior)  # this model's posterior
         means = [f.unit_mean(ql) for f, ql in zip(self.families, q.layers())]
         return means, -self.log_ratio_groups(q, z).mean(0)
 
-    def log_ratio_groups(self, q: ChainPosterior, z: torch.Tensor) -> torch.Tensor:
+    def log_ratio_groups(self, q: Distribution, z: torch.Tensor) -> torch.Tensor:
         """log p(z_l|z_(l+1)) - log q(z_l|z_(l-1)) per layer at z (K, B, sum D_l): (K, B, L), summing
         to log p(z) - log q(z|x). Free bits floor each layer's KL (``reparam.objectives.free_bits``)."""
+        assert isinstance(q, ChainPosterior)  # this model's posterior
         parts = self.split(z)
         terms = []
         for layer in range(len(parts)):
@@ -239,9 +223,13 @@ class HierarchicalVAE(nn.Module):
         for f in self.families:
             f.on_step(step)
 
-    def rows(self, index) -> HierarchicalVAE:
-        """The model for examples ``index`` of a batch: itself (see ``VAE.rows``)."""
-        return self
-
     def with_family(self, family) -> HierarchicalVAE | None:
         return self if family is self.family else None
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """``encoder``, ``decoder``, and each layer's inference network apart: ``encoder.layer1``
+        the encoder's, ``encoder.layer<l>`` the network from z_(l-1) to q(z_l)."""
+        out = super().parameter_groups()
+        for layer, net in enumerate([self.encoder, *self.up], start=1):
+            out[f"encoder.layer{layer}"] = list(net.parameters())
+        return out
