@@ -37,11 +37,6 @@ def _batches(n: int, size: int):
         yield slice(start, min(start + size, n))
 
 
-def semi_supervised(model) -> bool:
-    """Whether the model is M2: a conditional VAE with a classifier q(y|x), its labels latent."""
-    return getattr(model, "classifier", None) is not None
-
-
 @torch.inference_mode()
 def elbo_terms(model, x: torch.Tensor, batch_size: int = 1000, seed: int | None = None) -> dict[str, float]:
     """Mean test ELBO and its terms over x (N, *x_shape), one sample per example.
@@ -58,7 +53,7 @@ def elbo_terms(model, x: torch.Tensor, batch_size: int = 1000, seed: int | None 
             return elbo_terms(model, x, batch_size)
     sums: dict[str, float] = {}
     for sl in _batches(len(x), batch_size):
-        if semi_supervised(model):
+        if model.semi_supervised:
             _, terms = labels.exact(objectives.elbo, model, x[sl])
         else:
             _, terms = objectives.elbo(model.rows(sl), x[sl])
@@ -118,13 +113,13 @@ def log_likelihood(model, x: torch.Tensor, k: int, max_elements: int = MAX_ELEME
     """
     if precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if semi_supervised(model):
+    if model.semi_supervised:
         return _marginal_log_likelihood(model, x, k, max_elements, seed, precision)
     dtype = PRECISIONS[precision]
     cast = torch.autocast(x.device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
     rows = max(1, max_elements // max(1, math.prod(model.x_shape)))
     log_px, ess = [], []
-    prior = None if getattr(model, "y", None) is not None and model.y.dim() else model.prior()  # once, unless per-example labels
+    prior = None if model.per_example_prior else model.prior()  # once, unless per-example labels
     bar = tqdm(total=len(x), disable=None if progress is None else not progress, unit="image", desc=f"log p(x), K={k}", leave=False, dynamic_ncols=True)
     with bar, torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
         for block, ex in enumerate(_batches(len(x), DRAW_EXAMPLES)):
@@ -222,7 +217,7 @@ def evaluate(model, x: torch.Tensor, k: int | str, dashboard: bool = True, seed:
     q(z|x, y) at the test labels.
     """
     start = time.perf_counter()
-    m2 = semi_supervised(model)
+    m2 = model.semi_supervised
     cvae = None if y is None or m2 else model  # a conditional VAE: scored given the labels of the images it scores
     view = model if y is None else model.given(y)
     if cvae is not None:

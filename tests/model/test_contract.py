@@ -1,9 +1,12 @@
 """The model contract: every model kind offers every member of ``Model`` with the documented
-shapes and label defaults."""
+shapes and label defaults, and no module outside ``reparam/model/`` asks which kind of model
+it holds."""
 
 from __future__ import annotations
 
+import ast
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -77,3 +80,50 @@ def test_a_hierarchy_groups_each_layers_inference_network():
     assert [g for g in groups if g.startswith("encoder.layer")] == ["encoder.layer1", "encoder.layer2", "encoder.layer3"]
     every = {id(p) for g in ("encoder", "decoder") for p in groups[g]}
     assert every == {id(p) for p in model.parameters()} and len(every) == sum(len(groups[g]) for g in ("encoder", "decoder"))
+
+
+# --- no kind checks outside reparam/model/ ---------------------------------------------------------
+
+PACKAGE = Path(__file__).resolve().parents[2] / "reparam"
+
+#: Modules still asking, exempted until they are rewritten: the training loop empties this
+#: when its rewrite (which calls ``given``, ``encode`` and ``semi_supervised``) lands.
+PENDING = {"reparam/train/loop.py"}
+
+MODEL_CLASSES = {"VAE", "HierarchicalVAE", "ConditionalVAE", "LabelledView", "Model"}
+CHECKS = {"hasattr", "getattr", "isinstance", "cast"}
+DATA_TYPES = {"dict", "list", "tuple", "str", "int", "float", "bool"}  # a config section named model is a dict
+
+
+def names(node: ast.AST) -> set[str]:
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)} | {n.attr for n in ast.walk(node) if isinstance(n, ast.Attribute)}
+
+
+def kind_checks(path: Path, root: Path = PACKAGE.parent) -> list[str]:
+    """``hasattr``/``getattr``/``isinstance``/``cast`` calls whose subject is a model (a name or
+    attribute containing "model") or whose type is a model class: "path:line: call"."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in CHECKS and len(node.args) >= 2):
+            continue
+        subject, kind_ = (node.args[1], node.args[0]) if node.func.id == "cast" else (node.args[0], node.args[1])
+        about_model = any("model" in n.lower() for n in names(subject)) and not names(kind_) & DATA_TYPES
+        if about_model or names(kind_) & MODEL_CLASSES:
+            out.append(f"{path.relative_to(root)}:{node.lineno}: {ast.unparse(node)}")
+    return out
+
+
+def test_the_checker_finds_a_kind_check(tmp_path):
+    src = tmp_path / "m.py"
+    src.write_text("ok = isinstance(cfg, dict) or isinstance(model, dict)\nif hasattr(self.model, 'given'): pass\ncast(ConditionalVAE, m)\n")
+    assert kind_checks(src, tmp_path) == ["m.py:2: hasattr(self.model, 'given')", "m.py:3: cast(ConditionalVAE, m)"]
+
+
+def test_no_module_outside_model_asks_which_kind_of_model_it_holds():
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE.parent).as_posix()
+        if rel.startswith("reparam/model/") or rel in PENDING:
+            continue
+        found += kind_checks(path)
+    assert not found, "ask the model through reparam.model.contract.Model instead:\n" + "\n".join(found)
