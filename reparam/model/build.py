@@ -8,6 +8,7 @@ from .. import flows, latents, likelihoods, priors
 from ..errors import ConfigError, require
 from ..networks import ARCHS, mlp
 from .conditional import ConditionalVAE
+from .contract import check_shape
 from .hierarchical import HierarchicalVAE
 from .init import initialize
 from .vae import VAE
@@ -19,12 +20,12 @@ def layer_sizes(cfg) -> list[int]:
 
 
 def check(cfg) -> None:
-    """The model sections together (ConfigError, one line): a hierarchy's layers against the family."""
+    """The model sections together (ConfigError, one line): the shapes that combine
+    (``contract.REFUSED``), a hierarchy's layers against the family."""
     require(cfg.prior.name != "label" or cfg.prior.components == 0, "prior.name=label has one component per class: drop prior.components")
+    check_shape(cfg)
     if not cfg.model.stochastic:
         return
-    require(cfg.latent.flow == "none", "latent.flow applies to a one-layer model; drop model.stochastic or latent.flow")
-    require(cfg.prior.name == "standard", "prior.name=" + cfg.prior.name + " applies to a one-layer model; drop model.stochastic or prior.name")
     for layer, dim in enumerate(layer_sizes(cfg)[1:], start=2):
         try:
             family = latents.get(cfg.latent.family, dim, **cfg.latent.options)

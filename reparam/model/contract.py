@@ -1,19 +1,23 @@
-"""What every model provides, written once: the ``Model`` protocol and its defaults.
+"""What every model provides, written once: the ``Model`` protocol, its defaults, and the
+model shapes that combine.
 
 Code outside ``reparam.model`` reads a model only through these members, so no caller asks
-which kind of model it holds. Shapes: B examples, S leading sample dimensions, D = ``latent_dim`` (the
+which kind of model it holds (``tests/model/test_contract.py`` walks the package for such
+questions). Shapes: B examples, S leading sample dimensions, D = ``latent_dim`` (the
 concatenated latent of every stochastic layer), D_L the top layer's size (the latent the
 views drive: pictures, traversals, prior samples), C = ``classes``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import nn
 from torch.distributions import Distribution
 
+from ..errors import ConfigError
 from ..latents import Family
 
 
@@ -191,3 +195,22 @@ class Defaults:
             modules = [m for m in (getattr(self, n, None) for n in names) if isinstance(m, nn.Module)]
             out[group] = [p for m in modules for p in m.parameters()]
         return out
+
+
+#: Model shapes that do not combine, each with the one line that refuses it:
+#: (what the config asks for, why not). ``check_shape`` reads a config against it.
+REFUSED: list[tuple[Callable[[Any], bool], str]] = [
+    (lambda cfg: bool(cfg.model.stochastic) and cfg.latent.flow != "none",
+     "latent.flow applies to a one-layer model; drop model.stochastic or latent.flow"),
+    (lambda cfg: bool(cfg.model.stochastic) and cfg.prior.name != "standard",
+     "prior.name={prior} applies to a one-layer model; drop model.stochastic or prior.name"),
+    (lambda cfg: bool(cfg.model.stochastic) and cfg.model.condition == "label",
+     "model.condition=label applies to a one-layer model; drop model.stochastic or model.condition"),
+]  # fmt: skip
+
+
+def check_shape(cfg) -> None:
+    """ConfigError (one line) for the first refused combination of model shapes."""
+    for asks, why in REFUSED:
+        if asks(cfg):
+            raise ConfigError(why.format(prior=cfg.prior.name))
