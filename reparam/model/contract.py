@@ -202,7 +202,7 @@ class Defaults:
 REFUSED: list[tuple[Callable[[Any], bool], str]] = [
     (lambda cfg: bool(cfg.model.stochastic) and cfg.latent.flow != "none",
      "latent.flow applies to a one-layer model; drop model.stochastic or latent.flow"),
-    (lambda cfg: bool(cfg.model.stochastic) and cfg.prior.name != "standard",
+    (lambda cfg: bool(cfg.model.stochastic) and cfg.prior.name not in ("standard", "mog"),  # mog: p(z_L), the top layer's
      "prior.name={prior} applies to a one-layer model; drop model.stochastic or prior.name"),
     (lambda cfg: bool(cfg.model.stochastic) and cfg.model.condition == "label",
      "model.condition=label applies to a one-layer model; drop model.stochastic or model.condition"),

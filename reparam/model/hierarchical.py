@@ -3,7 +3,8 @@
 Inference q(z_1|x) q(z_2|z_1) ... q(z_L|z_(L-1)); generation p(z_L) p(z_(L-1)|z_L) ...
 p(z_1|z_2) p(x|z_1). Every conditional, in both directions, is the layer's family applied
 to a network's raw outputs (``family.posterior(raw)``), so any family with a reparameterized
-sample can sit at any layer; the top prior is the family's own. The latent the bounds see
+sample can sit at any layer; the top prior p(z_L) is a prior module (the family's own, or a
+learned mixture of Gaussians: ``prior.name=mog``). The latent the bounds see
 is the concatenation z = [z_1, ..., z_L] (*S, B, D_1 + ... + D_L) with the joint densities
 below, so every bound, estimator and the importance-sampled log-likelihood work on it
 unchanged. The views (report, explorer) drive the top layer z_L: decoding follows the
@@ -20,7 +21,15 @@ from torch import nn
 from torch.distributions import Distribution, constraints
 
 from ..latents import Family
+from ..priors import Prior
+from ..priors.standard import StandardPrior
 from .contract import Defaults
+
+
+def no_posterior(x: torch.Tensor) -> Distribution:
+    """The top layer has no q(z_L|x) of inputs alone: a prior that mixes the posterior at
+    pseudo-inputs (a VampPrior) is refused for a hierarchy (``contract.REFUSED``)."""
+    raise TypeError("a hierarchy's top prior cannot read q(z_L|x)")
 
 
 def detached(module: nn.Module, inp: torch.Tensor) -> torch.Tensor:
@@ -90,7 +99,7 @@ class ChainPrior(Distribution):
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         z = self.model.split(value)
-        out = self.model.families[-1].prior().log_prob(z[-1])
+        out = self.model.top_prior().log_prob(z[-1])
         for layer in range(len(z) - 1):
             out = out + self.model.generative(layer, z[layer + 1]).log_prob(z[layer])
         return out
@@ -98,7 +107,7 @@ class ChainPrior(Distribution):
     @torch.no_grad()
     def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
         """Ancestral draws: z_L from the top prior, then each layer given the one above."""
-        z = [self.model.families[-1].prior().sample(sample_shape)]
+        z = [self.model.top_prior().sample(sample_shape)]
         for layer in range(len(self.model.families) - 2, -1, -1):
             z.insert(0, self.model.generative(layer, z[0]).sample())
         return torch.cat(z, -1)
@@ -116,12 +125,13 @@ class HierarchicalVAE(Defaults, nn.Module):
 
     families: Sequence[Family]  # an nn.ModuleList (see __init__): torch types its items as plain Modules
 
-    def __init__(self, encoder: nn.Module, families: list, decoder: nn.Module, head, up: list[nn.Module], down: list[nn.Module]):
+    def __init__(self, encoder: nn.Module, families: list, decoder: nn.Module, head, up: list[nn.Module], down: list[nn.Module], prior: Prior | None = None):
         super().__init__()
         self.encoder, self.decoder, self.head = encoder, decoder, head
         self.families = cast(Sequence[Family], nn.ModuleList(families))
         self.up, self.down = nn.ModuleList(up), nn.ModuleList(down)
         self.flow = None
+        self.prior_model = StandardPrior(families[-1], head.x_shape, 0) if prior is None else prior  # p(z_L)
 
     # --- the shape of the latent -----------------------------------------------------------
 
@@ -161,6 +171,10 @@ class HierarchicalVAE(Defaults, nn.Module):
         """p(z_layer | z_(layer+1) = above), 0-based layer < L - 1."""
         return self.families[layer].posterior(self.down[layer](self.families[layer + 1].decoder_input(above)).float())
 
+    def top_prior(self) -> Distribution:
+        """p(z_L): event (D_L,)."""
+        return self.prior_model.distribution(self.family, no_posterior)
+
     def prior(self) -> ChainPrior:
         return ChainPrior(self)
 
@@ -198,7 +212,7 @@ class HierarchicalVAE(Defaults, nn.Module):
 
     def sample_prior(self, n: int, temperature: float = 1.0) -> torch.Tensor:
         """n top-layer draws of p(z_L) at a temperature, (n, D_L)."""
-        return self.family.sample_prior(n, temperature)
+        return self.prior_model.sample(n, temperature, self.family, no_posterior)
 
     def layer_statistics(self, q: Distribution, z: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
         """Per layer: unit means along the mean path [(B, D_l)], and the KL term
@@ -215,7 +229,7 @@ class HierarchicalVAE(Defaults, nn.Module):
         terms = []
         for layer in range(len(parts)):
             log_q = q.q1.log_prob(parts[0]) if layer == 0 else q.conditional(layer, parts[layer - 1]).log_prob(parts[layer])
-            above = self.families[-1].prior() if layer == len(parts) - 1 else self.generative(layer, parts[layer + 1])
+            above = self.top_prior() if layer == len(parts) - 1 else self.generative(layer, parts[layer + 1])
             terms.append(above.log_prob(parts[layer]) - log_q)
         return torch.stack(terms, -1)
 

@@ -24,6 +24,7 @@ KINDS = [
     ("flow", ["latent.flow=planar"], 0, False),
     ("learned prior", ["prior.name=mog", "prior.components=3"], 0, False),
     ("hierarchy", ["model.stochastic=[2]"], 0, False),
+    ("hierarchy, mixture top prior", ["model.stochastic=[2]", "prior.name=mog", "prior.components=3"], 0, False),
     ("conditional", ["model.condition=label"], C, False),
     ("M2", ["model.condition=label", "data.labeled=30"], C, False),
     ("labelled view", ["model.condition=label", "prior.name=label"], C, True),
