@@ -188,6 +188,9 @@ class LabelledView:
         """The view for the examples ``index`` of its batch (itself when one label serves all)."""
         return self if self.y.dim() == 0 else LabelledView(self.model, self.y[index])
 
+    def label_posterior(self, x: torch.Tensor) -> OneHotCategorical:
+        raise TypeError("a labelled view's labels are given: q(y|x) is the classifier of the model itself")
+
     # --- the distributions, given y ------------------------------------------------------------
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:

@@ -57,6 +57,10 @@ class Model(Protocol):
         """The model with the labels y of a minibatch fixed; a model without labels returns itself."""
         ...
 
+    def label_posterior(self, x: torch.Tensor) -> Distribution:
+        """q(y|x) as one-hots, batch (B,), event (C,), where ``semi_supervised``; TypeError otherwise."""
+        ...
+
     def rows(self, index: Any) -> Model:
         """The model for the examples ``index`` of a batch (a labelled view picks their labels)."""
         ...
@@ -175,6 +179,9 @@ class Defaults:
     def rows(self, index):
         """The model for examples ``index`` of a batch: itself (a labelled view picks their labels)."""
         return self
+
+    def label_posterior(self, x: torch.Tensor) -> Distribution:
+        raise TypeError("q(y|x) needs the classifier of a semi-supervised model (data.labeled)")
 
     def kl_per_dim(self, q: Distribution) -> torch.Tensor | None:
         return None

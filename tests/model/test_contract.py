@@ -61,6 +61,11 @@ def test_every_model_kind_honours_the_contract(overrides, classes, view):
     assert labelled.decode_mean(top).shape == (B, *X_SHAPE)
     assert labelled.rows(slice(0, 2)).posterior(x[:2]).batch_shape == (2,)
     assert {"encoder", "decoder"} <= set(model.parameter_groups())
+    if model.semi_supervised:
+        assert model.label_posterior(x).probs.shape == (B, C)
+    else:
+        with pytest.raises(TypeError, match="classifier"):
+            model.label_posterior(x)
 
 
 @pytest.mark.parametrize("overrides,classes,view", [k[1:] for k in KINDS], ids=[k[0] for k in KINDS])
