@@ -30,7 +30,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
     model = runs.load(a.run)
     source = runs.load_data(a.run, model.config)
     threads = devices.Threads(model.config.train.threads)  # the run's setting: N, or auto (timed trials)
-    y = source.test_labels if hasattr(model, "given") else None
+    y = source.test_labels if model.classes else None
     if threads.due():
         probe = model if y is None else model.given(y[: metrics.DRAW_EXAMPLES])
         threads.tune(lambda: metrics.log_likelihood(probe, source.test[: metrics.DRAW_EXAMPLES], 32))
@@ -137,7 +137,7 @@ def load_target(path: str, batch: int | None, seed: int = 0, overrides: list[str
             raise ReparamError(f"key=value overrides apply to a config file, not to the run folder {path}")
         model = runs.load(p)
         cfg = model.config
-        if hasattr(model, "given"):
+        if model.classes:
             raise ReparamError(f"{path} is a conditional run (model.condition=label); the gradient lab measures unconditional models")
         x_train = runs.load_data(p, cfg).train
         objective = objectives.Objective(cfg.objective, model.x_shape)

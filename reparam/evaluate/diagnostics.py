@@ -81,7 +81,7 @@ def mutual_information(model, x: torch.Tensor, n_queries: int = 1000, seed: int 
     ``kl_marginal`` = E_x KL - I, and ``mi_max`` = log N; None for the first three where
     q(z|x) has a density at its own draws only (a flow posterior).
     """
-    if not getattr(model, "density_everywhere", True):
+    if not model.density_everywhere:
         return {"mi": None, "mi_se": None, "kl_marginal": None, "mi_max": math.log(len(x))}
     q_all = model.posterior(x)  # batch (N,)
     idx = _query_index(len(x), n_queries, seed)
@@ -104,7 +104,7 @@ def layers(model, x: torch.Tensor, batch_size: int = 1000, seed: int = 0) -> dic
     The KL term of layer l is E_q[log q(z_l|z_(l-1)) - log p(z_l|z_(l+1))], one seeded draw per
     example (``model.layer_statistics``); the terms sum to the model's KL. Empty for one layer.
     """
-    if len(getattr(model, "layer_dims", [0])) < 2:
+    if len(model.layer_dims) < 2:
         return {}
     means, kls = [], []
     with torch.random.fork_rng(devices=[]):

@@ -32,9 +32,8 @@ from ..model import VAE
 from ..objectives import baseline_module, estimators
 
 WARMUP = 20  # estimates that warm up a fresh moving-average baseline (not measured)
-#: Inference (the encoder, a flow, a hierarchy's upward networks) and generation (the decoder,
-#: the likelihood head, a hierarchy's downward networks, a learned prior).
-GROUPS = {"encoder": ("encoder", "flow", "up"), "decoder": ("decoder", "head", "down", "prior_model")}
+#: The groups that hold every parameter once: inference and generation (``Model.parameter_groups``).
+WHOLE = ("encoder", "decoder")
 
 
 def parse_spec(spec: str) -> dict[str, str]:
@@ -68,22 +67,10 @@ def check_specs(
         )  # fmt: skip
 
 
-def groups(model: nn.Module) -> dict[str, list[nn.Parameter]]:
-    """Parameters by group: encoder (inference), decoder (generation) and, for a hierarchical
-    model, each layer's inference network apart (``encoder.layer1`` is the encoder's,
-    ``encoder.layer<l>`` the network from z_(l-1) to q(z_l))."""
-    out = {}
-    for group, children in GROUPS.items():
-        params = [p for c in children if isinstance(getattr(model, c, None), nn.Module) for p in getattr(model, c).parameters()]
-        out[group] = [p for p in params if p.requires_grad]
-    up = getattr(model, "up", None)
-    if isinstance(up, nn.ModuleList):
-        encoder = model.encoder
-        assert isinstance(encoder, nn.Module)  # a hierarchical model's encoder network
-        out["encoder.layer1"] = [p for p in encoder.parameters() if p.requires_grad]
-        for layer, net in enumerate(up, start=2):
-            out[f"encoder.layer{layer}"] = [p for p in net.parameters() if p.requires_grad]
-    return out
+def groups(model) -> dict[str, list[nn.Parameter]]:
+    """The model's trainable parameters by group (``Model.parameter_groups``): encoder (inference),
+    decoder (generation) and, for a hierarchical model, each layer's inference network apart."""
+    return {group: [p for p in params if p.requires_grad] for group, params in model.parameter_groups().items()}
 
 
 def _flat(params: list[nn.Parameter]) -> torch.Tensor:
@@ -119,7 +106,7 @@ def gradient_stats(step: Callable[[], None], param_groups: dict[str, list], repl
 
 def whole(stats: dict, key: str) -> torch.Tensor:
     """``key`` ('mean' or 'var') of every parameter once: the encoder and decoder groups (the others overlap them)."""
-    return torch.cat([stats["groups"][g][key] for g in GROUPS if g in stats["groups"]])
+    return torch.cat([stats["groups"][g][key] for g in WHOLE if g in stats["groups"]])
 
 
 def summarize(stats: dict) -> dict:

@@ -9,8 +9,10 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from typing import Any, NamedTuple
 
 import torch
+from torch.distributions import MixtureSameFamily
 from tqdm.auto import tqdm
 
 from .. import objectives
@@ -37,11 +39,6 @@ def _batches(n: int, size: int):
         yield slice(start, min(start + size, n))
 
 
-def semi_supervised(model) -> bool:
-    """Whether the model is M2: a conditional VAE with a classifier q(y|x), its labels latent."""
-    return getattr(model, "classifier", None) is not None
-
-
 @torch.inference_mode()
 def elbo_terms(model, x: torch.Tensor, batch_size: int = 1000, seed: int | None = None) -> dict[str, float]:
     """Mean test ELBO and its terms over x (N, *x_shape), one sample per example.
@@ -58,7 +55,7 @@ def elbo_terms(model, x: torch.Tensor, batch_size: int = 1000, seed: int | None 
             return elbo_terms(model, x, batch_size)
     sums: dict[str, float] = {}
     for sl in _batches(len(x), batch_size):
-        if semi_supervised(model):
+        if model.semi_supervised:
             _, terms = labels.exact(objectives.elbo, model, x[sl])
         else:
             _, terms = objectives.elbo(model.rows(sl), x[sl])
@@ -88,10 +85,16 @@ def _log_px_z(model, z: torch.Tensor, x: torch.Tensor, rows: int) -> torch.Tenso
     return out
 
 
+def _components(prior) -> int:
+    """The components a mixture's log_prob tabulates at every draw: torch's mixture builds
+    (K, b, components, D); ``GaussianMixture``'s matrix products need no such table."""
+    return prior.mixture_distribution.logits.shape[-1] if isinstance(prior, MixtureSameFamily) else 1
+
+
 def _log_prior(prior, z: torch.Tensor, max_elements: int) -> torch.Tensor:
     """log p(z) (K, b) for z (K, b, D), in chunks of samples: a mixture prior's table of
     components (K, b, components, D) stays within ``max_elements``."""
-    per_sample = z.shape[1] * z.shape[-1] * getattr(prior, "_num_component", 1)
+    per_sample = z.shape[1] * z.shape[-1] * _components(prior)
     chunk = max(1, max_elements // per_sample)
     if chunk >= len(z):
         return prior.log_prob(z)
@@ -118,13 +121,13 @@ def log_likelihood(model, x: torch.Tensor, k: int, max_elements: int = MAX_ELEME
     """
     if precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if semi_supervised(model):
+    if model.semi_supervised:
         return _marginal_log_likelihood(model, x, k, max_elements, seed, precision)
     dtype = PRECISIONS[precision]
     cast = torch.autocast(x.device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
     rows = max(1, max_elements // max(1, math.prod(model.x_shape)))
     log_px, ess = [], []
-    prior = None if getattr(model, "y", None) is not None and model.y.dim() else model.prior()  # once, unless per-example labels
+    prior = None if model.per_example_prior else model.prior()  # once, unless per-example labels
     bar = tqdm(total=len(x), disable=None if progress is None else not progress, unit="image", desc=f"log p(x), K={k}", leave=False, dynamic_ncols=True)
     with bar, torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
         for block, ex in enumerate(_batches(len(x), DRAW_EXAMPLES)):
@@ -193,6 +196,69 @@ def scores(model, x: torch.Tensor, k: int, seed: int = 0, precision: str = "fp32
     return {**elbo_terms(model, x, seed=seed), **nll_scores(model, x, k, seed, precision, progress), "precision": precision, "model": model.family.name}
 
 
+class Scored(NamedTuple):
+    """Which model a run's numbers describe: ``model`` is scored (ELBO, log-likelihood),
+    ``view`` read by the dashboard, ``labels`` says how the labels enter (None without)."""
+
+    model: Any
+    view: Any
+    labels: str | None
+
+
+def scored_model(model, y: torch.Tensor | None) -> Scored:
+    """A conditional VAE given the test labels y (ELBO and -log p(x|y)); M2 (its labels latent)
+    by its marginal log p(x) = log sum_y p(y) p(x|y), its dashboard reading q(z|x, y) at the
+    test labels; without labels, the model itself."""
+    if y is None:
+        return Scored(model, model, None)
+    view = model.given(y)
+    if model.semi_supervised:
+        return Scored(model, view, "latent: log p(x) sums over the classes")
+    return Scored(view, view, "given: -log p(x|y) at the test labels")
+
+
+def family_models(model) -> tuple[Any, Any, bool]:
+    """(the model of the family that is scored, the discrete model a relaxation stands for or
+    None, whether the trained objective mixes a relaxed sample with the discrete KL)."""
+    mixed = model.family.scored() is not model.family  # families, not models: a labelled view is new at every call
+    discrete = model.family.discrete()
+    discrete_model = None if discrete is None or mixed else model.with_family(discrete)  # None: a flow or learned prior
+    return model.with_family(model.family.scored()), discrete_model, mixed
+
+
+def elbo_scores(model, x: torch.Tensor, seed: int, precision: str) -> dict:
+    """The test ELBO of the model that is scored, and beside it the trained objective where it
+    is no model's bound (``objective``) and the discrete model a relaxation stands for (``discrete``)."""
+    scored, discrete_model, mixed = family_models(model)
+    out = {**elbo_terms(scored, x, seed=seed), "precision": precision, "model": scored.family.name, "n_test": len(x)}
+    if mixed:
+        out["objective"] = {"what": "the trained objective: relaxed sample into the decoder, discrete KL", **elbo_terms(model, x, seed=seed)}
+    if discrete_model is not None:
+        what = "the discrete model this relaxation stands for"
+        out["discrete"] = {"what": what, **elbo_terms(discrete_model, x, seed=seed), "precision": precision, "model": discrete_model.family.name}
+    return out
+
+
+def nll_part(model, x: torch.Tensor, k: int | str, seed: int, precision: str, seconds: float, progress: bool | None) -> tuple[dict, dict]:
+    """The NLL of the scored model (and of the discrete model beside it) with K samples, ``"auto"``
+    fitting it into ``seconds`` (``budget.plan``): (its scores, the discrete model's), and the plan
+    under ``nll_plan``. A subset of the images is scored at their own labels (``model.rows``)."""
+    scored, discrete_model, _ = family_models(model)
+    xs, plan = x, None
+    if k == "auto":
+        plan = budget.plan(log_likelihood, scored, x, seconds, 1 + (discrete_model is not None), DRAW_EXAMPLES)
+        k, xs = plan.k, x if plan.index is None else x[plan.index]
+    assert isinstance(k, int), k  # auto is resolved above (config checks the setting)
+    if not k:
+        return {"nll": None, "nll_se": None, "bits_per_dim": None, "ess": None, "k": 0, "n": 0}, {}
+    if plan is not None and plan.index is not None:
+        scored, discrete_model, _ = family_models(model.rows(plan.index))
+    out = nll_scores(scored, xs, k, seed, precision, progress)
+    if plan is not None:
+        out["nll_plan"] = plan.describe()
+    return out, {} if discrete_model is None else nll_scores(discrete_model, xs, k, seed, precision, progress)
+
+
 def evaluate(model, x: torch.Tensor, k: int | str, dashboard: bool = True, seed: int = 0, precision: str = "fp32", nll_shift: float | None = None,
              y: torch.Tensor | None = None, budget_seconds: float = 0.0, progress: bool | None = False) -> dict:  # fmt: skip
     """The run's held-out numbers: test ELBO and NLL of the model it defines, and the collapse dashboard.
@@ -216,52 +282,27 @@ def evaluate(model, x: torch.Tensor, k: int | str, dashboard: bool = True, seed:
     the same model's numbers for rows in their original units (the change of variables
     x_std = (x - mean) / std has log |det J| = -sum_j log std_j).
 
-    A conditional VAE is scored given the test labels ``y`` (ELBO and -log p(x|y)); M2 (a
-    classifier, its labels latent) by its marginal, log p(x) = log sum_y p(y) p(x|y), with
-    ``classification_error`` of q(y|x). ``labels`` says which; the dashboard reads
-    q(z|x, y) at the test labels.
+    Which model is scored with the test labels ``y`` is ``scored_model``'s answer: a
+    conditional VAE given them, M2 by its marginal with ``classification_error`` of q(y|x);
+    ``labels`` says which.
     """
     start = time.perf_counter()
-    m2 = semi_supervised(model)
-    cvae = None if y is None or m2 else model  # a conditional VAE: scored given the labels of the images it scores
-    view = model if y is None else model.given(y)
-    if cvae is not None:
-        model = view
-    mixed = model.family.scored() is not model.family  # the discrete KL's relaxed family; families, not models: a labelled view is new at every call
-    scored = model.with_family(model.family.scored())
-    discrete = model.family.discrete()
-    discrete_model = None if discrete is None or mixed else model.with_family(discrete)  # None: a flow or learned prior
-    out = {**elbo_terms(scored, x, seed=seed), "precision": precision, "model": scored.family.name, "n_test": len(x)}
-    if mixed:
-        out["objective"] = {"what": "the trained objective: relaxed sample into the decoder, discrete KL", **elbo_terms(model, x, seed=seed)}
-    if discrete_model is not None:
-        out["discrete"] = {"what": "the discrete model this relaxation stands for", **elbo_terms(discrete_model, x, seed=seed), "precision": precision, "model": discrete.name}
-    if y is not None:
-        out["labels"] = "latent: log p(x) sums over the classes" if m2 else "given: -log p(x|y) at the test labels"
-    if m2:
+    target = scored_model(model, y)
+    out = elbo_scores(target.model, x, seed, precision)
+    if target.labels is not None:
+        out["labels"] = target.labels
+    if target.model.semi_supervised:
         assert y is not None  # M2 is evaluated with the test labels (a conditional run's data carry them)
-        out.update(classification(model, x, y))
+        out.update(classification(target.model, x, y))
     if dashboard:
-        out.update(diagnostics.dashboard(view, x))
-    xs, plan = x, None
-    if k == "auto":
-        left = budget_seconds - (time.perf_counter() - start)
-        plan = budget.plan(log_likelihood, scored, x, left, 1 + (discrete_model is not None), DRAW_EXAMPLES)
-        k, xs = plan.k, x if plan.index is None else x[plan.index]
-    assert isinstance(k, int), k  # auto is resolved above (config checks the setting)
-    if k:
-        if cvae is not None and plan is not None and plan.index is not None:  # the subset's own labels
-            assert y is not None
-            sub = cvae.given(y[plan.index])
-            scored = sub.with_family(sub.family.scored())
-            discrete_model = None if discrete_model is None else sub.with_family(discrete)
-        out.update(nll_scores(scored, xs, k, seed, precision, progress))
-        if discrete_model is not None:
-            out["discrete"].update(nll_scores(discrete_model, xs, k, seed, precision, progress))
-    else:
-        out.update(nll=None, nll_se=None, bits_per_dim=None, ess=None, k=0, n=0)
+        out.update(diagnostics.dashboard(target.view, x))
+    nll, discrete = nll_part(target.model, x, k, seed, precision, budget_seconds - (time.perf_counter() - start), progress)
+    plan = nll.pop("nll_plan", None)
+    out.update(nll)
+    if discrete:
+        out["discrete"].update(discrete)
     if plan is not None:
-        out["nll_plan"] = {**plan.describe(), "seconds": round(time.perf_counter() - start, 3)}
+        out["nll_plan"] = {**plan, "seconds": round(time.perf_counter() - start, 3)}
     if nll_shift is not None:
         out["elbo_original_units"] = out["elbo"] - nll_shift
         out["nll_original_units"] = None if out["nll"] is None else out["nll"] + nll_shift

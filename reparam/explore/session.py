@@ -9,12 +9,10 @@ from __future__ import annotations
 import math
 import threading
 from pathlib import Path
-from typing import cast
 
 import torch
 
 from ..errors import SEED_LIMIT, RunError
-from ..model import ConditionalVAE
 from ..report import latent
 from ..report.images import tile
 from ..report.run import RunView, ascii_index, open_run
@@ -35,7 +33,7 @@ class Explorer:
         self.view = view
         self.model, self.family = self.view.model, self.view.model.family
         self.dim = self.family.dim
-        self.classes = getattr(self.model, "class_names", None) if view.conditional else None
+        self.classes = self.model.class_names if view.conditional else None
         self._lock = threading.Lock()
         with torch.inference_mode():
             self.points = latent.points(view.given(), self.view.test)  # (N, D): a conditional model's at each image's label
@@ -63,7 +61,7 @@ class Explorer:
         (None: the class the run was opened with); the model itself otherwise."""
         if self.classes is None:
             return self.model
-        return cast(ConditionalVAE, self.model).given(torch.tensor(self.view.label if label is None else label))  # a conditional run
+        return self.model.given(torch.tensor(self.view.label if label is None else label))
 
     def label_arg(self, text: str) -> int | None:
         """'' -> None (the default class); else a class index of a conditional run (BadRequest otherwise)."""

@@ -8,6 +8,7 @@ from .. import flows, latents, likelihoods, priors
 from ..errors import ConfigError, require
 from ..networks import ARCHS, mlp
 from .conditional import ConditionalVAE
+from .contract import check_shape
 from .hierarchical import HierarchicalVAE
 from .init import initialize
 from .vae import VAE
@@ -19,12 +20,12 @@ def layer_sizes(cfg) -> list[int]:
 
 
 def check(cfg) -> None:
-    """The model sections together (ConfigError, one line): a hierarchy's layers against the family."""
+    """The model sections together (ConfigError, one line): the shapes that combine
+    (``contract.REFUSED``), a hierarchy's layers against the family."""
     require(cfg.prior.name != "label" or cfg.prior.components == 0, "prior.name=label has one component per class: drop prior.components")
+    check_shape(cfg)
     if not cfg.model.stochastic:
         return
-    require(cfg.latent.flow == "none", "latent.flow applies to a one-layer model; drop model.stochastic or latent.flow")
-    require(cfg.prior.name == "standard", "prior.name=" + cfg.prior.name + " applies to a one-layer model; drop model.stochastic or prior.name")
     for layer, dim in enumerate(layer_sizes(cfg)[1:], start=2):
         try:
             family = latents.get(cfg.latent.family, dim, **cfg.latent.options)
@@ -37,7 +38,8 @@ def check(cfg) -> None:
 
 def build_hierarchical(cfg, x_shape: tuple[int, ...], encoder: nn.Module | None, decoder: nn.Module | None, columns=None) -> HierarchicalVAE:
     """Layers z_1..z_L of ``layer_sizes(cfg)``, networks between consecutive layers of
-    ``model.stochastic_hidden`` (default: two of twice the upper layer's size)."""
+    ``model.stochastic_hidden`` (default: two of twice the upper layer's size), ``prior.name``
+    the top layer's p(z_L)."""
     fams = [latents.get(cfg.latent.family, d, **cfg.latent.options) for d in layer_sizes(cfg)]
     head = likelihoods.get(cfg.likelihood.name, x_shape, columns, **cfg.likelihood.options)
     enc, dec = ARCHS.lookup(cfg.model.arch)(cfg.model, tuple(x_shape), fams[0].raw_size, fams[0].dim, head.raw_size)
@@ -47,7 +49,8 @@ def build_hierarchical(cfg, x_shape: tuple[int, ...], encoder: nn.Module | None,
         hidden = list(cfg.model.stochastic_hidden) or [2 * above.dim, 2 * above.dim]
         up.append(mlp([below.dim, *hidden, above.raw_size], cfg.model.activation))
         down.append(mlp([above.dim, *hidden, below.raw_size], cfg.model.activation))
-    return HierarchicalVAE(enc if encoder is None else encoder, fams, dec if decoder is None else decoder, head, up, down)
+    prior = priors.get(cfg.prior.name, fams[-1], x_shape, cfg.prior.components)  # p(z_L)
+    return HierarchicalVAE(enc if encoder is None else encoder, fams, dec if decoder is None else decoder, head, up, down, prior)
 
 
 def build(

@@ -4,8 +4,8 @@ q(z|x, y), p(x|z, y), and p(z) (or a learned p(z|y)), y one of C classes. The la
 the encoder as a term of its raw outputs (its last layer sees [h(x), onehot(y)]) and the
 decoder as extra inputs beside the latent, so every architecture, family and head works
 unchanged. ``given(y)`` is the model with the labels of a minibatch fixed: a view with the
-plain VAE's contract, which every bound, estimator and the importance-sampled
-log-likelihood take as it is. With a classifier q(y|x) (M2), a label can also be a latent
+plain VAE's contract (``reparam.model.contract.Model``), which every bound, estimator and
+the importance-sampled log-likelihood take as it is. With a classifier q(y|x) (M2), a label can also be a latent
 variable: see ``reparam.objectives.labels``.
 """
 
@@ -17,6 +17,7 @@ from torch import nn
 from torch.distributions import Distribution, Independent, OneHotCategorical, kl_divergence
 
 from ..flows import FlowPosterior
+from ..latents import Family
 from .vae import VAE, prior_kl
 
 
@@ -39,6 +40,11 @@ class ConditionalVAE(VAE):
         self.classes = classes
         self.label_in = nn.Linear(classes, self.raw_size, bias=False)
         self.classifier = classifier
+
+    @property
+    def semi_supervised(self) -> bool:
+        """Whether the labels can be latent: M2, with its classifier q(y|x)."""
+        return self.classifier is not None
 
     @property
     def auto_init(self) -> str:
@@ -96,6 +102,9 @@ class ConditionalVAE(VAE):
         yy = self.onehot(y.expand(n)) if self.prior_model.conditional else None
         return self.prior_model.sample(n, temperature, self.family, self.base_posterior, yy)
 
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        raise TypeError("a conditional VAE's encoder reads the labels: use model.given(y).encode(x)")
+
     def posterior(self, x: torch.Tensor, stop: bool = False) -> Distribution:
         raise TypeError("a conditional VAE's q(z|x, y) needs the labels: use model.given(y).posterior(x)")
 
@@ -115,23 +124,77 @@ class ConditionalVAE(VAE):
 
 class LabelledView:
     """A conditional VAE with the labels y fixed: posterior(x) = q(z|x, y), likelihood(z) = p(x|z, y),
-    prior() = p(z|y), and the VAE's other hooks; what it does not override it reads from the model."""
+    prior() = p(z|y), and the model's other members (``reparam.model.contract.Model``).
 
-    classifier = None  # its labels are given, not latent: evaluation scores it as a model of x given y
+    Its labels are given, not latent: evaluation scores it as a model of x given y
+    (``semi_supervised`` is False).
+    """
+
+    semi_supervised = False
 
     def __init__(self, model: ConditionalVAE, y: torch.Tensor):
         self.model, self.y = model, y
 
-    def __getattr__(self, name: str):
-        return getattr(self.model, name)
+    # --- the model's shape, read from it ------------------------------------------------------
+
+    @property
+    def x_shape(self) -> tuple[int, ...]:
+        return self.model.x_shape
+
+    @property
+    def latent_dim(self) -> int:
+        return self.model.latent_dim
+
+    @property
+    def layer_dims(self) -> list[int]:
+        return self.model.layer_dims
+
+    @property
+    def raw_size(self) -> int:
+        return self.model.raw_size
+
+    @property
+    def family(self) -> Family:
+        return self.model.family
+
+    @property
+    def density_everywhere(self) -> bool:
+        return self.model.density_everywhere
+
+    @property
+    def auto_init(self) -> str:
+        return self.model.auto_init
+
+    @property
+    def classes(self) -> int:
+        return self.model.classes
+
+    @property
+    def class_names(self) -> list[str] | None:
+        return self.model.class_names
+
+    @property
+    def per_example_prior(self) -> bool:
+        """Whether its labels are one per example (then p(z|y) differs between rows)."""
+        return self.y.dim() > 0
+
+    # --- the labels ----------------------------------------------------------------------------
+
+    def given(self, y: torch.Tensor) -> LabelledView:
+        """The same model with other labels fixed."""
+        return LabelledView(self.model, y)
 
     def rows(self, index) -> LabelledView:
         """The view for the examples ``index`` of its batch (itself when one label serves all)."""
         return self if self.y.dim() == 0 else LabelledView(self.model, self.y[index])
 
-    def sample_prior(self, n: int, temperature: float = 1.0) -> torch.Tensor:
-        """n draws of p(z|y), (n, D) (y one label, or n of them)."""
-        return self.model.sample_prior_given(n, temperature, self.y)
+    def label_posterior(self, x: torch.Tensor) -> OneHotCategorical:
+        raise TypeError("a labelled view's labels are given: q(y|x) is the classifier of the model itself")
+
+    # --- the distributions, given y ------------------------------------------------------------
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.raw_given(x, self.y)
 
     def posterior(self, x: torch.Tensor, stop: bool = False) -> Distribution:
         return self.model.posterior_given(x, self.y, stop)
@@ -144,6 +207,10 @@ class LabelledView:
 
     def decode_mean(self, z: torch.Tensor) -> torch.Tensor:
         return self.model.decode_mean_given(z, self.y)
+
+    def sample_prior(self, n: int, temperature: float = 1.0) -> torch.Tensor:
+        """n draws of p(z|y), (n, D) (y one label, or n of them)."""
+        return self.model.sample_prior_given(n, temperature, self.y)
 
     def kl(self, q: Distribution, z: torch.Tensor | None = None) -> torch.Tensor:
         """KL(q(z|x,y) || p(z|y)): the family's own with p(z), else closed form where registered, else Monte Carlo."""
@@ -162,6 +229,29 @@ class LabelledView:
                 return None
         return None
 
-    def with_family(self, family) -> LabelledView | None:
+    # --- the rest, the model's own -------------------------------------------------------------
+
+    def log_ratio_groups(self, q: Distribution, z: torch.Tensor) -> torch.Tensor | None:
+        return self.model.log_ratio_groups(q, z)
+
+    def layer_statistics(self, q: Distribution, z: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        return [self.unit_mean(q)], self.kl(q, z).unsqueeze(-1)
+
+    def log_prob_per_dim(self, d: Distribution, z: torch.Tensor) -> torch.Tensor | None:
+        return self.model.log_prob_per_dim(d, z)
+
+    def point(self, q: Distribution) -> torch.Tensor:
+        return self.model.point(q)
+
+    def unit_mean(self, q: Distribution) -> torch.Tensor:
+        return self.model.unit_mean(q)
+
+    def on_step(self, step: int) -> None:
+        self.model.on_step(step)
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        return self.model.parameter_groups()
+
+    def with_family(self, family: Family) -> LabelledView | None:
         other = self.model.with_family(family)
         return None if other is None else LabelledView(other, self.y)

@@ -3,7 +3,8 @@
 Inference q(z_1|x) q(z_2|z_1) ... q(z_L|z_(L-1)); generation p(z_L) p(z_(L-1)|z_L) ...
 p(z_1|z_2) p(x|z_1). Every conditional, in both directions, is the layer's family applied
 to a network's raw outputs (``family.posterior(raw)``), so any family with a reparameterized
-sample can sit at any layer; the top prior is the family's own. The latent the bounds see
+sample can sit at any layer; the top prior p(z_L) is a prior module (the family's own, or a
+learned mixture of Gaussians: ``prior.name=mog``). The latent the bounds see
 is the concatenation z = [z_1, ..., z_L] (*S, B, D_1 + ... + D_L) with the joint densities
 below, so every bound, estimator and the importance-sampled log-likelihood work on it
 unchanged. The views (report, explorer) drive the top layer z_L: decoding follows the
@@ -20,6 +21,15 @@ from torch import nn
 from torch.distributions import Distribution, constraints
 
 from ..latents import Family
+from ..priors import Prior
+from ..priors.standard import StandardPrior
+from .contract import Defaults
+
+
+def no_posterior(x: torch.Tensor) -> Distribution:
+    """The top layer has no q(z_L|x) of inputs alone: a prior that mixes the posterior at
+    pseudo-inputs (a VampPrior) is refused for a hierarchy (``contract.REFUSED``)."""
+    raise TypeError("a hierarchy's top prior cannot read q(z_L|x)")
 
 
 def detached(module: nn.Module, inp: torch.Tensor) -> torch.Tensor:
@@ -89,7 +99,7 @@ class ChainPrior(Distribution):
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         z = self.model.split(value)
-        out = self.model.families[-1].prior().log_prob(z[-1])
+        out = self.model.top_prior().log_prob(z[-1])
         for layer in range(len(z) - 1):
             out = out + self.model.generative(layer, z[layer + 1]).log_prob(z[layer])
         return out
@@ -97,37 +107,33 @@ class ChainPrior(Distribution):
     @torch.no_grad()
     def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
         """Ancestral draws: z_L from the top prior, then each layer given the one above."""
-        z = [self.model.families[-1].prior().sample(sample_shape)]
+        z = [self.model.top_prior().sample(sample_shape)]
         for layer in range(len(self.model.families) - 2, -1, -1):
             z.insert(0, self.model.generative(layer, z[0]).sample())
         return torch.cat(z, -1)
 
 
-class HierarchicalVAE(nn.Module):
+class HierarchicalVAE(Defaults, nn.Module):
     """A VAE with stochastic layers z_1 (D_1 = latent.dim) ... z_L (``model.stochastic``).
 
     Networks: ``encoder`` x -> raw of q(z_1|x), ``up[l]`` z_l -> raw of q(z_(l+1)|z_l),
     ``down[l]`` z_(l+1) -> raw of p(z_l|z_(l+1)), ``decoder`` z_1 -> raw of p(x|z_1) (each
     reads its input through the input layer's ``decoder_input``). ``families[l]`` is layer
-    l's family (bottom first). The model-level hooks read by evaluation, the report and
-    the explorer act on the top layer; ``layer_statistics`` gives each layer's own.
+    l's family (bottom first). Its members are the ``reparam.model.contract.Model``
+    protocol: the views' hooks act on the top layer; ``layer_statistics`` gives each layer's own.
     """
 
     families: Sequence[Family]  # an nn.ModuleList (see __init__): torch types its items as plain Modules
-    class_names: list[str] | None  # the data's class names, set by reparam.runs.load
 
-    def __init__(self, encoder: nn.Module, families: list, decoder: nn.Module, head, up: list[nn.Module], down: list[nn.Module]):
+    def __init__(self, encoder: nn.Module, families: list, decoder: nn.Module, head, up: list[nn.Module], down: list[nn.Module], prior: Prior | None = None):
         super().__init__()
         self.encoder, self.decoder, self.head = encoder, decoder, head
         self.families = cast(Sequence[Family], nn.ModuleList(families))
         self.up, self.down = nn.ModuleList(up), nn.ModuleList(down)
         self.flow = None
+        self.prior_model = StandardPrior(families[-1], head.x_shape, 0) if prior is None else prior  # p(z_L)
 
     # --- the shape of the latent -----------------------------------------------------------
-
-    @property
-    def x_shape(self) -> tuple[int, ...]:
-        return self.head.x_shape
 
     @property
     def family(self):
@@ -139,20 +145,8 @@ class HierarchicalVAE(nn.Module):
         return [f.dim for f in self.families]
 
     @property
-    def latent_dim(self) -> int:
-        return sum(self.layer_dims)
-
-    @property
     def raw_size(self) -> int:
         return self.families[0].raw_size
-
-    density_everywhere = True
-
-    @property
-    def auto_init(self) -> str:
-        """He's start (with the KL warm-up a hierarchy brings by default, reparam.config), unless the
-        encoder's measurements asked for another (``reparam.model.init``)."""
-        return getattr(self.encoder, "auto_init", None) or "he"
 
     def split(self, z: torch.Tensor) -> list[torch.Tensor]:
         """The concatenated latent (*S, B, sum D_l) -> one tensor per layer, bottom first."""
@@ -160,18 +154,26 @@ class HierarchicalVAE(nn.Module):
 
     # --- the distributions the bounds read ---------------------------------------------------
 
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """The encoder's raw numbers of q(z_1|x) for x (B, *x_shape): (B, raw_size), float32."""
+        return self.encoder(x).float()
+
     def posterior(self, x: torch.Tensor, stop: bool = False) -> ChainPosterior:
         """q(z_1..z_L | x); with ``stop`` the inference networks' weights are detached."""
         if stop:
             with torch.no_grad():
-                raw1 = self.encoder(x).float()
+                raw1 = self.encode(x)
         else:
-            raw1 = self.encoder(x).float()
+            raw1 = self.encode(x)
         return ChainPosterior(self, self.families[0].posterior(raw1), stop)
 
     def generative(self, layer: int, above: torch.Tensor) -> Distribution:
         """p(z_layer | z_(layer+1) = above), 0-based layer < L - 1."""
         return self.families[layer].posterior(self.down[layer](self.families[layer + 1].decoder_input(above)).float())
+
+    def top_prior(self) -> Distribution:
+        """p(z_L): event (D_L,)."""
+        return self.prior_model.distribution(self.family, no_posterior)
 
     def prior(self) -> ChainPrior:
         return ChainPrior(self)
@@ -186,12 +188,6 @@ class HierarchicalVAE(nn.Module):
         if z is None:
             raise ValueError("a hierarchical model's KL is a Monte Carlo estimate: pass samples z")
         return (q.log_prob(z) - self.prior().log_prob(z)).mean(0)
-
-    def kl_per_dim(self, q: Distribution) -> None:
-        return None
-
-    def log_prob_per_dim(self, d: Distribution, z: torch.Tensor) -> None:
-        return None
 
     # --- the views: the top layer --------------------------------------------------------------
 
@@ -216,22 +212,24 @@ class HierarchicalVAE(nn.Module):
 
     def sample_prior(self, n: int, temperature: float = 1.0) -> torch.Tensor:
         """n top-layer draws of p(z_L) at a temperature, (n, D_L)."""
-        return self.family.sample_prior(n, temperature)
+        return self.prior_model.sample(n, temperature, self.family, no_posterior)
 
-    def layer_statistics(self, q: ChainPosterior, z: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+    def layer_statistics(self, q: Distribution, z: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
         """Per layer: unit means along the mean path [(B, D_l)], and the KL term
         E_q[log q(z_l|z_(l-1)) - log p(z_l|z_(l+1))] by Monte Carlo from z (K, B, sum D_l): (B, L)."""
+        assert isinstance(q, ChainPosterior)  # this model's posterior
         means = [f.unit_mean(ql) for f, ql in zip(self.families, q.layers())]
         return means, -self.log_ratio_groups(q, z).mean(0)
 
-    def log_ratio_groups(self, q: ChainPosterior, z: torch.Tensor) -> torch.Tensor:
+    def log_ratio_groups(self, q: Distribution, z: torch.Tensor) -> torch.Tensor:
         """log p(z_l|z_(l+1)) - log q(z_l|z_(l-1)) per layer at z (K, B, sum D_l): (K, B, L), summing
         to log p(z) - log q(z|x). Free bits floor each layer's KL (``reparam.objectives.free_bits``)."""
+        assert isinstance(q, ChainPosterior)  # this model's posterior
         parts = self.split(z)
         terms = []
         for layer in range(len(parts)):
             log_q = q.q1.log_prob(parts[0]) if layer == 0 else q.conditional(layer, parts[layer - 1]).log_prob(parts[layer])
-            above = self.families[-1].prior() if layer == len(parts) - 1 else self.generative(layer, parts[layer + 1])
+            above = self.top_prior() if layer == len(parts) - 1 else self.generative(layer, parts[layer + 1])
             terms.append(above.log_prob(parts[layer]) - log_q)
         return torch.stack(terms, -1)
 
@@ -239,9 +237,13 @@ class HierarchicalVAE(nn.Module):
         for f in self.families:
             f.on_step(step)
 
-    def rows(self, index) -> HierarchicalVAE:
-        """The model for examples ``index`` of a batch: itself (see ``VAE.rows``)."""
-        return self
-
     def with_family(self, family) -> HierarchicalVAE | None:
         return self if family is self.family else None
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """``encoder``, ``decoder``, and each layer's inference network apart: ``encoder.layer1``
+        the encoder's, ``encoder.layer<l>`` the network from z_(l-1) to q(z_l)."""
+        out = super().parameter_groups()
+        for layer, net in enumerate([self.encoder, *self.up], start=1):
+            out[f"encoder.layer{layer}"] = list(net.parameters())
+        return out

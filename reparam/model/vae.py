@@ -13,6 +13,7 @@ from ..latents import Family
 from ..likelihoods import Head
 from ..priors import Prior
 from ..priors.standard import StandardPrior
+from .contract import Defaults
 
 
 def prior_kl(q: Distribution, p: Distribution, z: torch.Tensor | None = None) -> torch.Tensor:
@@ -26,7 +27,7 @@ def prior_kl(q: Distribution, p: Distribution, z: torch.Tensor | None = None) ->
         return (q.log_prob(z) - p.log_prob(z)).mean(0)
 
 
-class VAE(nn.Module):
+class VAE(Defaults, nn.Module):
     """x -> q(z|x) -> z -> p(x|z), with p(z) from the prior module (the family's own by default).
 
     Shapes: ``posterior(x)`` takes x (B, *x_shape) and returns batch_shape (B,),
@@ -43,7 +44,6 @@ class VAE(nn.Module):
     decoder: nn.Module
     head: Head
     config: Any  # the run's Config, set by reparam.runs.load
-    class_names: list[str] | None  # the data's class names, set by reparam.runs.load
 
     def __init__(self, encoder: nn.Module, family: Family, decoder: nn.Module, head: Head, prior: Prior | None = None, flow: Flow | None = None):
         super().__init__()
@@ -55,25 +55,12 @@ class VAE(nn.Module):
     def auto_init(self) -> str:
         """What ``model.init=auto`` starts the networks with (``reparam.model.init``): He's start,
         unless the flow's or the encoder's measurements asked for another."""
-        return (self.flow.auto_init if self.flow is not None else None) or getattr(self.encoder, "auto_init", None) or "he"
-
-    @property
-    def x_shape(self) -> tuple[int, ...]:
-        return self.head.x_shape
+        return (self.flow.auto_init if self.flow is not None else None) or super().auto_init
 
     @property
     def raw_size(self) -> int:
         """Numbers the encoder emits per example: the family's, then the flow's."""
         return self.family.raw_size + (0 if self.flow is None else self.flow.raw_size)
-
-    @property
-    def latent_dim(self) -> int:
-        return self.family.dim
-
-    @property
-    def layer_dims(self) -> list[int]:
-        """Sizes of the stochastic layers, bottom first (one here)."""
-        return [self.family.dim]
 
     @property
     def density_everywhere(self) -> bool:
@@ -82,6 +69,10 @@ class VAE(nn.Module):
 
     def _raw(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x).float()  # fp32 even under autocast
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """The encoder's raw numbers for x (B, *x_shape): (B, raw_size), float32."""
+        return self._raw(x)
 
     def base_posterior(self, x: torch.Tensor) -> Distribution:
         """The family's q0(z|x), before any flow (a VampPrior mixes it)."""
@@ -125,10 +116,6 @@ class VAE(nn.Module):
         """KL per latent dimension, (B, D), where it exists in closed form (the family's own prior, no flow)."""
         return self.family.kl_per_dim(q) if self._standard() else None
 
-    def log_ratio_groups(self, q: Distribution, z: torch.Tensor) -> torch.Tensor | None:
-        """log p(z) - log q(z|x) split by stochastic layer, (K, B, L); None with one layer."""
-        return None
-
     def log_prob_per_dim(self, d: Distribution, z: torch.Tensor) -> torch.Tensor | None:
         """log d(z_d) per dimension where d factorizes (see ``Family.log_prob_per_dim``)."""
         return self.family.log_prob_per_dim(d, z)
@@ -149,10 +136,6 @@ class VAE(nn.Module):
 
     def on_step(self, step: int) -> None:
         self.family.on_step(step)
-
-    def rows(self, index) -> VAE:
-        """The model for examples ``index`` of a batch: itself (a labelled view picks their labels)."""
-        return self
 
     def with_family(self, family: Family) -> VAE | None:
         """The same networks with another latent family of the same raw layout (shares the modules),

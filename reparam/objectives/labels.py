@@ -82,7 +82,6 @@ def check(cfg) -> None:
     if cfg.prior.name == "label" and not conditional:
         raise ConfigError("prior.name=label is p(z|y), a prior of the labels: add model.condition=label")
     if conditional:
-        require(not cfg.model.stochastic, "model.condition=label applies to a one-layer model; drop model.stochastic or model.condition")
         require(cfg.train.gradvar_every == 0, "train.gradvar_every: the gradient lab measures unconditional models; drop it or model.condition")
         require(cfg.data.name != "table", "model.condition=label needs labelled images; a table has no labels (drop model.condition)")
     defaults = {"labels": "exact", "label_weight": 0.1, "label_temperature": 0.1, "label_baseline": "loo"}

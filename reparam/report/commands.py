@@ -44,7 +44,7 @@ def cmd_sample(a: argparse.Namespace) -> int:
         raise ReparamError(f"{a.run} models images: its samples are a PNG grid; choose --out FILE.png (got {out.name})")
     if model.columns is not None:
         print(table.save_samples_csv(model, model.columns, out, n=a.n or 64, seed=a.seed))
-    elif hasattr(model, "given"):  # one class, or a row per class
+    elif model.classes:  # one class, or a row per class
         print(pictures.save_class_samples(model, out, a.n, a.seed, label))
     else:
         print(pictures.save_samples(model, out, n=a.n or 64, seed=a.seed))

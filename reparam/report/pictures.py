@@ -36,7 +36,7 @@ def class_samples(model, per_class: int, temperature: float = 1.0, seed: int = 0
 def save_samples(model, path: Path, n: int = 64, seed: int = 0) -> Path:
     """n decoded prior draws (seeded; the caller's RNG state is left as it was); for a
     conditional model a grid with one row of draws per class."""
-    if hasattr(model, "given"):
+    if model.classes:
         return save_class_samples(model, path, seed=seed)
     images = prior_samples(model, n, 1.0, seed)  # (n, *x_shape)
     assert images is not None  # every family samples its prior at temperature 1

@@ -41,7 +41,7 @@ class RunView:
 
     @property
     def conditional(self) -> bool:
-        return hasattr(self.model, "given")
+        return bool(self.model.classes)
 
     def given(self):
         """The model given each test image's label (a conditional run), else the model."""
@@ -87,7 +87,7 @@ def ascii_index(text: str, n: int) -> int | None:
 def class_index(model, label: str | None) -> int | None:
     """The class a ``--label`` names (a class name, or its index) in a conditional run; None
     for no label. ReparamError (one line) for an unknown class or a run without labels."""
-    names = getattr(model, "class_names", None)
+    names = model.class_names
     if label is None:
         return None
     if names is None:
@@ -121,5 +121,5 @@ def open_run(run_dir: str | Path, max_test: int = MAX_TEST, label: str | None = 
         test=source.test[:max_test],
         labels=labels,
         columns=source.columns,
-        label=(0 if index is None else index) if hasattr(model, "given") else None,
+        label=(0 if index is None else index) if model.classes else None,
     )

@@ -150,3 +150,40 @@ def test_free_bits_floor_each_layer_of_a_hierarchy():
     first = torch.autograd.grad(per_layer[:, 0].mean(), params, allow_unused=True)
     for a, b in zip(floored, first):
         assert (a is None and b is None) or torch.allclose(a, b)
+
+
+# --- a learned mixture as the top layer's prior ------------------------------------------------
+
+
+def test_a_mixture_top_prior_gives_the_joint_density_of_the_chain():
+    """log p(z_1, z_2) = log sum_k pi_k N(z_2; mu_k, sigma_k) + log N(z_1; m(z_2), s(z_2)), by scipy in float64."""
+    from scipy.special import logsumexp
+    from scipy.stats import norm
+
+    model = build(tiny_config("latent.dim=1", "model.stochastic=[1]", "prior.name=mog", "prior.components=3"), (8, 8)).double()
+    with torch.no_grad():
+        model.prior_model.loc.copy_(torch.tensor([[-2.0], [0.5], [3.0]]))
+        model.prior_model.logits.copy_(torch.tensor([0.3, -1.0, 1.2]))
+    z = 2 * torch.randn(50, 2, dtype=torch.float64)
+    comp = model.prior_model.components_distribution().base_dist
+    loc, scale = comp.loc.detach().numpy()[:, 0], comp.scale.detach().numpy()[:, 0]
+    log_w = torch.log_softmax(model.prior_model.logits, -1).detach().numpy()
+    top = logsumexp(log_w + norm.logpdf(z[:, 1:].numpy(), loc, scale), axis=1)
+    below = model.generative(0, z[:, 1:])
+    hand = top + norm.logpdf(z[:, 0].numpy(), below.base_dist.loc[:, 0].detach().numpy(), below.base_dist.scale[:, 0].detach().numpy())
+    assert torch.allclose(model.prior().log_prob(z), torch.from_numpy(hand), atol=1e-10)
+    draws = model.prior().sample((20000,))[:, 1]  # z_2 ~ p(z_2): the mixture's mean within 4 standard errors
+    mean = float((torch.softmax(model.prior_model.logits, -1) * model.prior_model.loc[:, 0]).sum().detach())
+    assert abs(float(draws.mean()) - mean) < 4 * float(draws.std()) / math.sqrt(len(draws))
+
+
+def test_a_hierarchy_with_a_mixture_top_prior_trains_and_reloads(tmp_path):
+    from reparam import runs
+    from reparam.train import train
+
+    run = train(tiny_config("model.stochastic=[2]", "prior.name=mog", "prior.components=4"), tmp_path / "run")
+    summary = json.loads((run / "summary.json").read_text())
+    assert math.isfinite(summary["nll"]) and -summary["nll"] >= summary["elbo"] - 4 * summary["nll_se"]
+    model = runs.load(run)
+    assert model.prior_model.components == 4 and model.sample_prior(3).shape == (3, 2)
+    assert not torch.equal(model.prior_model.logits, torch.zeros(4))  # learned with the model
