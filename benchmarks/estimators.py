@@ -78,7 +78,7 @@ def make_trainer(data, row: str, a) -> Trainer:
         f"train.lr_final={1e-3 * 0.9 ** (epochs * math.ceil(len(data.train) / BATCH) / 1000):.6g}",
     ])  # fmt: skip
     torch.manual_seed(a.seed)
-    return Trainer(cfg, build(cfg, data.x_shape), data, Path(tempfile.mkdtemp(prefix="estimators-")))
+    return Trainer(cfg, build(cfg, data.x_shape, train_x=data.train), data, Path(tempfile.mkdtemp(prefix="estimators-")))
 
 
 def lab(trainer: Trainer, spec: str, x: torch.Tensor, replicates: int) -> dict:

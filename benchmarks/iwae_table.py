@@ -56,7 +56,7 @@ def make_trainer(data, method: str, k: int, a, layers: int = 1) -> Trainer:
         f"train.batch_size={a.batch}", f"train.lr={a.lr}", f"seed={a.seed}",
     ])  # fmt: skip
     torch.manual_seed(a.seed)
-    model = build(cfg, data.x_shape)
+    model = build(cfg, data.x_shape, train_x=data.train)
     return Trainer(cfg, model, data, Path(tempfile.mkdtemp(prefix="iwae-table-")))
 
 

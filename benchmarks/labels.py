@@ -68,7 +68,7 @@ def trainer_for(data: data_mod.Data, overrides: list[str], seed: int, device: st
     ])  # fmt: skip
     torch.manual_seed(seed)
     classes = len(data.classes) if cfg.model.condition == "label" and data.classes else None
-    model = build(cfg, data.x_shape, classes=classes).to(device)
+    model = build(cfg, data.x_shape, classes=classes, train_x=data.train).to(device)
     return Trainer(cfg, model, data, Path(tempfile.mkdtemp(prefix="labels-")))
 
 

@@ -79,7 +79,7 @@ def make_trainer(data, overrides: list[str], a, seed: int) -> Trainer:
         *base, *warmup, *a.extra, *overrides,
     ])  # fmt: skip
     torch.manual_seed(seed)
-    return Trainer(cfg, build(cfg, data.x_shape).to(a.device), data, Path(tempfile.mkdtemp(prefix="models-")))
+    return Trainer(cfg, build(cfg, data.x_shape, train_x=data.train).to(a.device), data, Path(tempfile.mkdtemp(prefix="models-")))
 
 
 def lab_snr(trainer: Trainer, x: torch.Tensor, replicates: int) -> str:

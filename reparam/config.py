@@ -58,6 +58,7 @@ class ModelConfig:
     stochastic_hidden: list[int] = field(default_factory=list)  # hidden sizes between layers; default: twice the upper size, twice
     condition: str = "none"  # none | label: a conditional VAE q(z|x, y), p(x|z, y) (with data.labeled: the M2 model)
     init: str = "auto"  # auto | he | torch: how the networks' dense layers start (reparam.model.init)
+    output_bias: str = "auto"  # auto | data | init: the decoder's output bias at the training data's mean (data), or as model.init drew it; auto: data for a hierarchy
 
     def validate(self) -> None:
         from . import networks
@@ -381,13 +382,17 @@ def from_dict(raw: dict[str, Any]) -> Config:
 def from_saved(raw: dict[str, Any]) -> Config:
     """A run's config.json as a Config, read as the version that wrote it trained.
 
-    Every saved config holds every key, so one without ``model.init`` was written before 0.3:
+    Every saved config holds every key. One without ``model.output_bias`` started its decoder's
+    output bias as ``model.init`` drew it (``init``). One without ``model.init`` was written before 0.3:
     its networks started as torch builds them (``model.init=torch``), its ``latent.flow=iaf``
     was the gated IAF of that time (``iaf_gated``), and its ``objective.label_baseline`` and
     ``label_temperature`` hold that time's defaults, which no longer are, where they do not
     apply (a run that used them keeps them). Everything else reads as written.
     """
     model, latent, objective, data = (raw.get(k) for k in ("model", "latent", "objective", "data"))
+    if isinstance(model, dict) and "output_bias" not in model:  # written before model.output_bias: the bias as init drew it
+        raw = {**raw, "model": {**model, "output_bias": "init"}}
+        model = raw["model"]
     if isinstance(model, dict) and "init" not in model:
         raw = {**raw, "model": {**model, "init": "torch"}}
         if isinstance(latent, dict) and latent.get("flow") == "iaf":

@@ -67,12 +67,14 @@ class Decoder(nn.Module):
 
 ARCHS: Registry = Registry("model.arch")
 INITS = ("auto", "he", "torch")  # how the dense layers start: reparam.model.init
+OUTPUT_BIASES = ("auto", "data", "init")  # how the decoder's output bias starts: reparam.model.init.output_bias
 
 
 def check(cfg) -> None:
     """The ``model`` config section's rules (ConfigError, one line naming the key)."""
     one_of("model.arch", cfg.arch, tuple(ARCHS.names()))
     one_of("model.init", cfg.init, INITS)
+    one_of("model.output_bias", cfg.output_bias, OUTPUT_BIASES)
     ACTIVATIONS.lookup(cfg.activation)
     require(all(h > 0 for h in cfg.hidden), f"model.hidden sizes must be positive, got {cfg.hidden}")
     require(len(cfg.channels) >= 1 and all(c > 0 for c in cfg.channels), f"model.channels must be positive sizes, got {cfg.channels}")

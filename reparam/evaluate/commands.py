@@ -150,7 +150,7 @@ def load_target(path: str, batch: int | None, seed: int = 0, overrides: list[str
         source = data_mod.load(cfg.data)
         x_train = source.train
         torch.manual_seed(cfg.seed)
-        model = build(cfg, tuple(x_train.shape[1:]), columns=None if source.columns is None else source.columns.layout())
+        model = build(cfg, tuple(x_train.shape[1:]), columns=None if source.columns is None else source.columns.layout(), train_x=x_train)
         objective = objectives.Objective(cfg.objective, model.x_shape)
     else:
         raise ReparamError(f"{path} is neither a run folder nor a config file")

@@ -51,6 +51,11 @@ class Head(nn.Module):
         """The image a decoder output stands for (used for pictures)."""
         return self.forward(raw).mean
 
+    def raw_for_mean(self, mean: torch.Tensor) -> torch.Tensor | None:
+        """Decoder outputs (raw_size,) whose p(x|z) has the mean image ``mean`` (*x_shape), where
+        one follows from the mean alone; None otherwise (``reparam.model.init.output_bias``)."""
+        return None
+
 
 def check_unit(x: torch.Tensor, what: str, kind: str) -> None:
     """DataError unless every value of x lies in [0, 1]."""

@@ -40,5 +40,9 @@ class BernoulliHead(Head):
     def mean(self, raw: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self._unflatten(raw))
 
+    def raw_for_mean(self, mean: torch.Tensor) -> torch.Tensor:
+        """The logits of ``mean``, each pixel's probability held in [1e-3, 1 - 1e-3] (Burda et al.'s code clips so)."""
+        return torch.logit(mean.clamp(1e-3, 1 - 1e-3)).flatten()
+
     def check_data(self, x: torch.Tensor, what: str) -> None:
         check_unit(x, what, "a Bernoulli")

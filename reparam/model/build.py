@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from .. import flows, latents, likelihoods, priors
@@ -10,7 +11,7 @@ from ..networks import ARCHS, mlp
 from .conditional import ConditionalVAE
 from .contract import check_shape
 from .hierarchical import HierarchicalVAE
-from .init import initialize
+from .init import initialize, output_bias
 from .vae import VAE
 
 
@@ -55,12 +56,16 @@ def build_hierarchical(cfg, x_shape: tuple[int, ...], encoder: nn.Module | None,
 
 def build(
     cfg, x_shape: tuple[int, ...], encoder: nn.Module | None = None, decoder: nn.Module | None = None, *,
-    columns: list[str] | None = None, classes: int | None = None,
+    columns: list[str] | None = None, classes: int | None = None, train_x: torch.Tensor | None = None,
 ) -> VAE | HierarchicalVAE | ConditionalVAE:  # fmt: skip
-    """A VAE from a resolved config, its networks started as ``model.init`` says (``reparam.model.init``;
-    an ``encoder`` or ``decoder`` passed in is left as it is). See ``assemble`` for the rest."""
+    """A VAE from a resolved config, its networks started as ``model.init`` says and, given the
+    training images ``train_x`` (N, *x_shape), its decoder's output bias as ``model.output_bias``
+    says (``reparam.model.init``; without them the bias stays as drawn; an ``encoder`` or
+    ``decoder`` passed in is left as it is). See ``assemble`` for the rest."""
     model = assemble(cfg, x_shape, encoder, decoder, columns=columns, classes=classes)
     initialize(model, cfg.model.init, keep=[m for m in (encoder, decoder) if m is not None])
+    if train_x is not None and decoder is None:
+        output_bias(model, train_x, cfg.model.output_bias)
     return model
 
 

@@ -30,7 +30,8 @@ class Model(Protocol):
     (the inference network's numbers per example), ``family`` (the top layer's family: its
     rules, views and scoring apply), ``density_everywhere`` (whether log q(z|x) can be
     evaluated at any z, not only at q's own draws: False with a flow), ``auto_init`` (what
-    ``model.init=auto`` starts the networks with).
+    ``model.init=auto`` starts the networks with), ``auto_output_bias`` (what
+    ``model.output_bias=auto`` starts the decoder's output bias with).
 
     The labels, with defaults for a model that reads none: ``classes`` C (0 without labels),
     ``class_names`` (the data's, set by ``reparam.runs.load``; None without labels),
@@ -48,6 +49,7 @@ class Model(Protocol):
     family: Family
     density_everywhere: bool
     auto_init: str
+    auto_output_bias: str
     classes: int
     class_names: list[str] | None
     semi_supervised: bool
@@ -171,6 +173,9 @@ class Defaults:
     def auto_init(self) -> str:
         """He's start, unless the encoder's measurements asked for another (``reparam.model.init``)."""
         return getattr(self.encoder, "auto_init", None) or "he"  # type: ignore[attr-defined]
+
+    #: What ``model.output_bias=auto`` starts the decoder's output bias with (``reparam.model.init.output_bias``).
+    auto_output_bias: str = "init"
 
     def given(self, y: torch.Tensor):
         """Itself: a model without labels reads none."""

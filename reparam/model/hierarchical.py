@@ -124,6 +124,11 @@ class HierarchicalVAE(Defaults, nn.Module):
     """
 
     families: Sequence[Family]  # an nn.ModuleList (see __init__): torch types its items as plain Modules
+    #: The decoder's output bias starts at the training data's mean (``reparam.model.init.output_bias``):
+    #: with a bias of 0 the upper layer of the IWAE paper's two-layer MNIST model ended with 0 of 50
+    #: active units (KL 0.2 nats) in reparam and in an independent implementation alike, and with
+    #: the data's mean, as the authors' code starts it, 7-16 active (KL 8 nats) after 2-5 passes.
+    auto_output_bias = "data"
 
     def __init__(self, encoder: nn.Module, families: list, decoder: nn.Module, head, up: list[nn.Module], down: list[nn.Module], prior: Prior | None = None):
         super().__init__()

@@ -17,6 +17,15 @@
   conv architecture (its encoder's ``auto_init``: with ``he`` a conv VAE of coloured shapes
   reconstructed worse).
 
+The decoder's output bias (``model.output_bias``): ``data`` starts it where p(x|z) has the
+training data's mean image (for a Bernoulli likelihood, the logits of the mean pixel, clipped
+to [1e-3, 1 - 1e-3]), as Burda et al.'s code does, so that the decoder does not spend its first
+steps learning the mean through the latent; ``init`` leaves it as ``model.init`` drew it;
+``auto`` asks the model (``auto_output_bias``: ``data`` for a hierarchy, whose upper layer
+otherwise collapsed, ``init`` elsewhere, which is what every other model's table in
+BENCHMARKS.md was measured with). Heads whose raw numbers do not follow from the mean alone,
+and decoders whose last layer is not a dense one emitting them, keep their bias.
+
 A flow's and a prior's own parameters are theirs to start (``reparam.flows``, ``reparam.priors``);
 only the networks (encoder, decoder, the layers between stochastic layers, a classifier) change.
 Convolutions keep torch's default under every choice. The MNIST numbers beside each choice are
@@ -49,9 +58,9 @@ def dense_layers(module: nn.Module, keep: Sequence[nn.Module] = ()) -> list[nn.L
     return out
 
 
-def output_layer(encoder: nn.Module, raw_size: int) -> nn.Linear | None:
-    """The encoder's last dense layer when it emits the ``raw_size`` numbers, else None."""
-    layers = [m for m in encoder.modules() if isinstance(m, nn.Linear)]
+def output_layer(network: nn.Module, raw_size: int) -> nn.Linear | None:
+    """A network's last dense layer when it emits the ``raw_size`` numbers, else None."""
+    layers = [m for m in network.modules() if isinstance(m, nn.Linear)]
     return layers[-1] if layers and layers[-1].out_features == raw_size else None
 
 
@@ -80,3 +89,17 @@ def initialize(model: VAE | HierarchicalVAE, how: str, keep: Sequence[nn.Module]
         he_(layer)
     if flow_rows is not None and head is not None:
         head.weight[base:] = flow_rows
+
+
+@torch.no_grad()
+def output_bias(model, x: torch.Tensor, how: str) -> bool:
+    """Start the decoder's output bias as ``how`` says (``init``, ``data`` or ``auto``; see above)
+    from the training images x (N, *x_shape); whether it was set."""
+    if (model.auto_output_bias if how == "auto" else how) != "data":
+        return False
+    raw = model.head.raw_for_mean(x.float().mean(0))
+    layer = output_layer(model.decoder, model.head.raw_size)
+    if raw is None or layer is None or layer.bias is None:
+        return False
+    layer.bias.copy_(raw)
+    return True

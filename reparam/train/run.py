@@ -71,7 +71,7 @@ def _setup(cfg, model: VAE | None = None, columns=None) -> tuple[data_mod.Data, 
         classes = len(data.classes)
     if model is None:
         memory.check(cfg, data.x_shape, device, layout, classes, dist, data.train.nbytes + data.test.nbytes)  # before anything is built or written
-    vae = (build(cfg, data.x_shape, columns=layout, classes=classes) if model is None else model).to(device)
+    vae = (build(cfg, data.x_shape, columns=layout, classes=classes, train_x=data.train) if model is None else model).to(device)
     vae.head.check_data(data.train, "the training set")
     vae.head.check_data(data.test, "the test set")
     distributed.init(dist, device)

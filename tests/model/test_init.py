@@ -85,3 +85,45 @@ def test_a_new_model_tells_images_apart_from_its_first_step():
     default = diagnostics.activity(built("prior.name=vamp", "prior.components=20"), x)
     assert int((torch_start > diagnostics.ACTIVE_THRESHOLD).sum()) == 0
     assert int((default > diagnostics.ACTIVE_THRESHOLD).sum()) == 40
+
+
+# --- model.output_bias -------------------------------------------------------------------------
+
+
+def output_bias_of(model) -> torch.Tensor:
+    return [m for m in model.decoder.modules() if isinstance(m, nn.Linear)][-1].bias.detach().clone()
+
+
+@pytest.mark.parametrize(
+    "overrides, set_",
+    [
+        (["model.stochastic=[4]"], True),  # auto: a hierarchy starts at the data's mean
+        ([], False),  # auto: a one-layer VAE keeps the bias as model.init drew it
+        (["model.output_bias=data"], True),
+        (["model.stochastic=[4]", "model.output_bias=init"], False),
+        (["model.output_bias=data", "likelihood.name=gaussian"], False),  # a head whose raw numbers the mean does not fix
+    ],
+)
+def test_the_decoders_output_bias_starts_at_the_training_datas_mean_where_asked(overrides, set_):
+    cfg = config.load(None, ["latent.dim=8", *overrides])
+    x = data_mod.load(cfg.data).train
+    torch.manual_seed(0)
+    with_data = build(cfg, x.shape[1:], train_x=x)
+    torch.manual_seed(0)
+    without = build(cfg, x.shape[1:])
+    bias = output_bias_of(with_data)
+    if not set_:
+        assert torch.equal(bias, output_bias_of(without))
+        return
+    mean = x.mean(0).flatten().clamp(1e-3, 1 - 1e-3)
+    assert torch.allclose(torch.sigmoid(bias), mean, rtol=1e-5, atol=1e-7)
+    assert not torch.equal(bias, output_bias_of(without))
+    assert all(torch.equal(a, b) for (n, a), (_, b) in zip(with_data.state_dict().items(), without.state_dict().items()) if n != "decoder.net.4.bias")
+
+
+def test_a_config_written_before_model_output_bias_reads_as_init():
+    cfg = config.load(None, ["model.stochastic=[4]"]).to_dict()
+    del cfg["model"]["output_bias"]
+    assert config.from_saved(cfg).model.output_bias == "init"
+    cfg["model"]["output_bias"] = "data"
+    assert config.from_saved(cfg).model.output_bias == "data"
