@@ -11,6 +11,8 @@ variable: see ``reparam.objectives.labels``.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -122,6 +124,11 @@ class ConditionalVAE(VAE):
         return other.train(self.training)
 
 
+def forwarded(name: str) -> Any:
+    """A read-only member of a labelled view that is its model's own."""
+    return property(lambda view: getattr(view.model, name), doc=f"The model's ``{name}``.")
+
+
 class LabelledView:
     """A conditional VAE with the labels y fixed: posterior(x) = q(z|x, y), likelihood(z) = p(x|z, y),
     prior() = p(z|y), and the model's other members (``reparam.model.contract.Model``).
@@ -135,43 +142,17 @@ class LabelledView:
     def __init__(self, model: ConditionalVAE, y: torch.Tensor):
         self.model, self.y = model, y
 
-    # --- the model's shape, read from it ------------------------------------------------------
-
-    @property
-    def x_shape(self) -> tuple[int, ...]:
-        return self.model.x_shape
-
-    @property
-    def latent_dim(self) -> int:
-        return self.model.latent_dim
-
-    @property
-    def layer_dims(self) -> list[int]:
-        return self.model.layer_dims
-
-    @property
-    def raw_size(self) -> int:
-        return self.model.raw_size
-
-    @property
-    def family(self) -> Family:
-        return self.model.family
-
-    @property
-    def density_everywhere(self) -> bool:
-        return self.model.density_everywhere
-
-    @property
-    def auto_init(self) -> str:
-        return self.model.auto_init
-
-    @property
-    def classes(self) -> int:
-        return self.model.classes
-
-    @property
-    def class_names(self) -> list[str] | None:
-        return self.model.class_names
+    # the model's shape and labels, read from it
+    x_shape = forwarded("x_shape")
+    latent_dim = forwarded("latent_dim")
+    layer_dims = forwarded("layer_dims")
+    raw_size = forwarded("raw_size")
+    family = forwarded("family")
+    density_everywhere = forwarded("density_everywhere")
+    auto_init = forwarded("auto_init")
+    auto_output_bias = forwarded("auto_output_bias")
+    classes = forwarded("classes")
+    class_names = forwarded("class_names")
 
     @property
     def per_example_prior(self) -> bool:
