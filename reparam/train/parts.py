@@ -1,7 +1,7 @@
 """The pieces of training state around the step, each owning its state and its place in the checkpoint.
 
 A part is built from the trainer (``Part(trainer, data)``, ``None`` from ``make`` when the
-run's config does not ask for it) and may answer four calls, all optional:
+run's config does not ask for it) and may answer these calls, all optional:
 
 - ``state_dict()`` -> its entries of the checkpoint: top-level tensors or groups of
   tensors, and ``"meta"``, JSON-safe values for the checkpoint's header; groups (``rng``,
@@ -43,7 +43,7 @@ class Trainer(Protocol):
     """What parts read from the loop that holds them (``loop.Trainer``)."""
 
     cfg: Any  # the run's Config
-    model: Any  # reparam.model's contract
+    model: Any  # reparam.model.contract.Model (an nn.Module too)
     device: torch.device
     dist: Dist
     run_dir: Path
