@@ -55,7 +55,8 @@ class Trainer:
         self.warnings: list[str] = []  # for summary.json, each also raised as a UserWarning
         self.objective = objectives.Objective(cfg.objective, model.x_shape).to(self.device)
         self.ddp = distributed.wrap(model, self.objective, dist, self.device) if dist.enabled else None
-        self.opt = optim.make_optimizer([*model.parameters(), *self.objective.parameters()], cfg.train.lr)
+        self.params = [*model.parameters(), *self.objective.parameters()]  # what the optimizer steps and clipping reads
+        self.opt = optim.make_optimizer(self.params, cfg.train.lr)
         self.step = self.rollbacks = self.skipped_steps = self.bad_streak = 0
         self.stop_signal: int | None = None
         self.saved_step = -1  # the step of the newest checkpoint this trainer wrote (not part of the state)
@@ -137,13 +138,12 @@ class Trainer:
         amp = self.precision
         amp.backward(loss)
         amp.unscale(self.opt)
-        params = [p for group in self.opt.param_groups for p in group["params"]]
-        norm = get_total_norm([p.grad for p in params if p.grad is not None])
+        norm = get_total_norm([p.grad for p in self.params if p.grad is not None])
         check = loss.detach() if self.ddp is None else distributed.sum_(loss) / self.dist.world
         if not bool(torch.isfinite(check + norm)) and not amp.overflow_only(check):  # one sync per step
             return None
         if self.cfg.train.clip_grad:
-            clip_grads_with_norm_(params, self.cfg.train.clip_grad, norm)
+            clip_grads_with_norm_(self.params, self.cfg.train.clip_grad, norm)
         amp.step(self.opt)
         out = {"loss": loss.detach(), **{k: v.detach().mean() for k, v in terms.items()}}
         for part in self.parts:
