@@ -433,6 +433,12 @@ def apply_override(raw: dict[str, Any], assignment: str) -> None:
 
 def load(path: str | Path | None = None, overrides: Iterable[str] = ()) -> Config:
     """Read an optional TOML file, apply overrides, validate."""
+    return from_dict(load_raw(path, overrides))
+
+
+def load_raw(path: str | Path | None = None, overrides: Iterable[str] = ()) -> dict[str, Any]:
+    """The optional TOML file with the overrides applied, as nested dicts, not yet validated
+    (``reparam.train.members`` reads lists over a key from it)."""
     raw: dict[str, Any] = {}
     if path is not None:
         p = Path(path)
@@ -446,4 +452,4 @@ def load(path: str | Path | None = None, overrides: Iterable[str] = ()) -> Confi
             raise ConfigError(f"config file {p} is not valid TOML: {e}") from None
     for assignment in overrides:
         apply_override(raw, assignment)
-    return from_dict(raw)
+    return raw

@@ -71,7 +71,8 @@ def make_optimizer(params: Iterable[torch.nn.Parameter], lr: float) -> torch.opt
 def optimizer_state(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[dict]]:
     """An optimizer's state_dict as named tensors ``<param index>.<name>`` plus JSON-safe param groups."""
     sd = opt.state_dict()
-    tensors = {f"{idx}.{name}": torch.as_tensor(value) for idx, state in sd["state"].items() for name, value in state.items()}
+    # cloned: a stack's step counters are views of one tensor, and a file holds no two views of one storage
+    tensors = {f"{idx}.{name}": torch.as_tensor(value).clone() for idx, state in sd["state"].items() for name, value in state.items()}
     return tensors, sd["param_groups"]
 
 

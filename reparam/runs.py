@@ -28,6 +28,7 @@ from .files import atomic_write_bytes, load_tensors, read_json, read_jsonl, save
 
 CONFIG, METRICS, WEIGHTS, STATE_JSON, SUMMARY = "config.json", "metrics.jsonl", "model.safetensors", "state.json", "summary.json"
 CHECKPOINTS = "checkpoints"
+MEMBERS = "members.json"  # an ensemble's folder: its members' names and settings (reparam.train.members)
 COLUMNS = "columns.json"
 CLASSES = "classes.json"
 #: A conditional VAE's label input, (raw size, C): its columns count the classes its weights were trained on.
@@ -90,8 +91,15 @@ def check_state_dict(model: torch.nn.Module, tensors: dict[str, torch.Tensor], p
 
 
 def read_config(run_dir: Path):
-    """The run's config.json as a validated Config (RunError naming the file if it is not one)."""
+    """The run's config.json as a validated Config (RunError naming the file if it is not one, or
+    naming the members of an ensemble's folder, which has none of its own)."""
     from . import config
+
+    run_dir = Path(run_dir)
+    if (run_dir / MEMBERS).is_file() and not (run_dir / CONFIG).is_file():
+        names = [m["name"] for m in read_json(run_dir / MEMBERS)["members"]]
+        raise RunError(f"{run_dir} holds {len(names)} runs trained together ({', '.join(names[:4])}{', ...' if len(names) > 4 else ''}); "
+                       f"name one of them, e.g. {run_dir / names[0]}")  # fmt: skip
 
     try:
         return config.from_saved(read_json(run_dir / CONFIG))

@@ -114,7 +114,7 @@ def _check(estimator, baseline, spec, k, has_rsample, kl_mismatch, density_every
 
 
 def compute(
-    spec: Bound, model, x: torch.Tensor, k: int = 1, beta: float = 1.0, estimator: str = "auto", baseline: str = "none",
+    spec: Bound, model, x: torch.Tensor, k: int = 1, beta: float | torch.Tensor = 1.0, estimator: str = "auto", baseline: str = "none",
     baseline_state: nn.Module | None = None, free_bits: float = 0.0, free_bits_group: int = 1,
     batch_mean: BatchMean | None = None, **options: Any,
 ) -> tuple[torch.Tensor, Terms]:
@@ -137,7 +137,8 @@ def compute(
     rec = d.log_px_z.mean(0)
     terms = {"elbo": rec - kl, "log_px_z": rec, "kl": kl}
     if not spec.analytic_kl:
-        terms[spec.name] = s.value().detach() if beta == 1.0 else reduction.value(d.log_px_z + d.log_ratio()).detach()
+        plain = not isinstance(beta, torch.Tensor) and beta == 1.0  # a tensor: one beta per member of a stack, (M, 1)
+        terms[spec.name] = s.value().detach() if plain else reduction.value(d.log_px_z + d.log_ratio()).detach()
     return d.estimator.surrogate(s), terms
 
 

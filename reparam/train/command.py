@@ -7,11 +7,14 @@ import errno
 import json
 import os
 import shutil
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import ConfigError, ReparamError
+
+MEMBERS = "members.json"  # reparam.runs.MEMBERS, named here so the command line starts without torch
 
 
 def split_settings(args: list[str]) -> tuple[str | None, list[str]]:
@@ -118,17 +121,30 @@ def print_config(a: argparse.Namespace) -> int:
         raise ReparamError(f"--print-config shows the config a new run would train with; {a.resume}'s own is {Path(a.resume) / 'config.json'}")
     if a.out or a.overwrite:
         raise ReparamError("--print-config writes nothing; --out and --overwrite do not apply to it")
+    from .members import expand
+
     path, overrides = split_settings(a.settings)
-    print(config_keys.to_toml(config.load(path, overrides).to_dict()), end="")
+    raw = config.load_raw(path, overrides)
+    listed = expand(raw)
+    if listed is None:
+        print(config_keys.to_toml(config.from_dict(raw).to_dict()), end="")
+        return 0
+    for i, m in enumerate(listed):  # one config per member, each headed by its folder's name
+        print(f"{chr(10) if i else ''}# member {m.name}\n{config_keys.to_toml(m.cfg.to_dict())}", end="")
     return 0
 
 
 def start_training(a: argparse.Namespace) -> Path:
     from .. import config
+    from . import members
     from .run import train
 
     path, overrides = split_settings(a.settings)
-    cfg = config.load(path, overrides)
+    raw = config.load_raw(path, overrides)
+    listed = members.expand(raw)
+    if listed is not None:
+        return start_members(a, listed, members.grid_keys(raw))
+    cfg = config.from_dict(raw)
     if a.quiet:
         cfg.train.progress = False
     out = Path(a.out) if a.out else default_out(cfg)
@@ -137,11 +153,30 @@ def start_training(a: argparse.Namespace) -> Path:
         return train(cfg, out, overwrite=a.overwrite, opening=opening)
 
 
+def start_members(a: argparse.Namespace, listed: list, keys: list[str]) -> Path:
+    """``reparam train`` with lists (``seed=[0,1,2]``): every member in one folder (``members.py``)."""
+    from .ensemble import train_members
+
+    for m in listed:
+        m.cfg.train.progress = m.cfg.train.progress and not a.quiet
+    cfg = listed[0].cfg
+    out = Path(a.out) if a.out else default_out(cfg)
+    if speaks(cfg.train.progress):
+        names = ", ".join(m.name for m in listed)
+        print(f"reparam: training {len(listed)} VAEs ({names}) on {describe(cfg)}; run folder {out}", file=sys.stderr, flush=True)
+    with resumable_on_full_disk(out, marker=MEMBERS):
+        return train_members(listed, keys, out, overwrite=a.overwrite, progress=cfg.train.progress)
+
+
 def continue_training(a: argparse.Namespace) -> Path:
     from .. import runs
+    from .ensemble import resume_members
     from .run import resume
 
     settings = resume_settings(a.settings)
+    if (Path(a.resume) / MEMBERS).is_file():
+        with resumable_on_full_disk(Path(a.resume), marker=MEMBERS):
+            return resume_members(a.resume, progress=not a.quiet, **settings)
     finished = not settings and (Path(a.resume) / runs.SUMMARY).is_file()  # resume says so and trains nothing
     opening = None
     if not a.quiet and not finished:
@@ -154,23 +189,32 @@ def continue_training(a: argparse.Namespace) -> Path:
 
 
 @contextmanager
-def resumable_on_full_disk(run_dir: Path):
-    """A full disk once the run folder holds its config: one line saying to free space and resume
+def resumable_on_full_disk(run_dir: Path, marker: str = "config.json"):
+    """A full disk once the run folder holds its config (``marker``): one line saying to free space and resume
     (what was checkpointed is kept; before the first checkpoint the run starts again from step 0)."""
     try:
         yield
     except OSError as e:
-        if e.errno != errno.ENOSPC or not (run_dir / "config.json").is_file():
+        if e.errno != errno.ENOSPC or not (run_dir / marker).is_file():
             raise
         raise ReparamError(f"{e.strerror} ({e.filename}); free space, then: reparam train --resume {run_dir}") from None
 
 
 def closing(run_dir: Path, since: float) -> list[str]:
-    """The lines ``reparam train`` ends with: the summary, the report when this command wrote one, the run folder last."""
+    """The lines ``reparam train`` ends with: the summary (an ensemble's: each member's, then each
+    setting's over its seeds), the report when this command wrote one, the run folder last."""
+    from .members import summary_lines
+
     summary = json.loads((run_dir / "summary.json").read_text())
     report = run_dir / "report.html"
     written = report.is_file() and report.stat().st_mtime >= since
-    return [summary_line(summary, run_dir), *([f"report: {report}"] if written else []), str(run_dir)]
+    if (run_dir / MEMBERS).is_file():
+        names = [m["name"] for m in json.loads((run_dir / MEMBERS).read_text())["members"]]
+        each = [f"{name}: " + summary_line(json.loads((run_dir / name / "summary.json").read_text()), run_dir / name) for name in names]
+        lines = [*each, *summary_lines(summary)]
+    else:
+        lines = [summary_line(summary, run_dir)]
+    return [*lines, *([f"report: {report}"] if written else []), str(run_dir)]
 
 
 def cmd_train(a: argparse.Namespace) -> int:

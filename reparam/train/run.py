@@ -30,8 +30,8 @@ from .loop import Hook, Trainer
 
 
 @contextmanager
-def stop_on_signals(trainer: Trainer):
-    """SIGINT/SIGTERM ask the trainer to finish its step, checkpoint and stop."""
+def stop_on_signals(trainer):
+    """SIGINT/SIGTERM ask the trainer (a ``Trainer`` or a ``stacked.Stack``) to finish its step, checkpoint and stop."""
     import signal
 
     if threading.current_thread() is not threading.main_thread():
@@ -49,8 +49,9 @@ def stop_on_signals(trainer: Trainer):
             signal.signal(s, h)
 
 
-def _setup(cfg, model: VAE | None = None, columns=None) -> tuple[data_mod.Data, VAE | HierarchicalVAE, Dist]:
-    """Seed, load and check the data, build (or take) the model, join the process group.
+def _setup(cfg, model: VAE | None = None, columns=None, data: data_mod.Data | None = None) -> tuple[data_mod.Data, VAE | HierarchicalVAE, Dist]:
+    """Seed, load and check the data (or take ``data``, loaded by the same config: a stack's
+    members share it), build (or take) the model, join the process group.
 
     ``columns``: a resumed table run's saved columns (``reparam.tables.Columns``), so its
     rows are coded as before; a new table run infers them."""
@@ -59,7 +60,8 @@ def _setup(cfg, model: VAE | None = None, columns=None) -> tuple[data_mod.Data, 
     dist = distributed.from_env()
     device = devices.resolve_device(cfg.train.device, dist.local_rank)
     devices.check_precision(cfg.train.precision, device)
-    data = data_mod.load(cfg.data) if columns is None else data_mod.load(cfg.data, columns)
+    if data is None:
+        data = data_mod.load(cfg.data) if columns is None else data_mod.load(cfg.data, columns)
     data_mod.check_labels(cfg, data)
     if dist.enabled and cfg.data.labeled:
         raise ConfigError("data.labeled (semi-supervised M2) trains in one process; run it without torchrun")
@@ -103,6 +105,11 @@ def _trainer(cfg, model: VAE | HierarchicalVAE, data: data_mod.Data, run_dir: Pa
 def _run(trainer: Trainer, progress: bool, report: bool = True) -> Path:
     with stop_on_signals(trainer):
         trainer.fit(progress)
+    return wrap_up(trainer, progress, report)
+
+
+def wrap_up(trainer: Trainer, progress: bool, report: bool = True) -> Path:
+    """After training: the final evaluation, summary.json and pictures, then the report."""
     finish(trainer, progress)
     trainer.batches.release()  # the training images are not needed any more: the report's memory
     if report and trainer.cfg.train.report and trainer.dist.is_main:

@@ -1,0 +1,148 @@
+"""Training and resuming the members of a list (``members.py``): stacks where they can, one after another where not."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+
+import torch
+
+from .. import checkpoint, devices, runs
+from ..model.stacked import stackable
+from ..report.members import write_members_page
+from . import members as mem
+from . import tracking
+from .run import _run, _setup, _trainer, extend, finished, resume, stop_on_signals, train, wrap_up
+from .stacked import Stack
+
+
+def train_members(members: list[mem.Member], keys: list[str], out: str | Path, overwrite: bool = False, progress: bool = True,
+                  read_every: int = 0) -> Path:  # fmt: skip
+    """Train every member into ``out/<member>``; ``out/summary.json`` holds each setting's means and SEs over seeds."""
+    out = mem.prepare(Path(out), overwrite)
+    mem.write_members(out, members, keys)
+    for group in mem.groups(members):
+        run_group(group, out, progress, read_every=read_every)
+    return close(out, members)
+
+
+def resume_members(out: str | Path, epochs: int | None = None, budget: str | float | None = None, progress: bool = True) -> Path:
+    """Continue every member of an ensemble from the newest step all of its stack reached (bit for bit)."""
+    out = Path(out)
+    members = mem.read_members(out)
+    trained = [run_group(group, out, progress, resuming=True, epochs=epochs, budget=budget) for group in mem.groups(members)]
+    if not any(trained) and (out / runs.SUMMARY).is_file():
+        print(f"reparam: every member of {out} already finished; nothing was rewritten. To train longer: reparam train --resume {out} "
+              f"train.epochs=N; to evaluate one: reparam eval {out / members[0].name}", file=sys.stderr)  # fmt: skip
+        return out
+    return close(out, members)
+
+
+def close(out: Path, members: list[mem.Member]) -> Path:
+    summary = mem.aggregate(out, members)
+    runs.write_json(out / runs.SUMMARY, summary)
+    if members[0].cfg.train.report:
+        write_members_page(out, [m.name for m in members], summary, seed=members[0].cfg.seed)
+    return out
+
+
+def run_group(group: list[mem.Member], out: Path, progress: bool, resuming: bool = False, epochs=None, budget=None, read_every: int = 0) -> bool:
+    """One stack's members: as one where ``solo_reason`` and ``stackable`` allow, else one after
+    another. False when resuming found every member finished (nothing trained)."""
+    reason = mem.solo_reason(group[0].cfg) if len(group) > 1 else None
+    if reason is not None:
+        mem.say(f"{', '.join(m.name for m in group)} train one after another: {reason}", progress)
+        trained = False
+        for m in group:
+            folder = out / m.name
+            if resuming and (folder / runs.CONFIG).is_file():
+                state = checkpoint.latest_state(folder) if checkpoint.list_checkpoints(folder) else None
+                trained |= state is None or not done(m, state, epochs, budget, out)
+                resume(folder, epochs, progress=progress, budget=budget)
+            else:
+                trained = True
+                train(m.cfg, folder, overwrite=True, progress=progress)
+        return trained
+    states = common_states([out / m.name for m in group]) if resuming else None
+    if resuming and states is not None and all(done(m, s, epochs, budget, out) for m, s in zip(group, states)):
+        return False
+    stack_group(group, out, progress, states, epochs, budget, read_every)
+    return True
+
+
+def done(m: mem.Member, state: dict, epochs, budget, out: Path) -> bool:
+    extend(m.cfg, epochs, budget, state["meta"]["epoch"])
+    return finished(m.cfg, state["meta"]) and (out / m.name / runs.SUMMARY).is_file()
+
+
+def common_states(folders: list[Path]) -> list[dict] | None:
+    """Each member's checkpoint at the newest step every member has one for (newer ones, written
+    by a run killed between two members' checkpoints, are removed); None if there is none."""
+    steps = [{int(p.stem.split("-")[1]): p for p in checkpoint.list_checkpoints(f)} if f.is_dir() else {} for f in folders]
+    common = set.intersection(*(set(s) for s in steps))
+    if not common:
+        return None
+    step = max(common)
+    for s in steps:
+        for later in [p for k, p in s.items() if k > step]:
+            later.unlink()
+    return [checkpoint.load(s[step]) for s in steps]
+
+
+def capture(device: torch.device) -> tuple[torch.Tensor, ...]:
+    """The global generators' states (CPU, and the device's on CUDA): a member's noise as it stands."""
+    states = [torch.get_rng_state()]
+    if device.type == "cuda":
+        states.append(torch.cuda.get_rng_state(device))
+    return tuple(states)
+
+
+def restore(states: tuple[torch.Tensor, ...], device: torch.device) -> None:
+    """The inverse of ``capture``."""
+    torch.set_rng_state(states[0])
+    if device.type == "cuda":
+        torch.cuda.set_rng_state(states[1], device)
+
+
+def stack_group(group: list[mem.Member], out: Path, progress: bool, states: list[dict] | None, epochs, budget, read_every: int) -> None:
+    """Build each member as ``train`` (or ``resume``) would, then train them as one ``Stack``."""
+    trainers, rng, data = [], [], None
+    devices.set_threads(group[0].cfg.train.threads, fresh=True)
+    with contextlib.ExitStack() as sessions:
+        for i, m in enumerate(group):
+            folder, cfg = out / m.name, m.cfg
+            if states is not None:
+                extend(cfg, epochs, budget, states[i]["meta"]["epoch"])
+            tracking.check(cfg.train.log)
+            columns = runs.read_columns(folder, cfg) if states is not None and data is None else None
+            data, model, dist = _setup(cfg, columns=columns, data=data)
+            runs.prepare_run_dir(folder, overwrite=True)
+            runs.write_json(folder / runs.CONFIG, cfg.to_dict())
+            if data.columns is not None:
+                runs.write_columns(folder, data.columns)
+            trackers = sessions.enter_context(tracking.session(cfg.train.log, cfg.to_dict(), folder))
+            t = _trainer(cfg, model, data, folder, trackers, dist)
+            if states is not None:
+                t.load_state_dict(states[i])
+                t.held_out.records = [r for r in runs.read_jsonl(folder / runs.METRICS) if r["step"] <= t.step]
+            if cfg.train.keep_checkpoints < 2:
+                t.warn("train.keep_checkpoints=1 keeps 2 in a stack: a run killed between two members' checkpoints resumes from the older")
+                cfg.train.keep_checkpoints = 2
+            rng.append(capture(t.device))
+            trainers.append(t)
+        del data
+        reason = stackable([t.model for t in trainers]) if len(trainers) > 1 else "one member"
+        if reason is not None:
+            mem.say(f"{', '.join(m.name for m in group)} train one after another: {reason}", progress and len(trainers) > 1)
+            for t, state in zip(trainers, rng):
+                restore(state, t.device)
+                _run(t, progress)
+            return
+        mem.say(f"{', '.join(m.name for m in group)} train as one stack", progress)
+        stack = Stack(trainers, rng, read_every)
+        with stop_on_signals(stack):
+            stack.fit(progress)
+        for m, t in enumerate(trainers):
+            with stack.member(m):
+                wrap_up(t, progress)
