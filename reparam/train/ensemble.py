@@ -13,6 +13,7 @@ from ..model.stacked import stackable
 from ..report.members import write_members_page
 from . import members as mem
 from . import tracking
+from .loop import Trainer
 from .run import _run, _setup, _trainer, extend, finished, resume, stop_on_signals, train, wrap_up
 from .stacked import Stack
 
@@ -52,7 +53,7 @@ def run_group(group: list[mem.Member], out: Path, progress: bool, resuming: bool
     another. False when resuming found every member finished (nothing trained)."""
     reason = mem.solo_reason(group[0].cfg) if len(group) > 1 else None
     if reason is not None:
-        mem.say(f"{', '.join(m.name for m in group)} train one after another: {reason}", progress)
+        mem.say(f"{', '.join(m.name for m in group)} train one after another: {reason}", True)
         trained = False
         for m in group:
             folder = out / m.name
@@ -105,36 +106,43 @@ def restore(states: tuple[torch.Tensor, ...], device: torch.device) -> None:
         torch.cuda.set_rng_state(states[1], device)
 
 
-def stack_group(group: list[mem.Member], out: Path, progress: bool, states: list[dict] | None, epochs, budget, read_every: int) -> None:
-    """Build each member as ``train`` (or ``resume``) would, then train them as one ``Stack``."""
+def make_trainers(group: list[mem.Member], out: Path, states: list[dict] | None, sessions: contextlib.ExitStack, epochs=None,
+                  budget=None) -> tuple[list[Trainer], list[tuple[torch.Tensor, ...]]]:  # fmt: skip
+    """Each member built as ``train`` (or, from ``states``, ``resume``) builds it, in its folder under
+    ``out``, with the state of its noise after building (``capture``); the members share one copy of the data."""
     trainers, rng, data = [], [], None
     devices.set_threads(group[0].cfg.train.threads, fresh=True)
+    for i, m in enumerate(group):
+        folder, cfg = out / m.name, m.cfg
+        if states is not None:
+            extend(cfg, epochs, budget, states[i]["meta"]["epoch"])
+        tracking.check(cfg.train.log)
+        columns = runs.read_columns(folder, cfg) if states is not None and data is None else None
+        data, model, dist = _setup(cfg, columns=columns, data=data)
+        runs.prepare_run_dir(folder, overwrite=True)
+        runs.write_json(folder / runs.CONFIG, cfg.to_dict())
+        if data.columns is not None:
+            runs.write_columns(folder, data.columns)
+        trackers = sessions.enter_context(tracking.session(cfg.train.log, cfg.to_dict(), folder))
+        t = _trainer(cfg, model, data, folder, trackers, dist)
+        if states is not None:
+            t.load_state_dict(states[i])
+            t.held_out.records = [r for r in runs.read_jsonl(folder / runs.METRICS) if r["step"] <= t.step]
+        if cfg.train.keep_checkpoints < 2:
+            t.warn("train.keep_checkpoints=1 keeps 2 in a stack: a run killed between two members' checkpoints resumes from the older")
+            cfg.train.keep_checkpoints = 2
+        rng.append(capture(t.device))
+        trainers.append(t)
+    return trainers, rng
+
+
+def stack_group(group: list[mem.Member], out: Path, progress: bool, states: list[dict] | None, epochs, budget, read_every: int) -> None:
+    """Build each member (``make_trainers``), then train them as one ``Stack`` (one after another where ``stackable`` says no)."""
     with contextlib.ExitStack() as sessions:
-        for i, m in enumerate(group):
-            folder, cfg = out / m.name, m.cfg
-            if states is not None:
-                extend(cfg, epochs, budget, states[i]["meta"]["epoch"])
-            tracking.check(cfg.train.log)
-            columns = runs.read_columns(folder, cfg) if states is not None and data is None else None
-            data, model, dist = _setup(cfg, columns=columns, data=data)
-            runs.prepare_run_dir(folder, overwrite=True)
-            runs.write_json(folder / runs.CONFIG, cfg.to_dict())
-            if data.columns is not None:
-                runs.write_columns(folder, data.columns)
-            trackers = sessions.enter_context(tracking.session(cfg.train.log, cfg.to_dict(), folder))
-            t = _trainer(cfg, model, data, folder, trackers, dist)
-            if states is not None:
-                t.load_state_dict(states[i])
-                t.held_out.records = [r for r in runs.read_jsonl(folder / runs.METRICS) if r["step"] <= t.step]
-            if cfg.train.keep_checkpoints < 2:
-                t.warn("train.keep_checkpoints=1 keeps 2 in a stack: a run killed between two members' checkpoints resumes from the older")
-                cfg.train.keep_checkpoints = 2
-            rng.append(capture(t.device))
-            trainers.append(t)
-        del data
+        trainers, rng = make_trainers(group, out, states, sessions, epochs, budget)
         reason = stackable([t.model for t in trainers]) if len(trainers) > 1 else "one member"
         if reason is not None:
-            mem.say(f"{', '.join(m.name for m in group)} train one after another: {reason}", progress and len(trainers) > 1)
+            mem.say(f"{', '.join(m.name for m in group)} train one after another: {reason}", len(trainers) > 1)
             for t, state in zip(trainers, rng):
                 restore(state, t.device)
                 _run(t, progress)

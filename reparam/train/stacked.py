@@ -138,8 +138,9 @@ class Stack:
             out["beta"] = torch.tensor(betas, device=self.device).unsqueeze(1)
         return out
 
-    def train_step(self) -> torch.Tensor:
-        """One step of every active member: ok (M,), on the device, whether each took it."""
+    def train_step(self) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """One step of every active member: ok (M,), on the device, whether each took it, and each
+        member's batch-mean terms, (M,) each (``loss`` among them)."""
         x = self.batch()
         t0 = self.trainers[0]
         with t0.precision.autocast():
@@ -167,7 +168,7 @@ class Stack:
                     part.after_step({k: v[m] for k, v in out.items()})
         self.skipped += (~ok & active).long()
         self.streak = torch.where(active, torch.where(ok, 0, self.streak + 1), self.streak)
-        return ok
+        return ok, out
 
     # --- the loop -----------------------------------------------------------------------
     def read(self) -> None:
