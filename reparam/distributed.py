@@ -20,7 +20,9 @@ on every rank).
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -87,9 +89,26 @@ def init(d: Dist, device: torch.device) -> None:
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
 
 
+#: Set while several runs share this process's group (``one_group``): a run's end keeps it.
+_SHARED = [False]
+
+
 def shutdown(d: Dist) -> None:
-    if d.enabled and dist.is_initialized():
+    if d.enabled and dist.is_initialized() and not _SHARED[0]:
         dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def one_group() -> Iterator[None]:
+    """Runs one after another in this process (an ensemble's members under torchrun) join the
+    process group once and leave it at the end (a group torn down and joined again hangs gloo's rendezvous)."""
+    _SHARED[0] = True
+    try:
+        yield
+    finally:
+        _SHARED[0] = False
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
 
 
 def rank_seed(seed: int, rank: int) -> int:

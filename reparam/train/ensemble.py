@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from .. import checkpoint, devices, runs
+from .. import checkpoint, devices, distributed, runs
 from ..model.stacked import stackable
 from ..report.members import write_members_page
 from . import members as mem
@@ -21,18 +21,24 @@ from .stacked import Stack
 def train_members(members: list[mem.Member], keys: list[str], out: str | Path, overwrite: bool = False, progress: bool = True,
                   read_every: int = 0) -> Path:  # fmt: skip
     """Train every member into ``out/<member>``; ``out/summary.json`` holds each setting's means and SEs over seeds."""
-    out = mem.prepare(Path(out), overwrite)
-    mem.write_members(out, members, keys)
-    for group in mem.groups(members):
-        run_group(group, out, progress, read_every=read_every)
-    return close(out, members)
+    main = distributed.from_env().is_main  # under torchrun rank 0 writes the ensemble's own files
+    out = mem.prepare(Path(out), overwrite) if main else Path(out)
+    if main:
+        mem.write_members(out, members, keys)
+    with distributed.one_group():
+        for group in mem.groups(members):
+            run_group(group, out, progress, read_every=read_every)
+    return close(out, members) if main else out
 
 
 def resume_members(out: str | Path, epochs: int | None = None, budget: str | float | None = None, progress: bool = True) -> Path:
     """Continue every member of an ensemble from the newest step all of its stack reached (bit for bit)."""
     out = Path(out)
     members = mem.read_members(out)
-    trained = [run_group(group, out, progress, resuming=True, epochs=epochs, budget=budget) for group in mem.groups(members)]
+    with distributed.one_group():
+        trained = [run_group(group, out, progress, resuming=True, epochs=epochs, budget=budget) for group in mem.groups(members)]
+    if not distributed.from_env().is_main:
+        return out
     if not any(trained) and (out / runs.SUMMARY).is_file():
         print(f"reparam: every member of {out} already finished; nothing was rewritten. To train longer: reparam train --resume {out} "
               f"train.epochs=N; to evaluate one: reparam eval {out / members[0].name}", file=sys.stderr)  # fmt: skip

@@ -99,6 +99,16 @@ def test_a_distributed_run_resumes_bit_for_bit(ddp_run, tmp_path):
     assert summary["processes"] == 2 and summary["steps"] == 6
 
 
+def test_members_under_torchrun_train_one_after_another_each_as_alone(ddp_run, grey_file, tmp_path):
+    out = tmp_path / "members"
+    proc = torchrun(*DDP_ARGS, f"data.path={grey_file}", "train.epochs=2", "seed=[0,1]", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "under torchrun each member trains on every process in turn" in proc.stderr
+    assert proc.stdout.count(str(out)) == 1 and "mean ± SE over 2 seeds" in proc.stdout  # rank 0 alone speaks
+    a, b = runs.load_tensors(ddp_run / runs.WEIGHTS), runs.load_tensors(out / "seed-0" / runs.WEIGHTS)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_shards_cover_each_batch_once():
     for n in (1, 5, 16, 17):
         parts = [distributed.Dist(r, 3).shard(n) for r in range(3)]
