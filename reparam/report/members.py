@@ -7,7 +7,8 @@ from pathlib import Path
 
 from .. import runs
 from . import html, space
-from .build import REPORT, comparison_page
+from .build import FIGURE_DIR, REPORT, comparison_page
+from .figures import FIGURES
 from .run import open_run
 
 #: The metrics of the seeds table, in order: (summary key, heading).
@@ -32,10 +33,16 @@ def seeds_table(summary: dict) -> str:
     return '<h2 id="seeds">Over seeds</h2>' + html.table(header, rows, numeric_from=2)
 
 
+def drawn(run_dir: Path) -> dict[str, bytes]:
+    """The figures a member's own report already drew (``RUN/figures``), so the page draws none twice."""
+    folder = Path(run_dir) / FIGURE_DIR
+    return {name: (folder / f"{name}.png").read_bytes() for name in FIGURES if (folder / f"{name}.png").is_file()}
+
+
 def write_members_page(out: Path, names: list[str], summary: dict, seed: int = 0) -> Path:
     """``out/report.html``: the table over seeds, then every member's metrics and figures side by side."""
     views = [open_run(out / name) for name in names]
-    pngs = [space.render(v, seed, progress=None) for v in views]
+    pngs = [drawn(v.run_dir) or space.render(v, seed, progress=None) for v in views]
     page = comparison_page(views, pngs)
     head, sep, body = page.partition("<nav>")
     page = head + sep + '<a href="#seeds">Over seeds</a>' + body.replace("</nav>", "</nav>" + seeds_table(summary), 1)

@@ -6,6 +6,8 @@
 - ``finish``: the end of a run (final evaluation, summary.json, pictures);
 - ``run``: :func:`train` and :func:`resume`, which load data, build the model, join
   torchrun's process group and write the run folder;
+- ``members``, ``ensemble``, ``stacked``: :func:`train_many`, lists over the seed and one key
+  (``seed=[0,1,2]``), their members trained as one stack where their shapes agree;
 - ``tracking``: ``train.log``, the TensorBoard, MLflow and W&B trackers on the trainer's hook;
 - ``command``: ``reparam train``.
 """
@@ -14,6 +16,8 @@ from __future__ import annotations
 
 from ..errors import Diverged, Interrupted
 from .loop import Hook, Trainer
-from .run import resume, train
+from .ensemble import resume_any as resume
+from .ensemble import train_many
+from .run import train
 
-__all__ = ["Diverged", "Hook", "Interrupted", "Trainer", "resume", "train"]
+__all__ = ["Diverged", "Hook", "Interrupted", "Trainer", "resume", "train", "train_many"]

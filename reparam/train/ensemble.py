@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -18,6 +19,20 @@ from .run import _run, _setup, _trainer, extend, finished, resume, stop_on_signa
 from .stacked import Stack
 
 
+def train_many(settings: Sequence[str], out: str | Path, config_file: str | Path | None = None, overwrite: bool = False,
+               progress: bool = True) -> Path:  # fmt: skip
+    """Train what a config with lists describes, as ``reparam train`` does: ``train_many(["seed=[0,1,2]",
+    "train.lr=[1e-3,3e-3]"], "runs/grid")`` trains six members into ``runs/grid`` (``members.py``).
+    A config without lists trains one run there. Returns the folder."""
+    from .. import config
+
+    raw = config.load_raw(config_file, settings)
+    listed = mem.expand(raw)
+    if listed is None:
+        return train(config.from_dict(raw), out, overwrite=overwrite, progress=progress)
+    return train_members(listed, mem.grid_keys(raw), out, overwrite=overwrite, progress=progress)
+
+
 def train_members(members: list[mem.Member], keys: list[str], out: str | Path, overwrite: bool = False, progress: bool = True,
                   read_every: int = 0) -> Path:  # fmt: skip
     """Train every member into ``out/<member>``; ``out/summary.json`` holds each setting's means and SEs over seeds."""
@@ -29,6 +44,15 @@ def train_members(members: list[mem.Member], keys: list[str], out: str | Path, o
         for group in mem.groups(members):
             run_group(group, out, progress, read_every=read_every)
     return close(out, members) if main else out
+
+
+def resume_any(run_dir: str | Path, epochs: int | None = None, hooks=(), progress: bool | None = None, budget: str | float | None = None,
+               opening: str | None = None) -> Path:  # fmt: skip
+    """``reparam.train.resume``: a run folder continues as ``run.resume`` continues it; an ensemble's
+    folder (``members.json``) continues every member (``resume_members``)."""
+    if (Path(run_dir) / runs.MEMBERS).is_file():
+        return resume_members(run_dir, epochs, budget, progress=True if progress is None else progress)
+    return resume(run_dir, epochs, hooks, progress, budget, opening)
 
 
 def resume_members(out: str | Path, epochs: int | None = None, budget: str | float | None = None, progress: bool = True) -> Path:
