@@ -67,14 +67,38 @@ def overrides(family: str, extra: list[str], epochs: int) -> list[str]:
 
 
 def run_family(name: str, family: str, extra: list[str], epochs: int, k: int, is_n: int, out: Path) -> dict:
-    import torch
-
-    from reparam import config, data, evaluate, load
-    from reparam.evaluate import diagnostics
+    from reparam import config
     from reparam.train import train
 
     cfg = config.load(None, overrides(family, extra, epochs))
-    run_dir = train(cfg, out / name.replace(" ", "-").replace("=", "-"))
+    return score(name, cfg, train(cfg, out / name.replace(" ", "-").replace("=", "-")), epochs, k, is_n)
+
+
+def run_seeds(name: str, family: str, extra: list[str], epochs: int, k: int, is_n: int, out: Path, seeds: list[int]) -> dict:
+    """The family's row trained once per seed, the seeds as one stack (``reparam.train.train_many``):
+    each member scored as ``run_family`` scores a run, then mean ± SE over the seeds."""
+    import statistics
+
+    from reparam import runs
+    from reparam.train import train_many
+
+    folder = train_many([*overrides(family, extra, epochs), f"seed=[{','.join(map(str, seeds))}]"], out / name.replace(" ", "-").replace("=", "-"), progress=False)
+    each = [score(name, runs.read_config(folder / f"seed-{s}"), folder / f"seed-{s}", epochs, k, is_n) for s in seeds]
+    row = dict(each[0])
+    for key in ("elbo", "log_px", "active", "sec_per_epoch"):
+        values = [float(r[key]) for r in each]
+        row[key], row[f"{key}_seeds"] = statistics.mean(values), values
+        row[f"{key}_sse"] = statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else float("nan")
+    row["se"] = statistics.mean(r["se"] for r in each)  # the per-image SE, averaged over the seeds
+    return row
+
+
+def score(name: str, cfg, run_dir: Path, epochs: int, k: int, is_n: int) -> dict:
+    import torch
+
+    from reparam import data, evaluate, load
+    from reparam.evaluate import diagnostics
+
     model = load(run_dir)
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     test = data.load(cfg.data).test
@@ -123,6 +147,25 @@ def table(rows: list[dict], epochs: int, k: int, is_n: int) -> str:
     return head + "\n".join(lines) + "\n\n" + PUBLISHED
 
 
+def seeds_table(rows: list[dict], epochs: int, k: int, is_n: int, seeds: list[int]) -> str:
+    head = (
+        f"The same rows as above, each trained with {len(seeds)} seeds ({', '.join(map(str, seeds))}) as one ensemble "
+        f"(`seed=[...]`: the seeds of a family step as one stack), **{epochs} epochs**; every other setting as above. "
+        f"Each number is the mean over the seeds ± its standard error over the seeds (the spread a claim about a family "
+        f"has to beat); log p(x) by importance sampling with k={k} on the first {is_n} test images, whose per-image SE "
+        f"(averaged over the seeds) is given beside it. Seconds per epoch are the stack's, for all {len(seeds)} members. "
+        f"Reproduce: `python benchmarks/latents.py --epochs {epochs} --is-n {is_n} --seeds {','.join(map(str, seeds))}`.\n\n"
+        f"| family | model scored | test ELBO (± SE over seeds) | log p(x), k={k} (± SE over seeds) | per-image SE | active units | s / epoch, {len(seeds)} seeds |\n"
+        "|---|---|---|---|---|---|---|\n"
+    )
+    lines = [
+        f"| `{r['row']}` | `{r['model']}` | {r['elbo']:.2f} ± {r['elbo_sse']:.2f} | {r['log_px']:.2f} ± {r['log_px_sse']:.2f} | {r['se']:.2f} "
+        f"| {r['active']:.1f} ± {r['active_sse']:.1f} / {r['dim']} | {r['sec_per_epoch']:.1f} |"
+        for r in rows
+    ]
+    return head + "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     from reparam import latents
 
@@ -132,11 +175,22 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--k", type=int, default=1000)
     ap.add_argument("--is-n", type=int, default=1000, help="test images for the importance-sampled log p(x)")
     ap.add_argument("--families", nargs="*", default=latents.names())
+    ap.add_argument("--seeds", default="", help="train each row with these seeds as one ensemble (0,1,2): the section latents_seeds")
     ap.add_argument("--no-write", action="store_true", help="print the table, leave BENCHMARKS.md alone")
     a = ap.parse_args(argv)
     if not MNIST.is_file():
         sys.exit(f"MNIST not found at {MNIST}; set REPARAM_MNIST")
     epochs = a.epochs or probe_epochs(a.budget, len(a.families), a.k, a.is_n)
+    if a.seeds:
+        seeds = [int(x) for x in a.seeds.split(",")]
+        with tempfile.TemporaryDirectory() as tmp:
+            got = []
+            for name, family, extra in rows(a.families):
+                start = time.perf_counter()
+                got.append(run_seeds(name, family, extra, epochs, a.k, a.is_n, Path(tmp), seeds))
+                print(f"{name}: {got[-1]['log_px']:.2f} ± {got[-1]['log_px_sse']:.2f} ({time.perf_counter() - start:.0f} s)", flush=True)
+        publish("latents_seeds", seeds_table(got, epochs, a.k, a.is_n, seeds), write=not a.no_write, script="latents")
+        return
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, family, extra in rows(a.families):

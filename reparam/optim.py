@@ -96,7 +96,7 @@ class WeightAverage:
     """
 
     def __init__(self, params: Iterable[torch.nn.Parameter], decay: float):
-        self.params = [p.detach() for p in params]  # views of the parameters' storage, which the optimizer updates in place
+        self.owners = list(params)  # the parameters themselves: a stack points their .data at its weights after this is built
         self.decay = decay
         self.shadow = [p.clone() for p in self.params]
         self.updates = 0
@@ -105,6 +105,11 @@ class WeightAverage:
         """The share 1 - d_t that the next update gives the current parameters."""
         t = self.updates + 1
         return 1.0 - min(self.decay, (1 + t) / (10 + t))
+
+    @property
+    def params(self) -> list[torch.Tensor]:
+        """The parameters' current values, detached (views of the storage the optimizer updates in place)."""
+        return [p.detach() for p in self.owners]
 
     @torch.no_grad()
     def update(self) -> None:

@@ -49,10 +49,23 @@ def cli_lines() -> list[list[str]]:
     return [shlex.split(line) for line in lines if line.startswith("reparam ")]
 
 
+@pytest.fixture(scope="module")
+def tiny_grid(tmp_path_factory) -> Path:
+    """The README's GRID, trained with tiny settings: shared, copied by the commands that read it."""
+    from reparam.train import train_many
+
+    return train_many([*TINY, "train.lr=[1e-3,3e-3]", "seed=[0,1,2]"], tmp_path_factory.mktemp("grid") / "GRID", progress=False)
+
+
 @pytest.mark.parametrize("argv", cli_lines(), ids=lambda a: " ".join(a[:3]))
-def test_readme_command_runs(argv, tiny_run, tmp_path):
+def test_readme_command_runs(argv, tiny_run, tmp_path, request):
     run = shutil.copytree(tiny_run, tmp_path / "RUN")  # commands may write into their run
     argv = [str(run) if a == "RUN" else a for a in argv[1:]]
+    if any(a.startswith("GRID") for a in argv):  # an ensemble's folder (its members inside)
+        grid = tmp_path / "GRID"
+        if "--out" not in argv:
+            shutil.copytree(request.getfixturevalue("tiny_grid"), grid)
+        argv = [str(grid) + a.removeprefix("GRID") if a.startswith("GRID") else a for a in argv]
     if any("mnist" in a for a in argv):
         if not MNIST.is_file():
             pytest.skip("MNIST not available")

@@ -148,6 +148,19 @@ def test_what_cannot_stack_says_why():
     assert mem.solo_reason(config.load(None, [*TINY, "latent.flow=planar"])) == "a flow (latent.flow=planar)"
 
 
+def test_a_stack_keeps_each_members_average_warm_up_and_schedule(tmp_path):
+    extra = ["train.ema=0.9", "objective.warmup=20", "train.lr_schedule=cosine", "train.lr_final=1e-4", "train.epochs=3"]
+    train_members(listed(*extra, "seed=[0,1]"), ["seed"], tmp_path / "ens", progress=False)
+    for seed in (0, 1):
+        alone = train(config.load(None, [*TINY, *extra, f"seed={seed}"]), tmp_path / f"alone{seed}")
+        got, want = weights(tmp_path / "ens" / f"seed-{seed}"), weights(alone)  # the averages: what the summary and pictures saw
+        assert got.keys() == want.keys()
+        for key in got:
+            torch.testing.assert_close(got[key], want[key], rtol=0, atol=ATOL_WEIGHTS)
+        ours, theirs = (json.loads((d / runs.SUMMARY).read_text()) for d in (tmp_path / "ens" / f"seed-{seed}", alone))
+        assert ours["steps"] == theirs["steps"] and math.isclose(ours["elbo"], theirs["elbo"], rel_tol=1e-5)
+
+
 # --- one member's bad steps never touch another's weights --------------------------------
 def poisoned(bad_steps: set[int], member: int):
     """The ELBO, NaN for one member of a stack at the stack's steps ``bad_steps`` (counted in calls)."""
