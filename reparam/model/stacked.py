@@ -17,6 +17,7 @@ stacked: a model whose parameters all live in its encoder and decoder, without b
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 
 import torch
@@ -75,20 +76,22 @@ class PerMember(Distribution):
 
     has_rsample = True
 
-    def __init__(self, base: Distribution, members: list[Callable[[], Distribution]], draws: Draws):
+    def __init__(self, base: Distribution, members: Sequence[Callable[[], Distribution]], draws: Draws):
         self.base, self.members, self.draws = base, members, draws
         super().__init__(base.batch_shape, base.event_shape, validate_args=False)
         self.has_rsample = base.has_rsample
 
     def _each(self, method: str, sample_shape: torch.Size) -> torch.Tensor:
-        dim = len(sample_shape)
-        out = [self.draws(m, lambda m=m: getattr(self.members[m](), method)(sample_shape)) for m in range(len(self.members))]
-        return torch.stack(out, dim)  # (*S, M, B, D)
+        out = [self.draws(m, functools.partial(self._one, m, method, sample_shape)) for m in range(len(self.members))]
+        return torch.stack(out, len(sample_shape))  # (*S, M, B, D)
 
-    def rsample(self, sample_shape: torch.Size | tuple = torch.Size()) -> torch.Tensor:
+    def _one(self, m: int, method: str, sample_shape: torch.Size) -> torch.Tensor:
+        return getattr(self.members[m](), method)(sample_shape)
+
+    def rsample(self, sample_shape: torch.Size | list[int] | tuple[int, ...] = torch.Size()) -> torch.Tensor:
         return self._each("rsample", torch.Size(sample_shape))
 
-    def sample(self, sample_shape: torch.Size | tuple = torch.Size()) -> torch.Tensor:
+    def sample(self, sample_shape: torch.Size | list[int] | tuple[int, ...] = torch.Size()) -> torch.Tensor:
         with torch.no_grad():
             return self._each("sample", torch.Size(sample_shape))
 
@@ -141,6 +144,7 @@ class Stacked(VAE):
                 self.weights[name] = moved.requires_grad_()
             self.weights[name].grad = None
         for net, prefix in ((self.encoder, "encoder."), (self.decoder, "decoder.")):
+            assert isinstance(net, Vmapped)
             net.params = {n.removeprefix(prefix): t for n, t in self.weights.items() if n.startswith(prefix)}
 
     @property
@@ -164,7 +168,7 @@ class Stacked(VAE):
                 return self.posterior(x)
         raw = self._raw(x)  # (M, B, raw_size)
         family = self.family
-        members = [lambda m=m: family.posterior(raw[m]) for m in range(raw.shape[0])]
+        members = [functools.partial(family.posterior, raw[m]) for m in range(raw.shape[0])]
         return PerMember(family.posterior(raw), members, self.draws)
 
     def kl(self, q: Distribution, z: torch.Tensor | None = None) -> torch.Tensor:

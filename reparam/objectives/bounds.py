@@ -66,7 +66,7 @@ def bound(name: str, analytic_kl: bool = False) -> Callable[[Callable[..., Reduc
     return deco
 
 
-def signal(d: Draw, spec: Bound, reduction: Reduction, beta: float, kl: torch.Tensor, closed_kl: bool) -> Signal:
+def signal(d: Draw, spec: Bound, reduction: Reduction, beta: float | torch.Tensor, kl: torch.Tensor, closed_kl: bool) -> Signal:
     """The bound's per-sample values and penalty for draw ``d`` (see ``Signal``)."""
     if spec.analytic_kl and closed_kl:
         penalty = kl if d.free_bits is None else d.free_bits.penalty()

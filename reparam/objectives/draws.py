@@ -76,7 +76,7 @@ class Signal:
 
     draw: Draw
     reduction: Reduction
-    beta: float
+    beta: float | torch.Tensor  # a tensor (M, 1): one beta per member of a stack
     v: torch.Tensor
     penalty: torch.Tensor | float
 

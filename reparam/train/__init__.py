@@ -15,9 +15,9 @@
 from __future__ import annotations
 
 from ..errors import Diverged, Interrupted
-from .loop import Hook, Trainer
 from .ensemble import resume_any as resume
 from .ensemble import train_many
+from .loop import Hook, Trainer
 from .run import train
 
 __all__ = ["Diverged", "Hook", "Interrupted", "Trainer", "resume", "train", "train_many"]

@@ -35,7 +35,8 @@ from .parts import Bar, Part, Tally
 def dense(t: torch.Tensor, keep: int = 0) -> torch.Tensor:
     """``t`` with its dimensions (after the first ``keep``) in memory order: a contiguous view of a
     dense tensor, so that an elementwise kernel (fused Adam) walks it without a copy."""
-    rest = sorted(range(keep, t.dim()), key=lambda d: -t.stride(d))
+    strides = t.stride()
+    rest = sorted(range(keep, t.dim()), key=lambda d: -strides[d])
     return t.permute(*range(keep), *rest)
 
 
@@ -109,7 +110,7 @@ class Stack:
     def adam(self, ok: torch.Tensor) -> None:
         """Every member's Adam step on its slice of the gradients (the fused kernel ``torch.optim.Adam``
         calls), at its own rate; a member whose step was not finite (``ok`` False) skips it entirely."""
-        grads = [dense(w.grad, 1).unbind(0) for w in self.weights]
+        grads = [dense(g, 1).unbind(0) for g in self.grads()]
         self.steps.add_(ok.unsqueeze(1).to(self.steps.dtype))
         bad = (~ok).float()
         for m, t in enumerate(self.trainers):
@@ -120,11 +121,17 @@ class Stack:
             torch._fused_adam_(self.params[m], [g[m] for g in grads], avg, avg_sq, [], self.step_views[m], amsgrad=False, lr=group["lr"], beta1=beta1,
                                beta2=beta2, weight_decay=group["weight_decay"], eps=group["eps"], maximize=False, found_inf=bad[m])  # fmt: skip
 
+    def grads(self) -> list[torch.Tensor]:
+        """The stacked weights' gradients, (M, ...) each (every weight gets one: both networks run in every step)."""
+        out = [w.grad for w in self.weights]
+        assert all(g is not None for g in out)
+        return out  # type: ignore[return-value]
+
     def batch(self) -> torch.Tensor:
         """The members' batches, (M, B, *x_shape): each from its own data order (zeros for a finished member)."""
-        xs: list[torch.Tensor | None] = [t.batches.next() if a else None for t, a in zip(self.trainers, self.active)]
-        shape = next(x for x in xs if x is not None)
-        return torch.stack([torch.zeros_like(shape) if x is None else x for x in xs])
+        xs = [t.batches.next() if a else None for t, a in zip(self.trainers, self.active)]
+        images = [x for x in xs if isinstance(x, torch.Tensor)]  # labelled batches do not stack (members.solo_reason)
+        return torch.stack([x if isinstance(x, torch.Tensor) else torch.zeros_like(images[0]) for x in xs])
 
     def kwargs(self) -> dict:
         """The objective's keyword arguments: each member's schedule; a beta that differs becomes (M, 1)."""
@@ -149,13 +156,14 @@ class Stack:
         for w in self.weights:
             w.grad = None
         loss.sum().backward()
-        norms = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(w.grad, dim=tuple(range(1, w.dim()))) for w in self.weights]), dim=0)  # (M,)
+        grads = self.grads()
+        norms = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g, dim=tuple(range(1, g.dim()))) for g in grads]), dim=0)  # (M,)
         active = torch.tensor(self.active, device=self.device)
         ok = torch.isfinite(loss.detach() + norms) & active
         clip = t0.cfg.train.clip_grad
         if clip:
             coef = (clip / (norms + 1e-6)).clamp(max=1.0)  # clip_grads_with_norm_'s coefficient, per member
-            torch._foreach_mul_([w.grad for w in self.weights], [coef.view(-1, *[1] * (w.dim() - 1)) for w in self.weights])
+            torch._foreach_mul_(grads, [coef.view(-1, *[1] * (g.dim() - 1)) for g in grads])
         self.adam(ok)
         out = {"loss": loss.detach(), **{k: v.detach().mean(-1) for k, v in terms.items()}}  # (M,) each
         zero = torch.zeros((), device=self.device)

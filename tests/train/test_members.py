@@ -97,7 +97,7 @@ def test_each_member_of_a_stack_takes_the_steps_it_takes_alone(grid, tmp_path):
     for t in trainers:
         t.model.train()
     worst = 0.0
-    for step in range(200):
+    for _ in range(200):
         ok, out = stack.train_step()
         assert bool(ok.all())
         for i, twin in enumerate(twins):
