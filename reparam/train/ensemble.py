@@ -51,6 +51,10 @@ def resume_any(run_dir: str | Path, epochs: int | None = None, hooks=(), progres
     """``reparam.train.resume``: a run folder continues as ``run.resume`` continues it; an ensemble's
     folder (``members.json``) continues every member (``resume_members``)."""
     if (Path(run_dir) / runs.MEMBERS).is_file():
+        if hooks:
+            raise ValueError(f"{run_dir} holds several runs; hooks apply to one run: resume a member, e.g. {Path(run_dir) / mem.read_members(Path(run_dir))[0].name}")
+        if opening:
+            print(f"reparam: {opening}", file=sys.stderr, flush=True)
         return resume_members(run_dir, epochs, budget, progress=True if progress is None else progress)
     return resume(run_dir, epochs, hooks, progress, budget, opening)
 

@@ -6,7 +6,7 @@ value, crossed with the seeds. The run folder then holds one complete run folder
 (``OUT/seed-0``, ``OUT/lr-0.001-seed-0``: ``eval``, ``sample``, ``report`` and ``explore``
 read each as any run), ``members.json`` (which members, with which settings) and, once they
 are trained, ``summary.json``: each setting's metrics as the mean and standard error over
-its seeds (beside the mean of the per-image standard errors), and ``members.html``.
+its seeds (beside the mean of the per-image standard errors), and ``report.html`` (``report.members``).
 
 Members whose networks have the same shapes train together, one step for all
 (``stacked.Stack``); the seed, ``train.lr`` and ``objective.beta`` may differ between them.
