@@ -268,15 +268,15 @@ def test_a_conditional_run_reports_samples_per_class_and_its_label(cvae_run, cap
     assert out.returncode == 0 and "given: -log p(x|y)" in out.stdout
 
 
-def test_the_readme_label_commands_run(cvae_run, tmp_path):
+def test_the_readme_label_commands_run(cvae_run, tmp_path, capsys, monkeypatch):
     """Every command of the README's Labels section, RUN being a conditional run (train commands
-    get the tiny settings)."""
+    get the tiny settings), run in this process (the README's own test runs each through the interpreter)."""
     import shlex
-    import subprocess
-    import sys
 
     from tests.conftest import TINY
     from tests.test_readme import ROOT, blocks, section
+
+    monkeypatch.chdir(ROOT)
 
     lines = [line.split("#")[0].strip() for b in blocks("bash", section("Labels: conditional and semi-supervised VAEs")) for line in b.splitlines()]
     commands = [shlex.split(line)[1:] for line in lines if line.startswith("reparam ")]
@@ -289,7 +289,7 @@ def test_the_readme_label_commands_run(cvae_run, tmp_path):
             argv[argv.index("--out") + 1] = str(tmp_path / "sevens.png")
         if argv[0] == "report":
             argv += ["--out", str(tmp_path / "report.html")]
-        proc = subprocess.run([sys.executable, "-m", "reparam", *argv], capture_output=True, text=True, cwd=ROOT, timeout=300)
+        proc = in_process(capsys, *argv)
         assert proc.returncode == 0, (argv, proc.stderr)
 
 
