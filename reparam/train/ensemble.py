@@ -13,9 +13,9 @@ from .. import checkpoint, devices, distributed, runs
 from ..model.stacked import stackable
 from ..report.members import write_members_page
 from . import members as mem
-from . import tracking
+from . import run, tracking
 from .loop import Trainer
-from .run import _run, _setup, _trainer, extend, finished, resume, stop_on_signals, train, wrap_up
+from .run import _run, _setup, _trainer, extend, finished, resume, stop_on_signals, train, wrap_up, write_files
 from .stacked import Stack
 
 
@@ -133,7 +133,7 @@ def capture(device: torch.device) -> tuple[torch.Tensor, ...]:
     return tuple(states)
 
 
-def restore(states: tuple[torch.Tensor, ...], device: torch.device) -> None:
+def restore_noise(states: tuple[torch.Tensor, ...], device: torch.device) -> None:
     """The inverse of ``capture``."""
     torch.set_rng_state(states[0])
     if device.type == "cuda":
@@ -154,14 +154,11 @@ def make_trainers(group: list[mem.Member], out: Path, states: list[dict] | None,
         columns = runs.read_columns(folder, cfg) if states is not None and data is None else None
         data, model, dist = _setup(cfg, columns=columns, data=data)
         runs.prepare_run_dir(folder, overwrite=True)
-        runs.write_json(folder / runs.CONFIG, cfg.to_dict())
-        if data.columns is not None:
-            runs.write_columns(folder, data.columns)
+        write_files(folder, cfg, data)
         trackers = sessions.enter_context(tracking.session(cfg.train.log, cfg.to_dict(), folder))
         t = _trainer(cfg, model, data, folder, trackers, dist)
         if states is not None:
-            t.load_state_dict(states[i])
-            t.held_out.records = [r for r in runs.read_jsonl(folder / runs.METRICS) if r["step"] <= t.step]
+            run.restore(t, states[i])
         if cfg.train.keep_checkpoints < 2:
             t.warn("train.keep_checkpoints=1 keeps 2 in a stack: a run killed between two members' checkpoints resumes from the older")
             cfg.train.keep_checkpoints = 2
@@ -178,7 +175,7 @@ def stack_group(group: list[mem.Member], out: Path, progress: bool, states: list
         if reason is not None:
             mem.say(f"{', '.join(m.name for m in group)} train one after another: {reason}", len(trainers) > 1)
             for t, state in zip(trainers, rng):
-                restore(state, t.device)
+                restore_noise(state, t.device)
                 _run(t, progress)
             return
         mem.say(f"{', '.join(m.name for m in group)} train as one stack", progress)

@@ -143,11 +143,7 @@ def train(cfg, out: str | Path, overwrite: bool = False, hooks: Iterable[Hook] =
         try:
             with tracking.session(cfg.train.log if dist.is_main else (), cfg.to_dict(), run_dir) as trackers:
                 if dist.is_main:
-                    runs.write_json(run_dir / runs.CONFIG, cfg.to_dict())
-                    if data.columns is not None:
-                        runs.write_columns(run_dir, data.columns)
-                    if cfg.model.condition == "label":
-                        runs.write_json(run_dir / runs.CLASSES, {"classes": data.classes})
+                    write_files(run_dir, cfg, data)
                 distributed.barrier(dist)
                 announce(cfg, dist, opening)
                 trainer = _trainer(cfg, vae, data, run_dir, [*hooks, *trackers], dist)
@@ -190,11 +186,25 @@ def resume(run_dir: str | Path, epochs: int | None = None, hooks: Iterable[Hook]
             announce(cfg, dist, opening)
             trainer = _trainer(cfg, model, data, run_dir, [*hooks, *trackers], dist)
             del data
-            trainer.load_state_dict(state)
-            trainer.held_out.records = [m for m in runs.read_jsonl(run_dir / runs.METRICS) if m["step"] <= trainer.step]
+            restore(trainer, state)
             return _run(trainer, cfg.train.progress if progress is None else progress)
     finally:
         distributed.shutdown(dist)
+
+
+def write_files(run_dir: Path, cfg, data: data_mod.Data) -> None:
+    """The run folder's own files beside its checkpoints: config.json, a table's columns, a conditional run's classes."""
+    runs.write_json(run_dir / runs.CONFIG, cfg.to_dict())
+    if data.columns is not None:
+        runs.write_columns(run_dir, data.columns)
+    if cfg.model.condition == "label":
+        runs.write_json(run_dir / runs.CLASSES, {"classes": data.classes})
+
+
+def restore(trainer: Trainer, state: dict) -> None:
+    """Put a checkpoint's training state back, and the held-out records of metrics.jsonl up to its step."""
+    trainer.load_state_dict(state)
+    trainer.held_out.records = [m for m in runs.read_jsonl(trainer.run_dir / runs.METRICS) if m["step"] <= trainer.step]
 
 
 def extend(cfg, epochs: int | None, budget: str | float | None, done: int) -> None:

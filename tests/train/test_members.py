@@ -15,7 +15,7 @@ from reparam.model import build
 from reparam.model.stacked import Stacked, stackable
 from reparam.train import members as mem
 from reparam.train import train
-from reparam.train.ensemble import capture, make_trainers, restore, train_members
+from reparam.train.ensemble import capture, make_trainers, restore_noise, train_members
 from reparam.train.stacked import Stack
 from tests.conftest import TINY
 from tests.helpers import assert_user_error, in_process, reparam
@@ -81,7 +81,7 @@ def solo_twins(members: list[mem.Member], folder: Path) -> tuple[list, list]:
 
 
 def step_alone(trainer, rng: list, i: int) -> torch.Tensor:
-    restore(rng[i], trainer.device)
+    restore_noise(rng[i], trainer.device)
     trainer.model.train()
     out = trainer.train_step(trainer.batches.next())
     rng[i] = capture(trainer.device)
