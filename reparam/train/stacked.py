@@ -56,6 +56,7 @@ class Stack:
         for m in range(self.n):
             self.adopt_optimizer(m)
         self.active = [True] * self.n
+        self.active_mask = torch.ones(self.n, dtype=torch.bool, device=self.device)  # ``active`` on the device, remade when it changes
         self.streak = torch.zeros(self.n, dtype=torch.long, device=self.device)  # non-finite steps in a row
         self.skipped = torch.zeros_like(self.streak)  # skipped since the last read
         self.sums: dict[str, torch.Tensor] = {}  # running terms since the last read, (M,) each
@@ -158,7 +159,7 @@ class Stack:
         loss.sum().backward()
         grads = self.grads()
         norms = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g, dim=tuple(range(1, g.dim()))) for g in grads]), dim=0)  # (M,)
-        active = torch.tensor(self.active, device=self.device)
+        active = self.active_mask
         ok = torch.isfinite(loss.detach() + norms) & active
         clip = t0.cfg.train.clip_grad
         if clip:
@@ -246,7 +247,10 @@ class Stack:
             with self.member(m):
                 for part in t.parts:
                     part.before_step()
-            self.active[m] = self.active[m] and t.batches.epoch < t.cfg.train.epochs and not t.clock.out_of_time()
+            going = self.active[m] and t.batches.epoch < t.cfg.train.epochs and not t.clock.out_of_time()
+            if going != self.active[m]:
+                self.active[m] = going
+                self.active_mask = torch.tensor(self.active, device=self.device)
         return any(self.active)
 
     def fit(self, progress: bool = True) -> None:
