@@ -13,6 +13,9 @@ from reparam import config
 ROOT = Path(__file__).resolve().parents[1]
 MNIST = Path(os.environ.get("REPARAM_MNIST", ROOT.parent / "shared" / "data" / "mnist.npz"))
 
+if os.environ.get("PYTEST_XDIST_WORKER"):  # workers share the cores: one thread each, or torch's threads contend
+    torch.set_num_threads(1)
+
 TINY = ["train.epochs=2", "train.eval_k=20", "train.progress=false", "train.report=false", "model.hidden=[32]", "latent.dim=4", "train.threads=1"]
 
 
