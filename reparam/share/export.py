@@ -26,9 +26,10 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.distributions import Distribution, Independent, MixtureSameFamily, TransformedDistribution
+from torch.distributions import Distribution, Independent, TransformedDistribution
 
 from ..errors import RunError
+from ..latents import Family
 from ..numerics import LOGVAR_MAX, LOGVAR_MIN, POSITIVE_FLOOR
 
 FORMATS = ("onnx", "torch")
@@ -52,9 +53,12 @@ def refusal(cfg) -> str | None:
 def leaves(d: Distribution, prefix: str) -> tuple[dict[str, Any], list[tuple[str, torch.Tensor]]]:
     """A distribution's structure for the JSON, and its tensors as (output name, tensor), in order.
 
-    ``Independent``, ``TransformedDistribution`` and ``MixtureSameFamily`` are walked into; any
-    other distribution's tensors are its public tensor attributes (its parameters as given, e.g.
-    ``loc``, ``scale``, ``logits``, a temperature), not the ones torch derives lazily from them.
+    ``Independent`` and ``TransformedDistribution`` are walked into (their dimensions and
+    transforms written down); any other distribution's tensors are its public tensor attributes
+    (its parameters as given, e.g. ``loc``, ``scale``, ``logits``, a temperature, not the ones
+    torch derives lazily from them), and the distributions it holds are walked in turn (a
+    one-hot categorical's categorical, a mixture's weights and components), their outputs
+    named after the attribute that holds them.
     """
     if isinstance(d, Independent):
         inner, tensors = leaves(d.base_dist, prefix)
@@ -62,12 +66,17 @@ def leaves(d: Distribution, prefix: str) -> tuple[dict[str, Any], list[tuple[str
     if isinstance(d, TransformedDistribution):
         inner, tensors = leaves(d.base_dist, prefix)
         return {**_kind(d), "transforms": [repr(t) for t in d.transforms], "base": inner}, tensors
-    if isinstance(d, MixtureSameFamily):
-        mix, t1 = leaves(d.mixture_distribution, prefix + "mixture_")
-        comp, t2 = leaves(d.component_distribution, prefix + "component_")
-        return {**_kind(d), "mixture": mix, "component": comp}, t1 + t2
-    tensors = [(name, value) for name, value in vars(d).items() if not name.startswith("_") and torch.is_tensor(value)]
-    return {**_kind(d), "parameters": {name: prefix + name for name, _ in tensors}}, [(prefix + n, v) for n, v in tensors]
+    info: dict[str, Any] = {**_kind(d), "parameters": {}}
+    found: list[tuple[str, torch.Tensor]] = []
+    for name, value in vars(d).items():
+        if isinstance(value, Distribution):
+            held, more = leaves(value, f"{prefix}{name.lstrip('_')}_")
+            info.setdefault("holds", {})[name.lstrip("_")] = held
+            found += more
+        elif not name.startswith("_") and torch.is_tensor(value):
+            info["parameters"][name] = prefix + name
+            found.append((prefix + name, value))
+    return info, found
 
 
 def _kind(d: Distribution) -> dict[str, str]:
@@ -110,18 +119,28 @@ class DecoderProgram(nn.Module):
         return (raw, *(t for _, t in leaves(p, "px_")[1]), self.vae.head.mean(raw))
 
 
-def _shape(t: torch.Tensor) -> list:
-    return ["batch", *t.shape[1:]]
+def output_shapes(module: nn.Module, example: torch.Tensor, outputs: list[str]) -> dict[str, list]:
+    """Each output's shape, ``"batch"`` where it follows the input's batch (read at two batch sizes)."""
+    with torch.no_grad(), _quiet():
+        a, b = module(example), module(torch.cat([example, example[:1]]))
+    return {n: ["batch" if i != j else i for i, j in zip(s.shape, t.shape)] for n, s, t in zip(outputs, a, b)}
 
 
-def parameterization(vae, cfg, x: torch.Tensor, files: dict[str, str]) -> dict[str, Any]:
-    """parameterization.json's content, read from the distributions the model builds for x (B, *x_shape)."""
-    with torch.no_grad():
-        raw = vae.encode(x)
-        q_info, q_tensors = leaves(vae.family.posterior(raw), "q_")
-        point = vae.point(vae.family.posterior(raw))
-        draw_raw = vae.decoder(vae.family.decoder_input(point)).float()
-        p_info, p_tensors = leaves(vae.head(draw_raw), "px_")
+def _decoder_input(fam) -> str:
+    """What the decoder program does to z before the decoder network."""
+    if type(fam).decoder_input is Family.decoder_input:
+        return "none: the decoder network reads z itself"
+    doc = " ".join((type(fam).decoder_input.__doc__ or "").split())
+    return "the family's decoder_input(z) runs inside the program" + (f": {doc}" if doc else f" (see posterior.about: {_about(fam)})")
+
+
+def parameterization(vae, cfg, files: dict[str, str]) -> dict[str, Any]:
+    """parameterization.json's content, read from the programs and the distributions the model builds."""
+    progs = programs(vae)
+    shapes = {name: output_shapes(module, example, outputs) for name, (module, example, _, outputs) in progs.items()}
+    with torch.no_grad(), _quiet():
+        q = vae.family.posterior(vae.encode(progs["encoder"][1]))
+        p = vae.head(vae.decoder(vae.family.decoder_input(progs["decoder"][1])).float())
         prior_info, prior_tensors = leaves(vae.prior(), "")
     fam, dim = vae.family, vae.family.dim
     return {
@@ -129,20 +148,19 @@ def parameterization(vae, cfg, x: torch.Tensor, files: dict[str, str]) -> dict[s
         "x_shape": list(vae.x_shape), "latent_dim": dim,
         "encoder": {
             "file": files["encoder"], "input": {"x": {"shape": ["batch", *vae.x_shape], "dtype": "float32", "range": "[0, 1] as the run's data (binarized where it was)"}},
-            "outputs": {"raw": _shape(raw), **{n: _shape(t) for n, t in q_tensors}, "point": _shape(point)},
+            "outputs": shapes["encoder"],
             "raw_layout": f"raw has {fam.n_params} blocks of {dim} (raw.reshape(batch, {fam.n_params}, {dim})[:, i] is block i), in the order the family's description gives them",
         },
         "posterior": {
-            "family": cfg.latent.family, "options": dict(cfg.latent.options),
-            "about": _about(fam), "distribution": q_info,
+            "family": cfg.latent.family, "options": dict(cfg.latent.options), "about": _about(fam), "distribution": leaves(q, "q_")[0],
             "point": "the family's representative latent of q (its mean for most families); the decoder takes it as z",
         },
         "decoder": {
             "file": files["decoder"], "input": {"z": {"shape": ["batch", dim], "dtype": "float32", "what": "a latent as q(z|x) or p(z) draws it"}},
-            "outputs": {"raw": _shape(draw_raw), **{n: _shape(t) for n, t in p_tensors}, "mean": ["batch", *vae.x_shape]},
-            "decoder_input": "the family's decoder_input(z) runs inside the program: " + " ".join((type(fam).decoder_input.__doc__ or "").split()),
+            "outputs": shapes["decoder"], "decoder_input": _decoder_input(fam),
         },
-        "likelihood": {"name": cfg.likelihood.name, "about": _about(vae.head), "distribution": p_info},
+        "likelihood": {"name": cfg.likelihood.name, "about": _about(vae.head), "distribution": leaves(p, "px_")[0],
+                       **({} if vae.columns is None else {"columns": vae.columns.to_json()})},  # a table's columns, as RUN/columns.json
         "prior": {"about": "p(z), its parameters as numbers", "distribution": prior_info, "values": {n: t.tolist() for n, t in prior_tensors}},
         "numerics": {"positive_floor": POSITIVE_FLOOR, "logvar_min": LOGVAR_MIN, "logvar_max": LOGVAR_MAX,
                      "what": "positive parameters are softplus(raw) + positive_floor; log-variances are clamped to [logvar_min, logvar_max] before exp(logvar / 2)"},
@@ -152,28 +170,32 @@ def parameterization(vae, cfg, x: torch.Tensor, files: dict[str, str]) -> dict[s
 def programs(vae) -> dict[str, tuple[nn.Module, torch.Tensor, list[str], list[str]]]:
     """name -> (module, example input, input names, output names)."""
     x = torch.rand(EXAMPLE_BATCH, *vae.x_shape)
-    with torch.no_grad():
-        raw = vae.encode(x)
-        q_names = [n for n, _ in leaves(vae.family.posterior(raw), "q_")[1]]
-        z = vae.point(vae.family.posterior(raw))
-        p_names = [n for n, _ in leaves(vae.head(vae.decoder(vae.family.decoder_input(z)).float()), "px_")[1]]
+    with torch.no_grad(), _quiet():
+        q = vae.family.posterior(vae.encode(x))
+        z = vae.point(q)
+        p = vae.head(vae.decoder(vae.family.decoder_input(z)).float())
     return {
-        "encoder": (EncoderProgram(vae).eval(), x, ["x"], ["raw", *q_names, "point"]),
-        "decoder": (DecoderProgram(vae).eval(), z, ["z"], ["raw", *p_names, "mean"]),
+        "encoder": (EncoderProgram(vae).eval(), x, ["x"], ["raw", *(n for n, _ in leaves(q, "q_")[1]), "point"]),
+        "decoder": (DecoderProgram(vae).eval(), z, ["z"], ["raw", *(n for n, _ in leaves(p, "px_")[1]), "mean"]),
     }
 
 
 @contextlib.contextmanager
 def _quiet():
-    """The exporters' own log lines and prints (optional operator sets it skips) kept off the terminal."""
+    """The exporters' own log lines and prints (optional operator sets it skips) kept off the terminal,
+    and the distributions' argument checks off while tracing: a check is a data-dependent branch,
+    which a program cannot hold (and the hot loop runs without them too)."""
     log = logging.getLogger("torch.onnx")
     level, log.level = log.level, logging.ERROR
+    validate = Distribution._validate_args
+    Distribution.set_default_validate_args(False)
     try:
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # torch's own pytree deprecations, raised inside the exporters
             yield
     finally:
         log.setLevel(level)
+        Distribution.set_default_validate_args(validate)
 
 
 def export_program(module: nn.Module, example: torch.Tensor, inputs: list[str], outputs: list[str], fmt: str) -> bytes:
@@ -202,6 +224,6 @@ def export(vae, cfg, fmt: str) -> dict[str, bytes]:
         raise RunError(f"cannot export this run: {why}")
     files = {name: name + SUFFIX[fmt] for name in ("encoder", "decoder")}
     out = {files[name]: export_program(*spec, fmt) for name, spec in programs(vae).items()}
-    info = parameterization(vae, cfg, torch.rand(EXAMPLE_BATCH, *vae.x_shape), files)
+    info = parameterization(vae, cfg, files)
     out[PARAMETERIZATION] = (json.dumps(info, indent=1, sort_keys=False) + "\n").encode()
     return out

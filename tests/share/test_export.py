@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from reparam import runs
+from reparam import latents, runs
 from reparam.share import export
 from tests.conftest import tiny_config
 from tests.helpers import assert_user_error, in_process
@@ -71,3 +71,13 @@ def test_onnx_encoder_reproduces_the_posterior(tiny_run):
 def test_models_that_are_not_one_encoder_and_one_decoder_are_refused(overrides, needle):
     assert export.refusal(tiny_config()) is None
     assert needle in export.refusal(tiny_config(*overrides))
+
+
+@pytest.mark.parametrize("name", latents.names())
+def test_every_familys_posterior_is_written_as_tensors_that_follow_the_encoder(name):
+    """The outputs that stand for q(z|x) are named once each, and some of them move with the raw numbers."""
+    family = latents.get(name, 4)
+    (info, first), (_, second) = (export.leaves(family.posterior(torch.randn(3, family.raw_size)), "q_") for _ in range(2))
+    names = [n for n, _ in first]
+    assert names == [n for n, _ in second] and len(set(names)) == len(names) and json.dumps(info)
+    assert any(a.shape[:1] == (3,) and not torch.equal(a, b) for (_, a), (_, b) in zip(first, second))
