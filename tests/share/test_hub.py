@@ -83,3 +83,18 @@ def test_push_and_pull_fail_in_one_line_without_a_token_or_offline(tiny_run, tmp
     assert_user_error(in_process(capsys, "eval", "hf://someone/tiny-vae", "--k", "5"), "not in the local Hub cache")
     with pytest.raises(RunError, match="not in the local Hub cache"):
         runs.load("hf://someone/tiny-vae@v1")
+
+
+def test_the_readme_commands_of_this_section_parse():
+    """The README's push, eval hf://, encode and export lines name real options (they are run above, not from the README)."""
+    import re
+
+    from reparam import cli
+    from tests.conftest import ROOT
+
+    text = (ROOT / "README.md").read_text().split("## Share, encode, export\n", 1)[1].split("\n## ", 1)[0]
+    lines = [line.split("#")[0].strip() for block in re.findall(r"```bash\n(.*?)```", text, re.S) for line in block.splitlines()]
+    commands = [shlex.split(line)[1:] for line in lines if line.startswith("reparam ")]
+    assert {c[0] for c in commands} == {"push", "eval", "encode", "export"}
+    for argv in commands:
+        assert callable(cli.parse(argv).func)
