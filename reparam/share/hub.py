@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+import sys
 from pathlib import Path
 
 from ..errors import RunError
@@ -61,6 +62,15 @@ def shared_files(run_dir: Path) -> list[str]:
     return sorted(f for f in found if f != CARD and any(fnmatch.fnmatchcase(f, pattern) for pattern in SHARED))
 
 
+def _network_errors() -> tuple[type[BaseException], ...]:
+    """What a refused or failed request raises: the Hub's HTTP error, and the transport errors of
+    whichever HTTP client this huggingface_hub uses (requests' are OSErrors; httpx's and httpx2's are not)."""
+    from huggingface_hub import errors
+
+    clients = (sys.modules.get(name) for name in ("httpx2", "httpx"))
+    return (errors.HfHubHTTPError, OSError, *(c.HTTPError for c in clients if c is not None and isinstance(getattr(c, "HTTPError", None), type)))
+
+
 def _hub():
     """The ``huggingface_hub`` module, or RunError saying how to install it."""
     try:
@@ -85,7 +95,7 @@ def download(spec: str) -> Path:
         raise RunError(f"{spec}: no such repository on the Hub, or it is private (log in with: hf auth login)") from None
     except errors.RevisionNotFoundError:
         raise RunError(f"{spec}: the repository has no revision {revision}") from None
-    except (errors.HfHubHTTPError, OSError) as e:
+    except _network_errors() as e:
         raise RunError(f"{spec}: download failed: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     missing = [name for name in REQUIRED if not (folder / name).is_file()]
     if missing:
@@ -112,15 +122,13 @@ def push(run_dir: Path, repo: str, card: str, private: bool, message: str) -> st
     files = shared_files(run_dir)
     key = token()
     hub = _hub()
-    from huggingface_hub import errors
-
     ops = [hub.CommitOperationAdd(path_in_repo=f, path_or_fileobj=str(run_dir / f)) for f in files]
     ops.append(hub.CommitOperationAdd(path_in_repo=CARD, path_or_fileobj=card.encode()))
     api = hub.HfApi(token=key, library_name="reparam")
     try:
         api.create_repo(repo, private=private, exist_ok=True)
         info = api.create_commit(repo, ops, commit_message=message)
-    except (errors.HfHubHTTPError, OSError) as e:
+    except _network_errors() as e:
         raise RunError(f"push to {repo} failed: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     return str(info.commit_url)
 

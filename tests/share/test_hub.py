@@ -1,11 +1,11 @@
 """Sharing on the Hub: the model card, what a push uploads, hf:// specs, and the offline failures.
 
-The upload and download calls themselves are not exercised: huggingface_hub has no local
-stand-in for the Hub (its endpoint is an HTTP server; offline mode only reads a cache that a
-real download filled). What is checked: the files a push would upload (against the Hub
-library's own pattern filter, which the download's ``allow_patterns`` uses), that a folder
-holding only those files loads and evaluates as the run does, and that the real
-``snapshot_download`` fails in one line offline.
+A successful upload and download are not exercised: huggingface_hub has no local stand-in for
+the Hub (its endpoint is the Hub's HTTP API; offline mode only reads a cache that a real
+download filled). What is checked: the files a push would upload (against the Hub library's own
+pattern filter, which the download's ``allow_patterns`` uses), that a folder holding only those
+files loads and evaluates as the run does, and that the real client's calls fail in one line
+without a token, with no Hub answering (a closed local port) and offline.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def test_a_malformed_hub_spec_is_refused_naming_the_form(spec):
         hub.parse(spec)
 
 
-def test_push_and_pull_fail_in_one_line_without_a_token_or_offline(tiny_run, tmp_path, monkeypatch, capsys):
+def test_push_and_pull_fail_in_one_line_without_a_token_a_hub_or_a_network(tiny_run, tmp_path, monkeypatch, capsys):
     constants = pytest.importorskip("huggingface_hub.constants")
     for name in ("HF_TOKEN", "HF_OIDC_RESOURCE", "HUGGING_FACE_HUB_TOKEN"):
         monkeypatch.delenv(name, raising=False)
@@ -78,6 +78,10 @@ def test_push_and_pull_fail_in_one_line_without_a_token_or_offline(tiny_run, tmp
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "cache"))  # an empty cache
     assert_user_error(in_process(capsys, "push", str(tiny_run), "someone/tiny-vae"), "no Hugging Face token")
     assert_user_error(in_process(capsys, "push", str(tiny_run), "someone/tiny-vae@dev"), "drop @dev")
+    monkeypatch.setenv("HF_TOKEN", "hf_not_a_token")
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # the real client, a local port where no Hub answers
+    assert_user_error(in_process(capsys, "push", str(tiny_run), "someone/tiny-vae"), "push to someone/tiny-vae failed")
+    assert_user_error(in_process(capsys, "eval", "hf://someone/tiny-vae", "--k", "5"), "not in the local Hub cache")
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     assert_user_error(in_process(capsys, "push", str(tiny_run), "someone/tiny-vae"), "HF_HUB_OFFLINE is set")
     assert_user_error(in_process(capsys, "eval", "hf://someone/tiny-vae", "--k", "5"), "not in the local Hub cache")
