@@ -24,6 +24,7 @@ class Parser(argparse.ArgumentParser):
 #: argparse subparsers object; each command sets ``func(args) -> int``.
 COMMAND_MODULES: tuple[str, ...] = (
     "reparam.train.command", "reparam.evaluate.commands", "reparam.report.commands", "reparam.explore.commands",
+    "reparam.share.commands",
 )
 
 

@@ -162,8 +162,16 @@ def load_data(run_dir: str | Path, cfg):
     """The run's data (``reparam.data.Data``); a table coded with the run's saved columns."""
     from . import data
 
-    columns = read_columns(Path(run_dir), cfg)
+    columns = read_columns(local(run_dir), cfg)
     return data.load(cfg.data) if columns is None else data.load(cfg.data, columns)
+
+
+def local(run_dir: str | Path) -> Path:
+    """The run folder as a Path; a Hub run ``hf://user/repo[@revision]`` is fetched into the Hub's
+    cache first (``reparam.share.hub``)."""
+    from .share import hub
+
+    return hub.download(str(run_dir)) if hub.is_hub(run_dir) else Path(run_dir)
 
 
 def check_run_dir(run_dir: str | Path) -> Path:
@@ -177,14 +185,14 @@ def check_run_dir(run_dir: str | Path) -> Path:
 
 
 def load(run_dir: str | Path, device: str = "cpu"):
-    """Rebuild the VAE of a finished or running run folder, in eval mode.
+    """Rebuild the VAE of a finished or running run folder (or a Hub run, ``hf://user/repo[@revision]``), in eval mode.
 
     Raises RunError for a missing folder or a checkpoint that fails validation. A table
     run's model carries its ``columns`` (``reparam.tables.Columns``; None for images).
     """
     from .model.build import assemble
 
-    run_dir = check_run_dir(run_dir)
+    run_dir = check_run_dir(local(run_dir))
     cfg = read_config(run_dir)
     info = read_json(run_dir / STATE_JSON) if (run_dir / STATE_JSON).exists() else {}
     x_shape = tuple(info.get("x_shape") or ())

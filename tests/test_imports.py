@@ -27,7 +27,7 @@ LAYERS: list[list[str]] = [
     ["reparam.objectives", "reparam.objectives.*"],
     ["reparam.evaluate", "reparam.evaluate.*"],
     ["reparam.config", "reparam.config_keys"],
-    ["reparam.runs", "reparam.checkpoint"],
+    ["reparam.runs", "reparam.checkpoint", "reparam.share", "reparam.share.*"],
     ["reparam.report", "reparam.report.*", "reparam.explore", "reparam.explore.*"],
     ["reparam.train", "reparam.train.*"],
     ["reparam.*.commands", "reparam.*.command", "reparam.cli", "reparam.__main__", "reparam"],
