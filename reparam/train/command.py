@@ -263,13 +263,10 @@ def add_commands(sub) -> None:
 
 
 def cmd_sweep(a: argparse.Namespace) -> int:
-    from .sweep import TABLE_MD, Sweep, dimension, run_sweep
+    from .sweep import TABLE_MD, sweep
 
-    path, settings = split_settings(a.settings)
-    space = [d for d in map(dimension, settings) if d is not None]
-    fixed = [s for s in settings if dimension(s) is None]
     out = Path(a.out) if a.out else Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-sweep"
-    run_sweep(Sweep(path, fixed, space, out), a.trials, progress=not a.quiet)
+    sweep(a.settings, a.trials, out, progress=not a.quiet)
     print((out / TABLE_MD).read_text(), end="")
     print(out)
     return 0

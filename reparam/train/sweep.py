@@ -178,6 +178,20 @@ def storage(out: Path):
     return optuna.storages.JournalStorage(optuna.storages.JournalFileStorage(str(out / STUDY)))  # Optuna 3
 
 
+def sweep(settings: Iterable[str], trials: int, out: str | Path, progress: bool = True) -> Path:
+    """``reparam sweep`` in Python: ``settings`` as on the command line (an optional CONFIG.toml,
+    ``key=value`` overrides, ``key=loguniform(a,b)`` and the like to search); returns the sweep folder.
+
+    ``sweep(["data.validation=0.2", "train.lr=loguniform(1e-4,1e-2)", "latent.dim=int(2,32)"], 10, "runs/sweep")``
+    """
+    settings = list(settings)
+    files = [s for s in settings if "=" not in s]
+    require(len(files) <= 1, f"expected at most one config file and key=value settings, got {files}")
+    space = [d for d in map(dimension, settings) if d is not None]
+    fixed = [s for s in settings if "=" in s and dimension(s) is None]
+    return run_sweep(Sweep(files[0] if files else None, fixed, space, Path(out)), trials, progress)
+
+
 def trial_name(number: int) -> str:
     return f"trial-{number:03d}"
 
