@@ -2,7 +2,9 @@
 ``train.early_stop``, ``reparam sweep``), so that the test set is read once, at the end.
 
 The held-out rows are drawn with a fixed seed (``SPLIT_SEED``), not the run's: every run of
-the same data (a grid of seeds, a sweep's trials) selects on the same validation set.
+the same data (a grid of seeds, a sweep's trials) selects on the same validation set. The
+split follows the source's own loading: a table's columns (their kinds and standardization) are
+read from its whole training set, validation rows included.
 """
 
 from __future__ import annotations
