@@ -40,6 +40,7 @@ class DataConfig:
     test_fraction: float = 0.15  # held-out share for arrays that carry no test split
     categorical: list[str] = field(default_factory=list)  # table: numeric columns to read as categories
     max_levels: int = 50  # table: most levels a categorical column may have
+    validation: int | float = 0  # held out from the training set for selection (train.keep_best, train.early_stop, reparam sweep): N images or a fraction; fixed rows, whatever the seed; 0: none
     labeled: int = 0  # semi-supervised M2: keep the labels of this many training images (class-balanced, seeded); 0: all or none
 
     def validate(self) -> None:
@@ -161,6 +162,8 @@ class TrainConfig:
     lr_backoff: float = 0.5  # learning-rate factor applied at each rollback
     gradvar_every: int = 0  # epochs between gradient-variance measurements (RUN/gradvar.jsonl); 0: never
     gradvar_replicates: int = 20  # gradient estimates per estimator at each measurement
+    keep_best: str = ""  # keep the weights of the best evaluation by this validation metric (needs data.validation): elbo | log_px_z | kl | classification_error (M2); "": the last weights
+    early_stop: int = 0  # stop after this many evaluations (after the KL warm-up) without a better train.keep_best metric; 0: never
     labeled_batch_size: int = 0  # M2: labelled images per step beside batch_size unlabelled ones; 0: min(data.labeled, batch_size)
     log: list[str] = field(default_factory=list)  # experiment trackers: tensorboard, mlflow, wandb (reparam.train.tracking)
 
@@ -172,12 +175,15 @@ class TrainConfig:
             require(value == "auto" or isinstance(value, int) and value >= 0, f"train.{key} must be auto or an integer >= 0, got {value!r}")
         duration_seconds(self.budget, "train.budget")  # ConfigError for a malformed budget
         require(self.gradvar_replicates >= 2, f"train.gradvar_replicates must be >= 2, got {self.gradvar_replicates}")
-        for key in ("checkpoint_every", "clip_grad", "max_rollbacks", "gradvar_every", "labeled_batch_size"):
+        for key in ("checkpoint_every", "clip_grad", "max_rollbacks", "gradvar_every", "labeled_batch_size", "early_stop"):
             require(getattr(self, key) >= 0, f"train.{key} must be >= 0, got {getattr(self, key)}")
         require(0 < self.lr_backoff < 1, f"train.lr_backoff must lie in (0, 1), got {self.lr_backoff}")
         require(0 <= self.ema < 1, f"train.ema must lie in [0, 1) (a decay such as 0.999; 0 for none), got {self.ema}")
         require(math.isfinite(self.lr) and self.lr > 0, f"train.lr must be a finite rate > 0, got {self.lr}")
         self.validate_schedule()
+        if self.keep_best:
+            one_of("train.keep_best", self.keep_best, tuple(SELECTABLE))
+        require(not self.early_stop or bool(self.keep_best), f"train.early_stop={self.early_stop} watches the metric of train.keep_best; set it too (e.g. train.keep_best=elbo)")
         from . import devices
 
         one_of("train.device", self.device, devices.DEVICES)
@@ -202,6 +208,10 @@ class TrainConfig:
             f"train.lr_final applies to train.lr_schedule=cosine or exponential; with constant the rate stays train.lr (got train.lr_final={self.lr_final})",
         )
 
+
+#: The validation metrics ``train.keep_best`` (and a sweep) selects on: +1 where higher is better, -1 where lower.
+#: Each is computed on every process (not the rank-0 dashboard), so all agree when to stop.
+SELECTABLE = {"elbo": 1, "log_px_z": 1, "kl": -1, "classification_error": -1}
 
 UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -261,7 +271,15 @@ class Config:
         self.objective.check_family(family, density_everywhere=self.latent.flow == "none")
         self.check_table()
         labels.check(self)
+        self.check_selection()
         return self
+
+    def check_selection(self) -> None:
+        """Selection reads a validation set, never the test set; M2's error needs M2."""
+        key = "train.keep_best" if self.train.keep_best else "train.early_stop"
+        require(not (self.train.keep_best or self.train.early_stop) or bool(self.data.validation), f"{key} selects on a validation set; set data.validation=N images or a fraction (e.g. data.validation=0.1): selecting on the test set would bias its numbers")
+        m2 = self.model.condition == "label" and bool(self.data.labeled)
+        require(self.train.keep_best != "classification_error" or m2, "train.keep_best=classification_error is M2's classifier error; it needs model.condition=label and data.labeled=N")
 
     def check_table(self) -> None:
         """A table's rows take the table head and the MLP; the table head takes a table."""

@@ -28,6 +28,7 @@ import torch
 from .. import tables
 from ..errors import ConfigError, DataError, one_of, require
 from ..registry import Registry
+from . import validation
 
 
 @dataclass
@@ -46,6 +47,8 @@ class Data:
     name: str
     classes: list[str] | None = None
     columns: tables.Columns | None = None
+    valid: torch.Tensor | None = None  # data.validation's rows, taken from the training set (``validation.hold_out``)
+    valid_labels: torch.Tensor | None = None
 
     @property
     def x_shape(self) -> tuple[int, ...]:
@@ -125,6 +128,7 @@ def check(cfg) -> None:
     cfg.name = infer_source(cfg)
     one_of("data.binarize", cfg.binarize, BINARIZATIONS)
     require(0.0 < cfg.test_fraction < 1.0, f"data.test_fraction must lie in (0, 1), got {cfg.test_fraction}")
+    validation.check(cfg)
     chosen = source(cfg.name)
     chosen.check(cfg)
     require(cfg.max_levels >= 2, f"data.max_levels must be >= 2, got {cfg.max_levels}")
@@ -148,8 +152,8 @@ def check_labels(cfg, data: Data) -> None:
             "an .npz with y_train and y_test (or x and y), or a folder with one subfolder per class"
         )
     c = len(data.classes)
-    for split, y in (("training", data.train_labels), ("test", data.test_labels)):
-        if len(y) and int(y.max()) >= c:
+    for split, y in (("training", data.train_labels), ("test", data.test_labels), ("validation", data.valid_labels)):
+        if y is not None and len(y) and int(y.max()) >= c:
             raise DataError(f"the {split} labels hold class {int(y.max())}, but the data name {c} classes (0..{c - 1})")
     if cfg.data.labeled:
         labelled_subset(data.train_labels, cfg.data.labeled, c, cfg.seed)
@@ -197,11 +201,15 @@ def load(cfg, columns: tables.Columns | None = None) -> Data:
     With ``binarize=dynamic`` the training images stay grey (the trainer draws a new
     binarization every time an image is used) while the test set is binarized once
     with a fixed seed (not the run's), so held-out numbers are comparable across runs.
+    ``data.validation`` takes its rows from the training set first (``validation.hold_out``);
+    they are binarized once, with a fixed seed, as the test set is.
     """
-    data = source(infer_source(cfg)).load(cfg, columns)
+    data = validation.hold_out(source(infer_source(cfg)).load(cfg, columns), cfg.validation)
     if cfg.binarize != "none":
         g = torch.Generator().manual_seed(TEST_BINARIZATION_SEED)
         data.test = binarize(data.test, g)
+        if data.valid is not None:  # fixed too, with its own stream: the test and static draws stay as without it
+            data.valid = binarize(data.valid, torch.Generator().manual_seed(validation.VALIDATION_BINARIZATION_SEED))
         if cfg.binarize == "static":
             data.train = binarize(data.train, g)
     return data

@@ -63,7 +63,7 @@ def image_rows(rows: list[torch.Tensor], labels: list[str], title: str) -> Figur
 def _terms(metrics: list[dict]) -> list[str]:
     """Metric suffixes to plot: elbo, log_px_z, kl first, then any others an objective logs. A
     standard error ``<term>_se`` is drawn as a band around ``<term>``, not as a panel of its own."""
-    suffixes = {k.split("_", 1)[1] for m in metrics for k in m if k.startswith(("train_", "test_"))}
+    suffixes = {k.split("_", 1)[1] for m in metrics for k in m if k.startswith(("train_", "test_", "val_"))}
     if "elbo" in suffixes:
         suffixes.discard("loss")
     suffixes -= {s for s in suffixes if s.endswith("_se") and s[:-3] in suffixes}
@@ -97,7 +97,7 @@ def curves_figure(runs: list[tuple[str, list[dict]]]) -> Figure | None:
 
 
 def _plot_term(ax, rows: list[dict], term: str, colour: str, name: str) -> None:
-    for split, style in (("test", "-"), ("train", "--")):
+    for split, style in (("test", "-"), ("val", "-"), ("train", "--")):
         key = f"{split}_{term}"
         pts = [(m["epoch"], m[key], m.get(f"{key}_se")) for m in rows if key in m and "epoch" in m]
         if pts:

@@ -8,8 +8,10 @@
   torchrun's process group and write the run folder;
 - ``members``, ``ensemble``, ``stacked``: :func:`train_many`, lists over the seed and one key
   (``seed=[0,1,2]``), their members trained as one stack where their shapes agree;
+- ``selection``: ``train.keep_best`` and ``train.early_stop`` on ``data.validation``'s rows;
+- ``sweep``: ``reparam sweep`` (``reparam.train.sweep.sweep`` in Python), a search on Optuna;
 - ``tracking``: ``train.log``, the TensorBoard, MLflow and W&B trackers on the trainer's hook;
-- ``command``: ``reparam train``.
+- ``command``: ``reparam train`` and ``reparam sweep``.
 """
 
 from __future__ import annotations

@@ -86,6 +86,10 @@ def summary_line(summary: dict, run_dir: Path) -> str:
         se = f" ± {100 * summary['classification_error_se']:.1f}" if "classification_error_se" in summary else ""
         nll += f", classification error {100 * summary['classification_error']:.1f}{se}%"
     hint = f"; full precision: reparam eval {run_dir} --k 5000" if "nll_plan" in summary else ""
+    kept = summary.get("kept", {})
+    if kept.get("weights") == "best":  # train.keep_best: the numbers describe the best weights, not the last
+        stop = ", stopped early" if summary.get("stopped_by") == "early_stop" else ""
+        passes += f"{stop}; weights of epoch {kept['epoch']}, the best validation {kept['metric'][4:]} ({kept['value']:.2f})"
     return f"{head}{nll}, {passes} in {summary['train_seconds']:.1f} s{hint}"
 
 
@@ -255,3 +259,29 @@ def add_commands(sub) -> None:
     t.add_argument("--resume", metavar="RUN", help="continue RUN from its newest checkpoint (train.epochs=N or train.budget=T to extend)")
     t.add_argument("--print-config", action="store_true", help="print the resolved config (CONFIG.toml and overrides) as TOML and exit; trains nothing")
     t.set_defaults(func=cmd_train)
+    add_sweep(sub)
+
+
+def cmd_sweep(a: argparse.Namespace) -> int:
+    from .sweep import TABLE_MD, sweep
+
+    out = Path(a.out) if a.out else Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-sweep"
+    sweep(a.settings, a.trials, out, progress=not a.quiet)
+    print((out / TABLE_MD).read_text(), end="")
+    print(out)
+    return 0
+
+
+def add_sweep(sub) -> None:
+    s = sub.add_parser(
+        "sweep", help="search config keys on Optuna, selecting on the validation set (pip install 'reparam[sweep]')",
+        description='Search config keys: reparam sweep [CONFIG.toml] key=value ... "train.lr=loguniform(1e-4,1e-2)" "latent.dim=int(2,16)" '
+        '"latent.family=choice(gaussian,laplace)" "objective.beta=uniform(0.5,2)" --trials N --out DIR. Each trial is a run folder '
+        "DIR/trial-NNN; each is scored by its kept validation metric (train.keep_best, elbo unless set; data.validation is required). "
+        "The same command again continues the study to N trials in all.",
+    )  # fmt: skip
+    s.add_argument("settings", nargs="*", help="an optional CONFIG.toml, key=value overrides, and key=loguniform(a,b) | uniform(a,b) | int(a,b) | choice(x,y,...) to search")
+    s.add_argument("--trials", type=int, required=True, help="trials in all (a continued sweep runs the ones it lacks)")
+    s.add_argument("--out", help="sweep folder (default: runs/<time>-sweep)")
+    s.add_argument("--quiet", action="store_true", help="no line per trial")
+    s.set_defaults(func=cmd_sweep)

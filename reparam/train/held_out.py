@@ -1,4 +1,4 @@
-"""Held-out evaluation during training: the test terms, the collapse dashboard, M2's error, metrics.jsonl."""
+"""Held-out evaluation during training: the validation (or test) terms, the collapse dashboard, M2's error, metrics.jsonl."""
 
 from __future__ import annotations
 
@@ -14,7 +14,11 @@ from .parts import Part, Trainer
 
 
 class HeldOut(Part):
-    """The test images (and labels) and the records of every evaluation so far.
+    """The images (and labels) evaluated during training and the records of every evaluation so far.
+
+    With ``data.validation`` those are the validation rows (records ``val_<term>``) and the
+    test set waits for the final evaluation (``test_x``, ``test_y``; ``finish.py``), read
+    once; without, they are the test set (records ``test_<term>``).
 
     ``model()`` is what held-out numbers describe: the model given the test labels (a
     conditional VAE), the model itself (M2, whose labels are latent; a plain VAE). Each
@@ -25,11 +29,15 @@ class HeldOut(Part):
 
     def __init__(self, trainer: Trainer, data: data_mod.Data):
         super().__init__(trainer, data)
-        self.x = data.test.to(trainer.device)
         conditional = trainer.cfg.model.condition == "label"
-        self.y = data.test_labels.to(trainer.device) if conditional and data.test_labels is not None else None
+        self.test_x = data.test.to(trainer.device)
+        self.test_y = data.test_labels.to(trainer.device) if conditional and data.test_labels is not None else None
+        self.split = "test" if data.valid is None else "val"  # what the records' keys say was evaluated
+        self.x = self.test_x if data.valid is None else data.valid.to(trainer.device)
+        labels = data.test_labels if data.valid is None else data.valid_labels
+        self.y = labels.to(trainer.device) if conditional and labels is not None else None
         self.columns, self.nll_shift = data.columns, data.nll_shift  # a table's columns; None for images
-        self.data = replace(data, train=torch.empty(0, *data.x_shape), train_labels=None, test=self.x)  # for the report: no training images kept
+        self.data = replace(data, train=torch.empty(0, *data.x_shape), train_labels=None, test=self.test_x, valid=None, valid_labels=None)  # for the report: no training images kept
         self.records: list[dict] = []
 
     def model(self):
@@ -37,7 +45,7 @@ class HeldOut(Part):
         return m if self.y is None or m.semi_supervised else m.given(self.y)
 
     def terms(self) -> dict[str, float]:
-        """Mean test ELBO terms; distributed, each rank scores its shard and the sums are reduced."""
+        """Mean held-out ELBO terms; distributed, each rank scores its shard and the sums are reduced."""
         t = self.trainer
         if not t.dist.enabled:
             return evaluate.elbo_terms(self.model(), self.x)
@@ -63,7 +71,10 @@ class HeldOut(Part):
                 if self.y is not None and t.model.semi_supervised:
                     test.update(evaluate.classification(t.model, self.x, self.y))
         t.model.train()
-        record.update({f"test_{k}": v for k, v in test.items()})
+        record.update({f"{self.split}_{k}": v for k, v in test.items()})
+        with t.evaluating():  # the parts see the weights just evaluated (``selection.py`` keeps the best)
+            for part in t.parts:
+                part.after_evaluation(record)
         self.records.append(record)
         if t.dist.is_main:
             payload = "".join(json.dumps(m, sort_keys=True) + "\n" for m in self.records)

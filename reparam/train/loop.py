@@ -30,13 +30,14 @@ from .average import Average
 from .batches import Batches
 from .held_out import HeldOut
 from .parts import Bar, Clock, Noise, Part, Precision, Tally, merge
+from .selection import Selection
 from .threads import ThreadTrial
 
 Hook = Callable[[dict], None]
 #: The parts, in the order they are built and restored: (attribute, class). A new piece of training state is one line here.
 PARTS: tuple[tuple[str, type[Part]], ...] = (
     ("noise", Noise), ("batches", Batches), ("clock", Clock), ("tally", Tally), ("precision", Precision),
-    ("average", Average), ("threads", ThreadTrial), ("held_out", HeldOut),
+    ("average", Average), ("threads", ThreadTrial), ("held_out", HeldOut), ("selection", Selection),
 )  # fmt: skip
 
 
@@ -48,6 +49,7 @@ class Trainer:
     tally: Tally
     precision: Precision
     held_out: HeldOut
+    selection: Selection | None  # train.keep_best
 
     def __init__(self, cfg, model, data: data_mod.Data, run_dir: Path, hooks: Iterable[Hook] = (), dist: Dist = SINGLE):
         self.cfg, self.model, self.run_dir, self.hooks, self.dist = cfg, model, Path(run_dir), list(hooks), dist
@@ -191,7 +193,7 @@ class Trainer:
         last = epoch == self.cfg.train.epochs
         if epoch % self.cfg.train.eval_every == 0 or last:
             self.held_out.evaluate(terms)
-            if last or not self.cfg.train.checkpoint_every:  # train.checkpoint_every: steps between checkpoints, and the last
+            if last or self.stopping() or not self.cfg.train.checkpoint_every:  # train.checkpoint_every: steps between checkpoints, and the last
                 self.checkpoint()
 
     def checkpoint(self) -> None:
@@ -238,7 +240,11 @@ class Trainer:
             self.apply_lr()  # the rate at this clock reading (at the budget's end: lr_final)
         for part in self.parts:
             part.before_step()
-        return self.batches.epoch < self.cfg.train.epochs and not self.clock.out_of_time()
+        return self.batches.epoch < self.cfg.train.epochs and not self.clock.out_of_time() and not self.stopping()
+
+    def stopping(self) -> bool:
+        """Whether a part ends training before its epochs (``train.early_stop``)."""
+        return any(part.stopping() for part in self.parts)
 
     def close(self) -> None:
         """After the budget ran out: evaluate and checkpoint the state reached, unless the last step already was."""

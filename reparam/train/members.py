@@ -135,6 +135,7 @@ def solo_reason(cfg) -> str | None:
         (cfg.train.precision == "fp16", "train.precision=fp16 (a loss scale per member)"),
         (bool(cfg.train.compile), "train.compile"),
         (cfg.train.gradvar_every > 0, "train.gradvar_every"),
+        (bool(cfg.train.keep_best), "train.keep_best (each member keeps and stops on its own)"),
     ]
     return next((why for cond, why in reasons if cond), None)
 

@@ -10,7 +10,9 @@ run's config does not ask for it) and may answer these calls, all optional:
 - ``before_step()`` before each step; ``after_step(terms)`` after each optimizer step that
   was taken (not after a skipped one), with its batch-mean terms;
 - ``evaluating()`` a context for the weights held-out numbers and model.safetensors
-  describe; ``at_end()`` when training stops.
+  describe; ``after_evaluation(record)`` after each held-out evaluation, inside that
+  context, with its record (on every rank); ``stopping()`` whether the part ends training
+  (early stopping); ``at_end()`` when training stops.
 
 The checkpoint's file layout is the sum of the parts' entries, the same as before the loop
 was split into parts, so earlier checkpoints resume bit for bit. ``loop.PARTS`` lists them
@@ -55,6 +57,7 @@ class Trainer(Protocol):
     opt: torch.optim.Optimizer
     step: int
     skipped_steps: int
+    parts: list[Part]
 
     @property
     def total_steps(self) -> int: ...
@@ -88,6 +91,12 @@ class Part:
 
     def evaluating(self) -> contextlib.AbstractContextManager:
         return contextlib.nullcontext()
+
+    def after_evaluation(self, record: dict) -> None:
+        pass
+
+    def stopping(self) -> bool:
+        return False
 
     def at_end(self) -> None:
         pass

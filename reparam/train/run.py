@@ -219,13 +219,16 @@ def extend(cfg, epochs: int | None, budget: str | float | None, done: int) -> No
 
 
 def finished(cfg, meta: dict) -> bool:
-    """Whether a checkpoint is the end of training: its epochs, or its budget, reached."""
+    """Whether a checkpoint is the end of training: its epochs, or its budget, reached, or stopped early (``train.early_stop``)."""
     budget = cfg.train.budget_seconds
-    return meta["epoch"] >= cfg.train.epochs or budget > 0 and meta["seconds"] >= budget
+    return meta["epoch"] >= cfg.train.epochs or budget > 0 and meta["seconds"] >= budget or bool(meta.get("stopped_early"))
 
 
 def finished_note(run_dir: Path, cfg, meta: dict) -> str:
     """What a plain --resume of a finished run says: nothing rewritten, and how to go on."""
+    if meta.get("stopped_early"):
+        return (f"reparam: {run_dir} already finished: it stopped early at epoch {meta['epoch']} (train.early_stop={cfg.train.early_stop}); "
+                f"nothing was rewritten. To evaluate it again: reparam eval {run_dir}")  # fmt: skip
     if cfg.train.budget_seconds and meta["seconds"] >= cfg.train.budget_seconds:
         done, longer = f"its train.budget={cfg.train.budget}", f"train.budget=T (more than {cfg.train.budget})"
     else:
