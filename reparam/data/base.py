@@ -28,12 +28,15 @@ import torch
 from .. import tables
 from ..errors import ConfigError, DataError, one_of, require
 from ..registry import Registry
+from .storage import unit
 
 
 @dataclass
 class Data:
     """Images (N, *x_shape) in [0, 1] and optional integer labels (N,) in 0..len(classes) - 1;
     or, from a table, coded rows (N, F') and their ``columns`` (``reparam.tables.Columns``).
+    Images are held as ``images.compact`` gives them (uint8 levels k for k / 255, booleans, or
+    float32); ``images.unit`` turns a batch of them into float32 in [0, 1].
 
     ``classes`` names the labels (``["0", ..., "9"]`` for digits and MNIST, the subfolder
     names of an image folder); None when the data carry no labels.
@@ -128,6 +131,7 @@ def check(cfg) -> None:
     chosen = source(cfg.name)
     chosen.check(cfg)
     require(cfg.max_levels >= 2, f"data.max_levels must be >= 2, got {cfg.max_levels}")
+    require(not (cfg.shard and cfg.labeled), "data.shard parts the training set between processes and M2 (data.labeled) trains in one; drop one of them")
     for name in SOURCES:
         if name != cfg.name:
             source(name).check_unused(cfg)
@@ -198,10 +202,17 @@ def load(cfg, columns: tables.Columns | None = None) -> Data:
     binarization every time an image is used) while the test set is binarized once
     with a fixed seed (not the run's), so held-out numbers are comparable across runs.
     """
-    data = source(infer_source(cfg)).load(cfg, columns)
+    return prepare(source(infer_source(cfg)).load(cfg, columns), cfg)
+
+
+def prepare(data: Data, cfg) -> Data:
+    """A source's data as training takes them: the test set as float32 (evaluated, pictured and
+    explored whole), the training set as held (uint8 levels stay so, converted per batch; a static
+    binarization as booleans), static binarization applied (``load``)."""
+    data.test = unit(data.test)
     if cfg.binarize != "none":
         g = torch.Generator().manual_seed(TEST_BINARIZATION_SEED)
         data.test = binarize(data.test, g)
         if cfg.binarize == "static":
-            data.train = binarize(data.train, g)
+            data.train = binarize(unit(data.train), g).bool()
     return data

@@ -30,7 +30,7 @@ def finish(trainer: Trainer, progress: bool = True) -> dict | None:
         train_seconds=seconds,
         parameters=sum(p.numel() for p in t.model.parameters()),
         processes=t.dist.world,
-        global_batch=min(t.cfg.train.batch_size, len(t.batches.train_x)),
+        global_batch=min(t.cfg.train.batch_size, t.batches.n),
     )
     warning = objectives.schedule_warning(t.cfg.objective, t.step)
     if warning:  # a warm-up longer than training: warn, don't fail
