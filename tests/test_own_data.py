@@ -144,7 +144,7 @@ def test_shards_part_the_rows_and_keep_every_global_batch():
     """data.shard over 3 fake ranks, 23 images, batch 4: the parts are disjoint and cover the set,
     each rank holds only its part; at every step the ranks' shares make the global batch (the sizes
     of an unsharded run), every image once per epoch, each image's binarization a draw of the shared
-    generator; a resumed rank continues with the same batches."""
+    generator; a rank resumed from rank 0's state (a checkpoint's) continues with its own batches."""
     x = torch.arange(23 * 4, dtype=torch.uint8).reshape(23, 2, 2)  # pixel values name the image
     ranks = [fake_batches(x, r, 3) for r in range(3)]
     whole = Batches(types.SimpleNamespace(cfg=config.load(None, ["train.batch_size=4"]), device=torch.device("cpu"), dist=distributed.Dist(0, 3), warn=print),
@@ -163,7 +163,9 @@ def test_shards_part_the_rows_and_keep_every_global_batch():
         assert sum(seen) == 23 and all(b.epoch_done() for b in ranks)
         for b in [*ranks, whole]:
             b.next_epoch()
-    state = ranks[1].state_dict()
+    for b in ranks:
+        b.next()
+    state = ranks[0].state_dict()  # a checkpoint holds rank 0's state; rank 1 takes its own order back from it
     again = fake_batches(x, 1, 3)
     again.load_state_dict(state)
     assert all(torch.equal(a, b) for a, b in zip([ranks[1].next() for _ in range(3)], [again.next() for _ in range(3)]))

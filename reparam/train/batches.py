@@ -177,7 +177,7 @@ class Batches(Part):
         self.epoch, self.pos, self.lpos = meta["epoch"], meta["pos"], meta.get("lpos", 0)
         if self.part is not None:
             if meta.get("shard_world") != self.dist.world:
-                raise ConfigError(f"this run's training set was sharded over {meta.get('shard_world', 'no')} processes (data.shard); resume it on as many")
+                raise ConfigError(f"this run's training set was sharded over {meta.get('shard_world', 'no')} processes (data.shard); resume it on that many")
             self.epoch_seed = meta["epoch_seed"]
             self.perm = None if self.perm is None else self.part_order()
 
