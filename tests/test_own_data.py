@@ -112,8 +112,9 @@ class Pairs(torch.utils.data.Dataset):
 
 def test_python_data_tensors_arrays_and_a_dataset(tmp_path, capsys):
     """data= as a (train, test) pair of a tensor and an array, and as a labelled Dataset split by
-    data.test_fraction: held like a file's images; the run records data.name=python, eval refuses it
-    in one line, sample needs no data."""
+    data.test_fraction: held like a file's images; the run records data.name=python, eval and --resume
+    refuse it in one line, sample needs no data, and a resume in Python given the images again ends
+    where an uninterrupted run does."""
     x = np.random.default_rng(0).integers(0, 256, (40, 8, 8), dtype=np.uint8)
     cfg = config.load(None, FAST)
     run = train.train(cfg, tmp_path / "pair", data=(torch.from_numpy(x[:30]), x[30:]))
@@ -121,7 +122,12 @@ def test_python_data_tensors_arrays_and_a_dataset(tmp_path, capsys):
     given = data.python.given((x[:30], x[30:]), config.load(None, [*FAST, "data.name=python"]).data)
     assert given.train.dtype == torch.uint8 and torch.equal(given.test, data.binarize(data.to_unit(x[30:], "x"), torch.Generator().manual_seed(data.TEST_BINARIZATION_SEED)))
     assert_user_error(in_process(capsys, "eval", str(run)), "this run's images were given in Python")
+    assert_user_error(in_process(capsys, "train", "--resume", str(run), "train.epochs=2"), "this run's images were given in Python")
     assert in_process(capsys, "sample", str(run), "--n", "4", "--out", str(tmp_path / "s.png")).returncode == 0
+    train.resume(run, epochs=2, data=(x[:30], x[30:]))  # the same images again: as if it had trained two epochs at once
+    straight = train.train(config.load(None, [*FAST, "train.epochs=2"]), tmp_path / "straight", data=(x[:30], x[30:]))
+    a, b = runs.load_tensors(run / runs.WEIGHTS), runs.load_tensors(straight / runs.WEIGHTS)
+    assert all(torch.equal(a[k], b[k]) for k in a)
     cfg = config.load(None, [*FAST, "data.name=python", "data.test_fraction=0.25", "model.condition=label"])
     run = train.train(cfg, tmp_path / "dataset", data=Pairs(x))
     assert runs.read_json(run / runs.CLASSES)["classes"] == ["0", "1", "2"]

@@ -13,7 +13,8 @@ A Dataset's items are an image, or a tuple whose first two entries are the image
 integer label. The run records ``data.name=python`` and nothing of the images: ``reparam eval``,
 ``report``, ``explore`` and ``--resume`` on it say in one line that the images were given in
 Python (``reparam sample`` needs none). Evaluate such a run in Python,
-``reparam.evaluate.evaluate(reparam.load(RUN), x_test, k)``.
+``reparam.evaluate.evaluate(reparam.load(RUN), x_test, k)``, and continue it with
+``reparam.train.resume(RUN, data=...)``, the same images again.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ class Python(Source):
     def load(self, cfg, columns=None) -> Data:
         raise DataError(
             "this run's images were given in Python (reparam.train.train(cfg, out, data=...)) and are not saved with it; "
-            "pass them again there, or evaluate in Python: reparam.evaluate.evaluate(reparam.load(RUN), x_test, k)"
+            "pass them again in Python (reparam.train.resume(RUN, data=...)), or evaluate there: reparam.evaluate.evaluate(reparam.load(RUN), x_test, k)"
         )
 
 

@@ -168,9 +168,10 @@ def train(cfg, out: str | Path, overwrite: bool = False, hooks: Iterable[Hook] =
 
 
 def resume(run_dir: str | Path, epochs: int | None = None, hooks: Iterable[Hook] = (), progress: bool | None = None,
-           budget: str | float | None = None, opening: str | None = None) -> Path:  # fmt: skip
+           budget: str | float | None = None, opening: str | None = None, data=None) -> Path:  # fmt: skip
     """Continue a run from its newest checkpoint; with ``epochs`` (``budget``), train up to
-    that many epochs (that much training time, counted from the run's start).
+    that many epochs (that much training time, counted from the run's start). ``data``: a run
+    trained on images given in Python (``data.name=python``) takes them again here, as ``train`` did.
 
     A run that stopped before its first checkpoint (``runs.untrained``: killed, out of memory,
     a full disk) starts from step 0 with its config.json, as ``train`` would have. A finished
@@ -181,14 +182,17 @@ def resume(run_dir: str | Path, epochs: int | None = None, hooks: Iterable[Hook]
     cfg = runs.read_config(run_dir)
     if runs.untrained(run_dir):
         extend(cfg, epochs, budget, 0)
-        return train(cfg, run_dir, overwrite=True, hooks=hooks, progress=progress, opening=opening)
+        return train(cfg, run_dir, overwrite=True, hooks=hooks, progress=progress, opening=opening, data=data)
     state = checkpoint.latest_state(run_dir)
     extend(cfg, epochs, budget, state["meta"]["epoch"])
     if finished(cfg, state["meta"]) and (run_dir / runs.SUMMARY).is_file():
         print(finished_note(run_dir, cfg, state["meta"]), file=sys.stderr)
         return run_dir
     tracking.check(cfg.train.log)
-    data, model, dist = _setup(cfg, columns=runs.read_columns(run_dir, cfg))
+    if data is not None:
+        python_data.choose(cfg.data)
+        data = python_data.given(data, cfg.data)
+    data, model, dist = _setup(cfg, columns=runs.read_columns(run_dir, cfg), data=data)
     try:
         with tracking.session(cfg.train.log if dist.is_main else (), cfg.to_dict(), run_dir) as trackers:
             if (epochs is not None or budget is not None) and dist.is_main:
