@@ -68,9 +68,28 @@ def keras_npz(path, n_train=20, n_test=10, shape=(6, 6)):
 
 
 def test_keras_layout_npz_scaled_from_uint8(tmp_path):
-    d = data.load(cfg_for("data.name=file", f"data.path={keras_npz(tmp_path / 'k.npz')}", "data.binarize=none"))
+    """The training images stay uint8 levels (a quarter of the bytes), the test set is float32;
+    per batch the levels become the very floats ``to_unit`` gives (the conversion at load before)."""
+    path = keras_npz(tmp_path / "k.npz")
+    d = data.load(cfg_for("data.name=file", f"data.path={path}", "data.binarize=none"))
     assert d.train.shape == (20, 6, 6) and d.test.shape == (10, 6, 6) and d.test_labels.shape == (10,)
-    assert float(d.train.max()) <= 1.0 and float(d.train.max()) > 0.5
+    assert d.train.dtype == torch.uint8 and d.test.dtype == torch.float32
+    with np.load(path) as f:
+        assert torch.equal(d.train, torch.from_numpy(f["x_train"])) and torch.equal(d.test, data.to_unit(f["x_test"], "x"))
+        assert torch.equal(data.unit(d.train), data.to_unit(f["x_train"], "x"))
+
+
+def test_levels_held_small_convert_to_to_units_floats():
+    """Integers 0..255 of any dtype are held as uint8, booleans as booleans, other floats as
+    float32; ``unit`` of each is ``to_unit`` of the array, bit for bit, and ``levels`` the values present."""
+    rng = np.random.default_rng(0)
+    ints = rng.integers(0, 256, (3, 4, 4))
+    for array, dtype in ((ints, torch.uint8), (ints.astype(np.uint8), torch.uint8), (ints > 127, torch.bool),
+                         (ints.astype(np.float32) / 255, torch.float32), (ints.astype(np.int16) % 2, torch.float32)):  # fmt: skip
+        held = data.compact(array, "x")
+        assert held.dtype == dtype and torch.equal(data.unit(held), data.to_unit(array, "x"))
+        assert torch.equal(torch.unique(data.levels(held)), torch.unique(data.to_unit(array, "x")))
+    assert torch.equal(data.LEVELS, torch.from_numpy(np.arange(256, dtype=np.float32) / np.float32(255)))
 
 
 def test_uint8_grey_levels_become_the_correctly_rounded_float32_quotients():
@@ -115,7 +134,7 @@ def bad_files(tmp_path):
         "flat.npy": "expected (N, H, W)",
         "text.npy": "not numbers",
         "two.npz": "expected x_train and x_test",
-        "mismatch.npz": "x_train images are",
+        "mismatch.npz": "the training images are",
         "junk.npz": "cannot read",
         "missing.npy": "does not exist",
     }
@@ -283,6 +302,7 @@ class SourceRow:
     sizes: tuple[int, int]
     x_shape: tuple[int, ...]
     labelled: bool
+    given: Callable[[], object] | None = None  # a source of data given in Python: what train(..., data=) takes, no path
 
 
 def mnist_folder(folder: Path) -> str:
@@ -307,7 +327,16 @@ SOURCE_ROWS = {
     "file": SourceRow(grey_npy, (17, 3), (4, 4), False),
     "folder": SourceRow(lambda folder: str(png_folder(folder / "imgs", n=6)), (5, 1), (6, 6), False),
     "table": SourceRow(small_csv, (17, 3), (2,), False),
+    "hf": SourceRow(lambda folder: str(saved_dataset(folder / "hf")), (40, 10), (8, 8), True),
+    "python": SourceRow(lambda folder: "", (17, 3), (4, 4), False, given=lambda: np.random.default_rng(0).random((20, 4, 4))),
 }
+
+
+def saved_dataset(folder: Path) -> Path:
+    pytest.importorskip("datasets")
+    from tests.test_own_data import save_dataset
+
+    return save_dataset(folder)
 
 
 def test_every_registered_source_has_a_row():
@@ -317,6 +346,10 @@ def test_every_registered_source_has_a_row():
 @pytest.mark.parametrize("name", SOURCE_ROWS)
 def test_a_source_is_read_by_its_name_and_chosen_by_its_path(name, tmp_path):
     row = SOURCE_ROWS[name]
+    if row.given is not None:  # chosen by train(..., data=), never by a path
+        d = data.python.given(row.given(), cfg_for(f"data.name={name}", "data.binarize=none"))
+        assert (len(d.train), len(d.test)) == row.sizes and d.x_shape == row.x_shape
+        return
     path = row.make(tmp_path)
     cfg = cfg_for(f"data.path={path!r}", "data.binarize=none")
     assert cfg.name == name and cfg_for(f"data.name={name}", f"data.path={path!r}", "data.binarize=none") == cfg

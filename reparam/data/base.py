@@ -29,12 +29,15 @@ from .. import tables
 from ..errors import ConfigError, DataError, one_of, require
 from ..registry import Registry
 from . import validation
+from .storage import unit
 
 
 @dataclass
 class Data:
     """Images (N, *x_shape) in [0, 1] and optional integer labels (N,) in 0..len(classes) - 1;
     or, from a table, coded rows (N, F') and their ``columns`` (``reparam.tables.Columns``).
+    Images are held as ``images.compact`` gives them (uint8 levels k for k / 255, booleans, or
+    float32); ``images.unit`` turns a batch of them into float32 in [0, 1].
 
     ``classes`` names the labels (``["0", ..., "9"]`` for digits and MNIST, the subfolder
     names of an image folder); None when the data carry no labels.
@@ -132,6 +135,7 @@ def check(cfg) -> None:
     chosen = source(cfg.name)
     chosen.check(cfg)
     require(cfg.max_levels >= 2, f"data.max_levels must be >= 2, got {cfg.max_levels}")
+    require(not (cfg.shard and cfg.labeled), "data.shard parts the training set between processes and M2 (data.labeled) trains in one; drop one of them")
     for name in SOURCES:
         if name != cfg.name:
             source(name).check_unused(cfg)
@@ -204,12 +208,23 @@ def load(cfg, columns: tables.Columns | None = None) -> Data:
     ``data.validation`` takes its rows from the training set first (``validation.hold_out``);
     they are binarized once, with a fixed seed, as the test set is.
     """
-    data = validation.hold_out(source(infer_source(cfg)).load(cfg, columns), cfg.validation)
+    return prepare(source(infer_source(cfg)).load(cfg, columns), cfg)
+
+
+def prepare(data: Data, cfg) -> Data:
+    """A source's data as training takes them: ``data.validation``'s rows taken from the training
+    set (``validation.hold_out``), the test and validation sets as float32 (evaluated, pictured and
+    explored whole), the training set as held (uint8 levels stay so, converted per batch; a static
+    binarization as booleans), static binarization applied (``load``)."""
+    data = validation.hold_out(data, cfg.validation)
+    data.test = unit(data.test)
+    if data.valid is not None:
+        data.valid = unit(data.valid)
     if cfg.binarize != "none":
         g = torch.Generator().manual_seed(TEST_BINARIZATION_SEED)
         data.test = binarize(data.test, g)
         if data.valid is not None:  # fixed too, with its own stream: the test and static draws stay as without it
             data.valid = binarize(data.valid, torch.Generator().manual_seed(validation.VALIDATION_BINARIZATION_SEED))
         if cfg.binarize == "static":
-            data.train = binarize(data.train, g)
+            data.train = binarize(unit(data.train), g).bool()
     return data

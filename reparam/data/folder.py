@@ -10,7 +10,7 @@ import torch
 
 from ..errors import DataError
 from .base import Data, Source, needs_path, register
-from .images import split, to_unit
+from .images import compact, split
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -21,9 +21,17 @@ def _read_image(path: Path) -> np.ndarray:
 
     try:
         with Image.open(path) as im:
-            return np.asarray(im.convert("L" if im.mode in ("L", "1", "I;16", "I") else "RGB"))
-    except (OSError, UnidentifiedImageError, ValueError) as e:
+            return pixels(im, str(path))
+    except (OSError, UnidentifiedImageError) as e:
         raise DataError(f"cannot read image {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+
+
+def pixels(im, what: str) -> np.ndarray:
+    """A PIL image as uint8 (H, W) for grey or (H, W, 3) for anything else (alpha dropped)."""
+    try:
+        return np.asarray(im.convert("L" if im.mode in ("L", "1", "I;16", "I") else "RGB"))
+    except (OSError, ValueError) as e:
+        raise DataError(f"cannot read image {what}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
 
 
 def load_folder(folder: Path, test_fraction: float, seed: int = 0) -> Data:
@@ -44,7 +52,7 @@ def load_folder(folder: Path, test_fraction: float, seed: int = 0) -> Data:
     for p, im in zip(files, images):
         if im.shape != images[0].shape:
             raise DataError(f"images in {folder} differ in shape: {files[0].name} is {images[0].shape}, {p.name} is {im.shape}; resize them to one size")
-    x = to_unit(np.stack(images), str(folder))
+    x = compact(np.stack(images), str(folder))
     groups = [p.relative_to(folder).parts[0] if len(p.relative_to(folder).parts) > 1 else None for p in files]
     names = [g for g in groups if g is not None]  # every image's subfolder, if each sits in one
     classes = sorted(set(names)) if len(names) == len(groups) and len(set(names)) > 1 else None

@@ -1,5 +1,10 @@
-"""Arrays of images as float tensors in [0, 1]: files of arrays (``file`` and ``mnist`` read them),
-their layout, their labels, and the random split of data without a test split.
+"""Arrays of images in [0, 1]: files of arrays (``file`` and ``mnist`` read them), their layout,
+their labels, the random split of data without a test split, and how images are held in memory.
+
+Storage: 8-bit images (uint8 arrays, integers 0..255, PNG/JPEG) are held as uint8 grey levels k
+standing for k / 255, binary images as booleans, anything else as float32 in [0, 1]; ``unit``
+turns any of them into float32 in [0, 1], per batch, with the very floats the conversion at
+load gave before (the correctly rounded k / 255): a quarter of the memory for the training set.
 
 Layout: grey images are (N, H, W), colour images (N, H, W, 3) or (N, H, W, 4) (channels
 last, as numpy and PIL hold them). A trailing channel of size 1 is dropped; an array that
@@ -41,6 +46,23 @@ def to_unit(images: np.ndarray, what: str) -> torch.Tensor:
     if hi > 1.0:
         x /= 255.0
     return torch.from_numpy(np.ascontiguousarray(x))
+
+
+def compact(images: np.ndarray, what: str) -> torch.Tensor:
+    """``to_unit``'s checks, the images held small: uint8 levels (N, *x_shape) for 8-bit images
+    (uint8, or integers within 0..255 above 0..1), booleans for binary ones, float32 in [0, 1]
+    otherwise; ``unit`` of the result equals ``to_unit(images)``."""
+    images = channels_last(check_layout(images, what), what)
+    integer = np.issubdtype(images.dtype, np.integer) and images.dtype != np.uint8
+    if integer and images.size and 1 < int(images.max()) <= 255 and int(images.min()) >= 0:
+        images = images.astype(np.uint8)
+    if images.dtype == np.uint8:
+        if images.max() == 1:  # to_unit's refusal, worded once there
+            return to_unit(images, what)
+        return torch.from_numpy(np.ascontiguousarray(images))
+    if images.dtype == np.bool_:
+        return torch.from_numpy(np.ascontiguousarray(images))
+    return to_unit(images, what)
 
 
 def check_layout(images: np.ndarray, what: str) -> np.ndarray:
@@ -129,27 +151,42 @@ def load_arrays(path: Path, test_fraction: float, seed: int = 0, fraction_given:
         raise DataError(f"data.path {path} is a folder; data.name=file takes an .npz or .npy file (data.name=folder reads a folder of images)")
     if not path.is_file():
         raise DataError(f"data file {path} does not exist")
-    arrays = _read_arrays(path)
+    return from_arrays(_read_arrays(path), str(path), path.stem, test_fraction, seed, fraction_given)
+
+
+def from_arrays(arrays: dict[str, np.ndarray], where: str, name: str, test_fraction: float, seed: int = 0, fraction_given: bool = False) -> Data:
+    """Named arrays as an .npz holds them (``where`` names them in errors): x_train and x_test
+    (and y_train, y_test), x and y split at random, or a single array split at random."""
     if {"x_train", "x_test"} <= set(arrays):
         if fraction_given:
-            raise DataError(f"{path} carries its own test split (x_test); data.test_fraction does not apply, drop it")
-        return _keras(arrays, path)
+            raise DataError(f"{where} carries its own test split (x_test); data.test_fraction does not apply, drop it")
+        return _keras(arrays, where, name)
     if set(arrays) == {"x", "y"}:  # one array of images and its labels, split at random
-        x = to_unit(arrays["x"], f"{path}:x")
-        return split(x, test_fraction, seed, str(path), path.stem, labels_of(arrays["y"], len(x), f"{path}:y"))
+        x = compact(arrays["x"], f"{where}:x")
+        return split(x, test_fraction, seed, where, name, labels_of(arrays["y"], len(x), f"{where}:y"))
     if len(arrays) != 1:
-        raise DataError(f"{path} holds arrays {sorted(arrays)}; expected x_train and x_test (and y_train, y_test), x and y, or a single array")
-    return split(to_unit(next(iter(arrays.values())), str(path)), test_fraction, seed, str(path), path.stem)
+        raise DataError(f"{where} holds arrays {sorted(arrays)}; expected x_train and x_test (and y_train, y_test), x and y, or a single array")
+    return split(compact(next(iter(arrays.values())), where), test_fraction, seed, where, name)
 
 
-def _keras(arrays: dict[str, np.ndarray], path: Path) -> Data:
+def _keras(arrays: dict[str, np.ndarray], where: str, name: str) -> Data:
     """x_train, x_test and optionally y_train, y_test: the file's own split."""
-    train, test = to_unit(arrays["x_train"], f"{path}:x_train"), to_unit(arrays["x_test"], f"{path}:x_test")
-    if train.shape[1:] != test.shape[1:]:
-        raise DataError(f"{path}: x_train images are {tuple(train.shape[1:])}, x_test {tuple(test.shape[1:])}")
+    train, test = compact(arrays["x_train"], f"{where}:x_train"), compact(arrays["x_test"], f"{where}:x_test")
+    y_train = y_test = None
     if ("y_train" in arrays) != ("y_test" in arrays):
-        raise DataError(f"{path} has labels for one split only; save both y_train and y_test, or neither")
-    if "y_train" not in arrays:
-        return Data(train, test, None, None, path.stem)
-    y_train, y_test = labels_of(arrays["y_train"], len(train), f"{path}:y_train"), labels_of(arrays["y_test"], len(test), f"{path}:y_test")
-    return Data(train, test, y_train, y_test, path.stem, class_names(torch.cat([y_train, y_test])))
+        raise DataError(f"{where} has labels for one split only; save both y_train and y_test, or neither")
+    if "y_train" in arrays:
+        y_train, y_test = labels_of(arrays["y_train"], len(train), f"{where}:y_train"), labels_of(arrays["y_test"], len(test), f"{where}:y_test")
+    return two_splits(train, test, y_train, y_test, where, name)
+
+
+def two_splits(train: torch.Tensor, test: torch.Tensor, y_train: torch.Tensor | None, y_test: torch.Tensor | None, where: str, name: str,
+               classes: list[str] | None = None) -> Data:  # fmt: skip
+    """Data of a given training and test split: images of one shape, labels for both or neither."""
+    if train.shape[1:] != test.shape[1:]:
+        raise DataError(f"{where}: the training images are {tuple(train.shape[1:])}, the test images {tuple(test.shape[1:])}; use images of one size")
+    if (y_train is None) != (y_test is None):
+        raise DataError(f"{where} has labels for one split only; give both splits labels, or neither")
+    if y_train is None or y_test is None:
+        return Data(train, test, None, None, name)
+    return Data(train, test, y_train, y_test, name, classes or class_names(torch.cat([y_train, y_test])))

@@ -1,5 +1,6 @@
-"""``table``: a CSV, Parquet, (N, F) ``.npy``/``.npz`` file or a table bundled with scikit-learn
-(``sklearn:wine``), its columns typed and coded by ``reparam.tables`` (rows (N, F'), not
+"""``table``: a CSV, Parquet, (N, F) ``.npy``/``.npz`` file, a folder saved by Hugging Face
+``datasets`` (``hf.table_columns``) or a table bundled with scikit-learn (``sklearn:wine``),
+``data.columns`` of it (all by default), its columns typed and coded by ``reparam.tables`` (rows (N, F'), not
 images; the training rows' statistics standardize the real columns)."""
 
 from __future__ import annotations
@@ -10,12 +11,12 @@ import numpy as np
 import torch
 
 from .. import tables
-from ..errors import require
+from ..errors import DataError, require
 from .base import Data, Source, changed, needs_path, register
 from .images import split_rows
 
 MAX_LEVELS = 50  # data.max_levels: more levels than this in a text column is an identifier or free text
-OWN_KEYS = ("categorical", "max_levels")
+OWN_KEYS = ("categorical", "max_levels", "columns")
 
 
 def is_table_path(path: str) -> bool:
@@ -29,7 +30,9 @@ def load_table(cfg, columns: tables.Columns | None = None, seed: int = 0) -> Dat
     coded (``reparam.tables``). ``columns`` (a run's saved ones) codes the rows as that run did,
     refusing a table that does not fit them; otherwise they are inferred, statistics from the
     training rows."""
-    raw = tables.read(cfg.path)
+    from .hf import is_saved, table_columns  # here: the sources register in the order messages list them
+
+    raw = table_columns(cfg.path, list(cfg.columns)) if is_saved(cfg.path) else chosen(tables.read(cfg.path), list(cfg.columns), cfg.path)
     where = cfg.path
     train, test = split_rows(len(raw[0].values), cfg.test_fraction, seed, where, "row")
     if columns is None:
@@ -37,6 +40,15 @@ def load_table(cfg, columns: tables.Columns | None = None, seed: int = 0) -> Dat
     x = torch.from_numpy(columns.encode(raw, where))
     name = cfg.path.partition(":")[2] if cfg.path.startswith("sklearn:") else Path(cfg.path).stem
     return Data(x[torch.from_numpy(train)], x[torch.from_numpy(test)], None, None, name, columns=columns)
+
+
+def chosen(raw: list[tables.RawColumn], keep: list[str], where: str) -> list[tables.RawColumn]:
+    """The columns named in ``keep`` (``data.columns``; all when empty), in that order."""
+    names = [c.name for c in raw]
+    missing = next((k for k in keep if k not in names), None)
+    if missing is not None:
+        raise DataError(f"{where} has no column {missing!r} (data.columns); its columns: {', '.join(names)}")
+    return [raw[names.index(k)] for k in keep] if keep else raw
 
 
 @register("table")

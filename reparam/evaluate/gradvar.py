@@ -207,7 +207,7 @@ def fixed_batch(train_x: torch.Tensor, cfg, batch: int, seed: int = 0) -> torch.
     is dynamically binarized (every estimate then sees the very same x)."""
     from .. import data as data_mod
 
-    x = train_x[:batch]
+    x = data_mod.unit(train_x[:batch])
     if cfg.data.binarize == "dynamic":
         x = data_mod.binarize(x, torch.Generator(device=x.device).manual_seed(seed))
     return x

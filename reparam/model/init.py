@@ -40,6 +40,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ..data.storage import unit
 from ..flows import Flow
 from ..priors import Prior
 from .hierarchical import HierarchicalVAE
@@ -97,7 +98,7 @@ def output_bias(model, x: torch.Tensor, how: str) -> bool:
     from the training images x (N, *x_shape); whether it was set."""
     if (model.auto_output_bias if how == "auto" else how) != "data":
         return False
-    raw = model.head.raw_for_mean(x.float().mean(0))
+    raw = model.head.raw_for_mean(unit(x).mean(0))
     layer = output_layer(model.decoder, model.head.raw_size)
     if raw is None or layer is None or layer.bias is None:
         return False

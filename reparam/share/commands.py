@@ -38,7 +38,7 @@ def data_for(model, run: str, what: str):
 
     if what in SPLITS:
         source = runs.load_data(run, model.config)
-        return (source.test, source.test_labels) if what == "test" else (source.train, source.train_labels)
+        return (source.test, source.test_labels) if what == "test" else (data.unit(source.train), source.train_labels)  # held levels as floats
     if model.columns is not None:
         raise ReparamError(f"{what}: a table run encodes its own rows; name test or train")
     x, y = read_images(Path(what), model.x_shape)

@@ -47,16 +47,18 @@ def train_members(members: list[mem.Member], keys: list[str], out: str | Path, o
 
 
 def resume_any(run_dir: str | Path, epochs: int | None = None, hooks=(), progress: bool | None = None, budget: str | float | None = None,
-               opening: str | None = None) -> Path:  # fmt: skip
-    """``reparam.train.resume``: a run folder continues as ``run.resume`` continues it; an ensemble's
-    folder (``members.json``) continues every member (``resume_members``)."""
+               opening: str | None = None, data=None) -> Path:  # fmt: skip
+    """``reparam.train.resume``: a run folder continues as ``run.resume`` continues it (``data``: images
+    given in Python, again); an ensemble's folder (``members.json``) continues every member (``resume_members``)."""
     if (Path(run_dir) / runs.MEMBERS).is_file():
+        if data is not None:
+            raise ValueError(f"{run_dir} holds several runs, which read their data from their config; data= applies to a run trained with it")
         if hooks:
             raise ValueError(f"{run_dir} holds several runs; hooks apply to one run: resume a member, e.g. {Path(run_dir) / mem.read_members(Path(run_dir))[0].name}")
         if opening:
             print(f"reparam: {opening}", file=sys.stderr, flush=True)
         return resume_members(run_dir, epochs, budget, progress=True if progress is None else progress)
-    return resume(run_dir, epochs, hooks, progress, budget, opening)
+    return resume(run_dir, epochs, hooks, progress, budget, opening, data)
 
 
 def resume_members(out: str | Path, epochs: int | None = None, budget: str | float | None = None, progress: bool = True) -> Path:

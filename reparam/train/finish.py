@@ -34,7 +34,7 @@ def finish(trainer: Trainer, progress: bool = True) -> dict | None:
         train_seconds=seconds,
         parameters=sum(p.numel() for p in t.model.parameters()),
         processes=t.dist.world,
-        global_batch=min(t.cfg.train.batch_size, len(t.batches.train_x)),
+        global_batch=min(t.cfg.train.batch_size, t.batches.n),
     )
     if held.split == "val":  # which weights the test numbers describe, and their validation numbers
         last = held.records[-1] if held.records else {}

@@ -19,6 +19,7 @@ import torch
 
 from .. import checkpoint, devices, distributed, runs
 from .. import data as data_mod
+from ..data import python as python_data
 from ..distributed import Dist
 from ..errors import ConfigError
 from ..evaluate import gradvar
@@ -72,9 +73,10 @@ def _setup(cfg, model: VAE | None = None, columns=None, data: data_mod.Data | No
         assert data.classes is not None  # data_mod.check_labels above
         classes = len(data.classes)
     if model is None:
-        memory.check(cfg, data.x_shape, device, layout, classes, dist, data.train.nbytes + data.test.nbytes)  # before anything is built or written
+        held = data.train.nbytes // (dist.world if cfg.data.shard else 1) + data.test.nbytes  # data.shard: a rank's part of the training set
+        memory.check(cfg, data.x_shape, device, layout, classes, dist, held)  # before anything is built or written
     vae = (build(cfg, data.x_shape, columns=layout, classes=classes, train_x=data.train) if model is None else model).to(device)
-    vae.head.check_data(data.train, "the training set")
+    vae.head.check_data(data_mod.levels(data.train), "the training set")  # the values held, not a float copy of them all
     vae.head.check_data(data.test, "the test set")
     distributed.init(dist, device)
     if dist.enabled:
@@ -119,8 +121,13 @@ def wrap_up(trainer: Trainer, progress: bool, report: bool = True) -> Path:
 
 
 def train(cfg, out: str | Path, overwrite: bool = False, hooks: Iterable[Hook] = (), progress: bool | None = None, model: VAE | None = None,
-          opening: str | None = None) -> Path:  # fmt: skip
+          opening: str | None = None, data=None) -> Path:  # fmt: skip
     """Train the configured VAE (or ``model``, e.g. with your own networks); returns the run folder.
+
+    ``data``: images given in Python instead of the config's source: tensors, numpy arrays or a
+    ``torch.utils.data.Dataset``, one set split by ``data.test_fraction`` or a pair ``(train,
+    test)``, or a dict laid out as an .npz (``reparam.data.python``); the run records
+    ``data.name=python`` and none of the images, so commands that read its data again refuse it.
 
     ``opening``: a line said on stderr once the data are read, the model built and the run folder
     prepared, before the first step (the command line's "training a VAE on ...").
@@ -134,7 +141,10 @@ def train(cfg, out: str | Path, overwrite: bool = False, hooks: Iterable[Hook] =
         warnings.warn("train.report skipped: a VAE with your own networks cannot be rebuilt from config.json", stacklevel=2)
     tracking.check(cfg.train.log)
     devices.set_threads(cfg.train.threads, fresh=True)
-    data, vae, dist = _setup(cfg, model)
+    if data is not None:
+        python_data.choose(cfg.data)
+        data = python_data.given(data, cfg.data)
+    data, vae, dist = _setup(cfg, model, data=data)
     try:
         run_dir = Path(out)
         fresh = dist.is_main and not run_dir.exists()
@@ -158,9 +168,10 @@ def train(cfg, out: str | Path, overwrite: bool = False, hooks: Iterable[Hook] =
 
 
 def resume(run_dir: str | Path, epochs: int | None = None, hooks: Iterable[Hook] = (), progress: bool | None = None,
-           budget: str | float | None = None, opening: str | None = None) -> Path:  # fmt: skip
+           budget: str | float | None = None, opening: str | None = None, data=None) -> Path:  # fmt: skip
     """Continue a run from its newest checkpoint; with ``epochs`` (``budget``), train up to
-    that many epochs (that much training time, counted from the run's start).
+    that many epochs (that much training time, counted from the run's start). ``data``: a run
+    trained on images given in Python (``data.name=python``) takes them again here, as ``train`` did.
 
     A run that stopped before its first checkpoint (``runs.untrained``: killed, out of memory,
     a full disk) starts from step 0 with its config.json, as ``train`` would have. A finished
@@ -171,14 +182,17 @@ def resume(run_dir: str | Path, epochs: int | None = None, hooks: Iterable[Hook]
     cfg = runs.read_config(run_dir)
     if runs.untrained(run_dir):
         extend(cfg, epochs, budget, 0)
-        return train(cfg, run_dir, overwrite=True, hooks=hooks, progress=progress, opening=opening)
+        return train(cfg, run_dir, overwrite=True, hooks=hooks, progress=progress, opening=opening, data=data)
     state = checkpoint.latest_state(run_dir)
     extend(cfg, epochs, budget, state["meta"]["epoch"])
     if finished(cfg, state["meta"]) and (run_dir / runs.SUMMARY).is_file():
         print(finished_note(run_dir, cfg, state["meta"]), file=sys.stderr)
         return run_dir
     tracking.check(cfg.train.log)
-    data, model, dist = _setup(cfg, columns=runs.read_columns(run_dir, cfg))
+    if data is not None:
+        python_data.choose(cfg.data)
+        data = python_data.given(data, cfg.data)
+    data, model, dist = _setup(cfg, columns=runs.read_columns(run_dir, cfg), data=data)
     try:
         with tracking.session(cfg.train.log if dist.is_main else (), cfg.to_dict(), run_dir) as trackers:
             if (epochs is not None or budget is not None) and dist.is_main:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..data import Data
+from ..data import Data, unit
 from ..devices import Threads
 from . import parts
 from .parts import Part, Trainer
@@ -31,7 +31,7 @@ class ThreadTrial(Part):
     def trial(self) -> None:
         t = self.trainer
         n = min(len(t.batches.train_x), t.cfg.train.batch_size)
-        x = t.batches.train_x[:n]
+        x = unit(t.batches.train_x[:n])
         with torch.random.fork_rng(devices=[]), t.precision.autocast():
             view = t.model.given(torch.zeros(n, dtype=torch.long, device=t.device))  # a conditional model's networks read a label too
             out = view.encode(x), view.decode_mean(view.sample_prior(n))

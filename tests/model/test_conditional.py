@@ -44,7 +44,7 @@ def test_labels_come_from_npz_files_and_class_subfolders(tmp_path):
             Image.fromarray((np.full((6, 6), 10 * i + (200 if name == "dog" else 0))).astype(np.uint8)).save(tmp_path / "pets" / name / f"{i}.png")
     d = data_mod.load_folder(tmp_path / "pets", 0.25)
     assert d.classes == ["cat", "dog"]
-    both = torch.cat([d.train, d.test]), torch.cat([d.train_labels, d.test_labels])
+    both = data_mod.unit(torch.cat([d.train, d.test])), torch.cat([d.train_labels, d.test_labels])  # PNGs held as uint8 levels
     assert all(bool(img.mean() > 0.5) == bool(lab) for img, lab in zip(*both))  # dogs are the brighter ones
 
 

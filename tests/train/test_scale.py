@@ -164,7 +164,7 @@ def test_conv_vae_reconstructs_coloured_shapes(tmp_path):
     with torch.no_grad():
         recon = vae.decode_mean(vae.family.point(vae.posterior(test)))
     mse = float(((recon - test) ** 2).mean())
-    baseline = float(((data.load(cfg.data).train.mean(0) - test) ** 2).mean())
+    baseline = float(((data.unit(data.load(cfg.data).train).mean(0) - test) ** 2).mean())
     assert recon.shape == test.shape == (64, 32, 32, 3)
     assert mse < 0.3 * baseline, (mse, baseline)
 
