@@ -188,3 +188,19 @@ def test_an_early_stopped_run_resumed_midway_ends_bit_for_bit_the_same(stopped, 
     assert {k: v for k, v in runs.read_json(run / runs.SUMMARY).items() if k not in drop} == {k: v for k, v in runs.read_json(ref / runs.SUMMARY).items() if k not in drop}
     proc = in_process(capsys, "train", "--resume", str(run))  # finished: said so, nothing trained
     assert proc.returncode == 0 and "stopped early at epoch 14" in proc.stderr
+
+
+def test_validation_rows_of_images_held_as_uint8_are_floats_like_the_test_set(tmp_path):
+    """8-bit images are held as uint8 levels: the validation rows taken from them are evaluated as
+    the test set is, floats in [0, 1] (binarized once), and a run selecting on them trains."""
+    import numpy as np
+
+    x = np.random.default_rng(0).integers(0, 256, (40, 8, 8), dtype=np.uint8)
+    for binarize in ("none", "dynamic"):
+        cfg = config.load(None, ["data.name=python", "data.validation=10", f"data.binarize={binarize}"])
+        held = data.python.given((x[:30], x[30:]), cfg.data)
+        assert held.train.dtype == torch.uint8 and held.valid.dtype == held.test.dtype == torch.float32
+        if binarize == "none":  # the same floats as the training rows they were, converted per batch
+            assert {tuple(v.flatten().tolist()) for v in held.valid} <= {tuple(t.flatten().tolist()) for t in data.to_unit(x[:30], "x")}
+    run = train(tiny_config("data.name=python", "data.validation=10", "train.keep_best=elbo", "train.epochs=2"), tmp_path / "run", data=(x[:30], x[30:]))
+    assert runs.read_json(run / "summary.json")["kept"]["metric"] == "val_elbo"
