@@ -101,3 +101,24 @@ def test_python_example_runs(index, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     exec(compile(blocks("python")[index], "README.md", "exec"), {"__name__": "readme"})
     assert list((tmp_path / "runs").glob("*/model.safetensors"))
+
+
+def test_the_selection_and_sweep_commands_run(tmp_path, capsys, monkeypatch):
+    """The "Selection and sweeps" section's commands, in process, with tiny settings: the early-stopped
+    run keeps its best weights, and the sweep (one trial here) writes its table and plot."""
+    from tests.helpers import in_process
+
+    monkeypatch.chdir(tmp_path)
+    text = "".join(blocks("bash", section("Selection and sweeps")))
+    lines = [shlex.split(line) for line in text.splitlines() if line.startswith("reparam ")]
+    assert [a[1] for a in lines] == ["train", "sweep"]
+    for argv in lines:
+        argv = [a.replace("train.epochs=500", "train.epochs=3").replace("train.epochs=300", "train.epochs=2") for a in argv[1:]]
+        argv = [a if a != "10" or argv[i - 1] != "--trials" else "1" for i, a in enumerate(argv)]
+        if argv[0] == "train":
+            argv += ["--out", "early"]
+        tiny = [t for t in TINY[1:] if t.split("=")[0] not in {a.split("=")[0] for a in argv}]
+        proc = in_process(capsys, argv[0], *tiny, *argv[1:])
+        assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "early" / "summary.json").is_file()
+    assert {"trials.csv", "trials.md", "trials.png", "trial-000"} <= {p.name for p in (tmp_path / "runs" / "sweep").iterdir()}
