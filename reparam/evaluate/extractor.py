@@ -12,7 +12,7 @@ The weights are cached as safetensors (never a pickle) under ``$REPARAM_CACHE``,
 ``$XDG_CACHE_HOME/reparam``, else ``~/.cache/reparam``, in ``extractors/NAME.safetensors``;
 NAME carries the recipe, the data's name and image shape and a hash of the training images
 and labels, so another data set trains another extractor. Scores from different extractors
-do not compare: every score is reported with the extractor's name and the sha256 of its file.
+do not compare: every score is reported with the extractor's name and the sha256 of its weights.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ class Classifier(nn.Module):
 
 @dataclass
 class Extractor:
-    """A trained classifier, its name, the sha256 of its weights' file and its test accuracy."""
+    """A trained classifier, its name, the sha256 of its weights and its test accuracy."""
 
     net: Classifier
     name: str
@@ -109,10 +109,10 @@ def train(x: torch.Tensor, y: torch.Tensor, classes: int) -> Classifier:
             opt.zero_grad()
             loss.backward()
             opt.step()
+        with torch.no_grad():
+            net.scale.fill_(net.body(x[:5000]).square().mean().rsqrt())
     finally:
         torch.set_num_threads(threads)
-    with torch.no_grad():
-        net.scale.fill_(net.body(x[:5000]).square().mean().rsqrt())
     return net.eval()
 
 
@@ -140,7 +140,17 @@ def load_or_train(source, log=print) -> Extractor:
         path.parent.mkdir(parents=True, exist_ok=True)
         save_tensors(path, net.state_dict(), {"name": name, "test_accuracy": repr(acc)})
     net, acc = read(path, x[0].numel(), classes)
-    return Extractor(net, name, hashlib.sha256(path.read_bytes()).hexdigest(), acc, path)
+    return Extractor(net, name, weights_sha256(net), acc, path)
+
+
+def weights_sha256(net: nn.Module) -> str:
+    """sha256 over the weights, name by name in sorted order (name, dtype, shape, bytes): the same
+    weights give the same hash whatever order the file's header lists them and its metadata in."""
+    h = hashlib.sha256()
+    for name, t in sorted(net.state_dict().items()):
+        h.update(f"{name} {t.dtype} {tuple(t.shape)}\n".encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 def read(path: Path, pixels: int, classes: int) -> tuple[Classifier, float | None]:

@@ -148,19 +148,28 @@ def check(model, source) -> None:
     torchmetrics_image()
 
 
+def subset(total: int, n: int, seed: int) -> torch.Tensor:
+    """n indices of ``total`` drawn without replacement, seeded: a test subset drawn at random,
+    since test sets are often ordered (MNIST's first and last 5,000 test images come from different writers)."""
+    return torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:n]
+
+
 def measure(model, source, n: int | None = None, draws: int = DRAWS, seed: int = 0, k: int = K_NN, log=None) -> dict:
     """A run's sample quality: ``draws`` sets of n (default: the test set, at most 10,000)
-    generated images, each scored against the first n test images through the run's extractor."""
+    generated images, each scored against n test images (``subset(len(test), n, seed)``) through
+    the run's extractor (read from its cache or trained there; ``log`` tells which, default stderr)."""
     check(model, source)
     if draws < 1 or (n is not None and n <= k):
         raise ReparamError(f"sample quality needs draws >= 1 and n > k = {k}, got draws = {draws}, n = {n}")
     n = min(n or MAX_IMAGES, len(source.test))
     ext = load_or_train(source, log or (lambda m: print(m, file=sys.stderr)))
-    real = ext.features(source.test[:n])
+    idx = subset(len(source.test), n, seed)
+    real = ext.features(source.test[idx])
     r_real = radii(real.float(), k)
-    labels = source.test_labels[:n] if model.classes else None
+    labels = source.test_labels[idx] if model.classes else None
     per_draw = [scores(real, ext.features(generate(model, n, seed + d, labels)), k, seed + d, r_real) for d in range(draws)]
-    return describe_setup(ext, n, n, draws, k) | summarize(per_draw) | {"per_draw": per_draw}
+    how = {"generated": "means of p(x|z), z ~ p(z) (a conditional run: p(z|y) with the test labels), clamped to [0, 1]", "seed": seed}
+    return describe_setup(ext, n, n, draws, k) | how | summarize(per_draw) | {"per_draw": per_draw}
 
 
 def compare(ext: Extractor, real: torch.Tensor, fake: torch.Tensor, k: int = K_NN, seed: int = 0) -> dict:
@@ -170,7 +179,7 @@ def compare(ext: Extractor, real: torch.Tensor, fake: torch.Tensor, k: int = K_N
 
 
 def describe_setup(ext: Extractor, n_real: int, n_fake: int, draws: int, k: int) -> dict:
-    return {"extractor": ext.info(), "n_test": n_real, "n_generated": n_fake, "draws": draws, "k": k,
+    return {"extractor": ext.info(), "n_test": n_real, "n_generated": n_fake, "draws": draws, "k": k, "kid_subsets": KID_SUBSETS,
             "se": f"over {draws} independent sets of generated images against the same test images" if draws > 1 else None}  # fmt: skip
 
 
