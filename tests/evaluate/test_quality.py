@@ -158,3 +158,11 @@ def test_a_conditional_run_draws_as_many_of_each_class_as_the_labels_hold(tiny_c
     torch.manual_seed(0)  # the same stream, drawn class by class: 1 of class 0, 3 of class 3, 1 of class 9
     ref = torch.cat([(v := model.given(torch.tensor(c))).decode_mean(v.sample_prior(m)) for c, m in ((0, 1), (3, 3), (9, 1))])
     assert torch.allclose(images, ref.clamp(0, 1))
+
+
+def test_the_extractor_takes_any_image_shape(monkeypatch):
+    monkeypatch.setattr(extractor, "STEPS", 3)
+    x, y = torch.rand(40, 6, 5, 3), torch.arange(40) % 4  # colour images (N, H, W, C)
+    net = extractor.train(x, y, classes=4)
+    assert net(x).shape == (40, extractor.FEATURES) and net.head(net(x)).shape == (40, 4)
+    assert net(x).square().mean().item() == pytest.approx(1.0, rel=1e-4)  # features in units of their RMS over training images
