@@ -5,6 +5,8 @@
   discrete model beside it);
 - ``diagnostics``: the posterior-collapse dashboard (active units, KL per dimension, I(x; z));
 - ``gradvar``: the gradient-variance lab (variance, SNR and cosine per estimator);
+- ``quality``: FID, KID and precision / recall of decoded prior draws, through ``extractor``
+  (a classifier of the run's images, trained on first use and cached; torchmetrics optional);
 - ``commands``: ``reparam eval`` and ``reparam gradvar``.
 """
 

@@ -29,12 +29,19 @@ def cmd_eval(a: argparse.Namespace) -> int:
     check_seed("--seed", a.seed)
     model = runs.load(a.run)
     source = runs.load_data(a.run, model.config)
+    if a.sample_quality:
+        from . import quality
+
+        quality.check(model, source)  # a table, no labels or no torchmetrics: refused before any work
     threads = devices.Threads(model.config.train.threads)  # the run's setting: N, or auto (timed trials)
     y = source.test_labels if model.classes else None
     if threads.due():
         probe = model if y is None else model.given(y[: metrics.DRAW_EXAMPLES])
         threads.tune(lambda: metrics.log_likelihood(probe, source.test[: metrics.DRAW_EXAMPLES], 32))
     out = metrics.evaluate(model, source.test, a.k, seed=a.seed, precision=a.precision, nll_shift=source.nll_shift, y=y, progress=None)
+    if a.sample_quality:
+        out["sample_quality"] = quality.measure(model, source, seed=a.seed)  # a note on stderr when its extractor is trained
+        runs.write_json(Path(a.run) / quality.QUALITY_JSON, out["sample_quality"])  # RUN/sample_quality.json: rewritten at every call
     if a.json:
         print(json.dumps(out, sort_keys=True))
         return 0
@@ -62,6 +69,8 @@ def cmd_eval(a: argparse.Namespace) -> int:
         print(f"KL(q(z)||p)  {out['kl_marginal']:.3f} nats (aggregate posterior vs prior)")
     if out["kl_per_dim"] is not None:
         print("KL per dim   " + " ".join(f"{v:.2f}" for v in out["kl_per_dim"]))
+    if a.sample_quality:
+        print("\n".join([*quality.lines(out["sample_quality"]), str(Path(a.run) / quality.QUALITY_JSON)]))
     return 0
 
 
@@ -211,6 +220,8 @@ def add_commands(sub) -> None:
         help="decoder matmuls in bfloat16: ~1.3x faster IS on a CPU with AVX512-BF16; log p(x) moves by ~0.01 nats (default fp32)",
     )  # fmt: skip
     e.add_argument("--seed", type=int, default=0, help="seed of the ELBO's and the importance samples' draws: the same seed, the same numbers (default 0)")
+    e.add_argument("--sample-quality", action="store_true", help="also FID, KID and precision/recall of decoded prior draws against the test images, "
+                   "through a classifier of the run's images trained on first use (needs: pip install 'reparam[quality]'); written to RUN/sample_quality.json")  # fmt: skip
     e.set_defaults(func=cmd_eval)
     g = sub.add_parser("gradvar", help="gradient variance and SNR of each estimator on one minibatch")
     g.add_argument("target", metavar="RUN_OR_CONFIG", help="a run folder (its checkpoint) or a TOML config (at initialization)")
