@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..data.storage import unit
 from ..errors import ReparamError
 from ..files import save_tensors
 from ..optim import make_optimizer
@@ -129,7 +130,7 @@ def load_or_train(source, log=print) -> Extractor:
     """The extractor of a ``reparam.data.Data``'s training images: read from the cache, or trained
     and written there first (``log`` tells which)."""
     check(tuple(source.train.shape[1:]), source.train_labels, source.name)
-    x, y = source.train, source.train_labels
+    x, y = unit(source.train), source.train_labels  # 8-bit images are held as uint8 levels
     name = name_for(source.name, x, y)
     path = cache_dir() / "extractors" / f"{name}.safetensors"
     classes = int(y.max()) + 1
