@@ -31,6 +31,18 @@ from ..registry import Registry
 
 
 @dataclass
+class Factors:
+    """The known factors of variation of a source's images: ``names`` and ``sizes`` (F,), and
+    each image's factor values as indices, ``train`` (N, F) and ``test`` (N_test, F) int64 with
+    column f in 0..sizes[f] - 1 (the generated ``shapes`` carry them; any source may)."""
+
+    names: list[str]
+    sizes: list[int]
+    train: torch.Tensor
+    test: torch.Tensor
+
+
+@dataclass
 class Data:
     """Images (N, *x_shape) in [0, 1] and optional integer labels (N,) in 0..len(classes) - 1;
     or, from a table, coded rows (N, F') and their ``columns`` (``reparam.tables.Columns``).
@@ -46,6 +58,7 @@ class Data:
     name: str
     classes: list[str] | None = None
     columns: tables.Columns | None = None
+    factors: Factors | None = None
 
     @property
     def x_shape(self) -> tuple[int, ...]:
