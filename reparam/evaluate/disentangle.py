@@ -40,8 +40,9 @@ the mean gap between the two best dimensions.
 
 **FactorVAE score** (Kim & Mnih 2018, "Disentangling by Factorising"). Each dimension is
 divided by its standard deviation over the images; dimensions whose standard deviation is
-below ``PRUNE`` are pruned (collapsed units, whose small variance would win every vote), as
-the paper does. A vote: a factor k at
+below ``PRUNE`` are pruned, as disentanglement_lib does (0.05; disent prunes none): a collapsed
+dimension, once scaled, varies as much as an informative one that is not fixed, and would
+otherwise collect the votes of a factor no dimension tells and make them look right. A vote: a factor k at
 random, a value of it at random, ``batch`` images that share that value (the other factors
 at random), and the dimension of least variance among their scaled codes; it votes (j, k).
 A majority-vote classifier (each dimension predicts the factor it voted for most) is fitted on
@@ -63,7 +64,7 @@ if TYPE_CHECKING:
     import torch
 
 FOREST_TREES = 20  # DCI forest: bagged trees, every feature considered at each split (a random subset would hand importance to idle dimensions)
-PRUNE = 0.05  # FactorVAE: dimensions whose standard deviation is below this are pruned (Kim & Mnih 2018)
+PRUNE = 0.05  # FactorVAE: dimensions whose standard deviation is below this are pruned (disentanglement_lib)
 ENCODE_BATCH = 1000
 DCI_MODELS = ("forest", "gbt")
 SAP_MODES = ("continuous", "discrete")
