@@ -251,7 +251,7 @@ def add_commands(sub) -> None:
         "--precision", choices=("fp32", "bf16"), default="fp32",
         help="decoder matmuls in bfloat16: ~1.3x faster IS on a CPU with AVX512-BF16; log p(x) moves by ~0.01 nats (default fp32)",
     )  # fmt: skip
-    e.add_argument("--seed", type=int, default=0, help="seed of the ELBO's and the importance samples' draws: the same seed, the same numbers (default 0)")
+    e.add_argument("--seed", type=int, default=0, help="seed of the ELBO's and the importance samples' draws (with --disentanglement: of the points and votes): the same seed, the same numbers (default 0)")
     d = e.add_argument_group("disentanglement (data with known factors, e.g. data.name=shapes)")
     d.add_argument("--disentanglement", action="store_true", help="MIG, DCI, SAP and the FactorVAE score of the codes against the data's factors, ± SE over repetitions")
     d.add_argument("--codes", choices=disentangle_choices("CODES"), help="posterior means (default) or one draw per image and repetition")

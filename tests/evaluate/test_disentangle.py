@@ -136,15 +136,15 @@ def shapes_run(tmp_path_factory):
 def test_eval_disentanglement_prints_every_metric_and_its_options(shapes_run, capsys):
     from tests.helpers import in_process
 
-    proc = in_process(capsys, "eval", str(shapes_run), "--disentanglement", "--json", *FAST, "--sap", "discrete")
+    proc = in_process(capsys, "eval", str(shapes_run), "--disentanglement", "--json", *FAST, "--sap", "discrete", "--codes", "sample")
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["images"] == 192 and out["factors"] == {"shape": 3, "scale": 2, "rotation": 2, "x": 4, "y": 4} and out["latent_dim"] == 4
-    assert out["options"] == {**asdict(dis.Options()), "repetitions": 2, "points": 90, "votes": 30, "sap": "discrete"}
+    assert out["options"] == {**asdict(dis.Options()), "repetitions": 2, "points": 90, "votes": 30, "sap": "discrete", "codes": "sample"}
     for key in dis.METRICS:
         assert 0 <= out[key] <= 1 and len(out[f"{key}_draws"]) == 2 and out[f"{key}_se"] >= 0
-    text = in_process(capsys, "eval", str(shapes_run), "--disentanglement", *FAST, "--codes", "sample").stdout
-    assert "one draw z ~ q(z|x)" in text and "20 equal-width bins" in text and "FactorVAE" in text and "± " in text
+    text = dis.describe(out)  # what the command prints without --json
+    assert "one draw z ~ q(z|x)" in text and "20 equal-width bins" in text and "LinearSVC" in text and f"{out['mig']:.3f} ± " in text
 
 
 def test_eval_disentanglement_refuses_what_it_cannot_score(shapes_run, tiny_run, capsys):
