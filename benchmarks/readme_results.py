@@ -45,7 +45,7 @@ TITLES = {
     "profile_step": "Where a training step's time goes (MNIST MLP, batch 100)",
     "cost": "How cost grows: training and IS time by batch size, latent dimension and K",
     "precision": "Training in bfloat16 on the CPU: speed and test NLL against fp32",
-    "disentangle": "beta-VAE on generated shapes: reconstruction and disentanglement metrics against beta (3 seeds)",
+    "disentangle": "beta-VAE on generated shapes: reconstruction and disentanglement metrics against beta (5 seeds)",
 }
 
 
