@@ -46,6 +46,7 @@ TITLES = {
     "cost": "How cost grows: training and IS time by batch size, latent dimension and K",
     "precision": "Training in bfloat16 on the CPU: speed and test NLL against fp32",
     "sample_quality": "Sample quality: real, blurred and generated images against the test set (FID, KID, precision, recall)",
+    "disentangle": "beta-VAE on generated shapes: reconstruction and disentanglement metrics against beta (5 seeds)",
 }
 
 

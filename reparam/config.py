@@ -31,7 +31,7 @@ MNIST_SHA256 = "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1
 
 @dataclass
 class DataConfig:
-    name: str = "auto"  # auto | digits | mnist | file | folder | table | hf | python (auto: digits, or what data.path is)
+    name: str = "auto"  # auto | digits | mnist | file | folder | table | shapes | hf | python (auto: digits, or what data.path is)
     path: str = ""  # a file, a folder holding mnist.npz, (folder) a folder of PNG/JPEG images, (table) a .csv/.parquet/.npy or sklearn:wine, (hf) a saved dataset, a dataset folder or a Hub name
     binarize: str = "dynamic"  # none | static | dynamic (table: none, its default)
     download: bool = False  # fetch MNIST from `url` when no local copy is found
@@ -41,6 +41,10 @@ class DataConfig:
     categorical: list[str] = field(default_factory=list)  # table: numeric columns to read as categories
     max_levels: int = 50  # table: most levels a categorical column may have
     validation: int | float = 0  # held out from the training set for selection (train.keep_best, train.early_stop, reparam sweep): N images or a fraction; fixed rows, whatever the seed; 0: none
+    canvas: int = 32  # shapes: image side in pixels
+    scales: int = 4  # shapes: values of the scale factor
+    rotations: int = 8  # shapes: values of the rotation factor, evenly in [0, 2 pi)
+    positions: int = 8  # shapes: values of each of the x and y factors
     labeled: int = 0  # semi-supervised M2: keep the labels of this many training images (class-balanced, seeded); 0: all or none
     columns: list[str] = field(default_factory=list)  # table: the columns to model (default: all)
     image_column: str = ""  # hf: the column of images (default: the one column of Image features)

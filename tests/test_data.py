@@ -295,14 +295,17 @@ def test_a_file_with_its_own_split_refuses_a_test_fraction_and_file_refuses_a_fo
 @dataclasses.dataclass
 class SourceRow:
     """A registered source's test row: ``make(folder)`` writes what it reads and returns
-    ``data.path`` ("" for none), which ``data.name=auto`` must resolve to the source; the
-    data loaded have ``sizes`` (train, test), ``x_shape`` and labels or none."""
+    ``data.path`` ("" for none), which ``data.name=auto`` must resolve to the source (unless
+    ``by_name``: a source named only, as generated data are); the data loaded with ``settings``
+    have ``sizes`` (train, test), ``x_shape`` and labels or none."""
 
     make: Callable[[Path], str]
     sizes: tuple[int, int]
     x_shape: tuple[int, ...]
     labelled: bool
     given: Callable[[], object] | None = None  # a source of data given in Python: what train(..., data=) takes, no path
+    by_name: bool = False
+    settings: tuple[str, ...] = ()
 
 
 def mnist_folder(folder: Path) -> str:
@@ -329,6 +332,7 @@ SOURCE_ROWS = {
     "table": SourceRow(small_csv, (17, 3), (2,), False),
     "hf": SourceRow(lambda folder: str(saved_dataset(folder / "hf")), (40, 10), (8, 8), True),
     "python": SourceRow(lambda folder: "", (17, 3), (4, 4), False, given=lambda: np.random.default_rng(0).random((20, 4, 4))),
+    "shapes": SourceRow(lambda folder: "", (163, 29), (16, 16), False, by_name=True, settings=("data.canvas=16", "data.scales=2", "data.rotations=2", "data.positions=4")),
 }
 
 
@@ -351,8 +355,63 @@ def test_a_source_is_read_by_its_name_and_chosen_by_its_path(name, tmp_path):
         assert (len(d.train), len(d.test)) == row.sizes and d.x_shape == row.x_shape
         return
     path = row.make(tmp_path)
-    cfg = cfg_for(f"data.path={path!r}", "data.binarize=none")
-    assert cfg.name == name and cfg_for(f"data.name={name}", f"data.path={path!r}", "data.binarize=none") == cfg
+    named = cfg_for(f"data.name={name}", *([f"data.path={path!r}"] if path else []), "data.binarize=none", *row.settings)
+    cfg = named if row.by_name else cfg_for(f"data.path={path!r}", "data.binarize=none", *row.settings)
+    assert cfg.name == name and named == cfg
     d = data.load(cfg)
     assert (len(d.train), len(d.test)) == row.sizes and d.x_shape == row.x_shape
     assert (d.classes is not None) == row.labelled == (d.train_labels is not None)
+
+
+def test_shapes_images_show_their_factors():
+    """Independent checks of the drawing, from geometry alone: a square drawn a quarter turn on
+    (two of 8 rotations) and an ellipse a half turn on are the same image (their symmetries); a
+    square's or an ellipse's pixels are centred on its position, which moves with x and y alone;
+    the area grows with the scale."""
+    from reparam.data import shapes
+
+    x, f = shapes.generate(32, 2, 8, 4)  # (384, 32, 32), (384, 5)
+    key = lambda s, r: f[(f[:, 0] == s) & (f[:, 2] == r)]  # noqa: E731
+    for shape, turn in ((0, 2), (1, 4)):
+        for r in range(8 - turn):
+            a, b = x[(f[:, 0] == shape) & (f[:, 2] == r)], x[(f[:, 0] == shape) & (f[:, 2] == r + turn)]
+            assert torch.equal(key(shape, r)[:, [1, 3, 4]], key(shape, r + turn)[:, [1, 3, 4]])
+            assert (a != b).float().mean() < 0.002  # pixels on the outline, where rounding decides
+    symmetric = x[f[:, 0] < 2]
+    p = torch.arange(32) + 0.5
+    cx = (symmetric.sum(1) * p).sum(1) / symmetric.sum((1, 2))
+    cy = (symmetric.sum(2) * p).sum(1) / symmetric.sum((1, 2))
+    for c, col in ((cx, 3), (cy, 4)):
+        v = f[f[:, 0] < 2][:, col]
+        means = torch.stack([c[v == i].mean() for i in range(4)])
+        assert torch.all(means.diff() > 3) and max(float((c[v == i] - means[i]).abs().max()) for i in range(4)) < 0.5
+    area = x.sum((1, 2))
+    for shape in range(3):
+        assert float(area[(f[:, 0] == shape) & (f[:, 1] == 1)].min()) > float(area[(f[:, 0] == shape) & (f[:, 1] == 0)].max())
+
+
+def test_shapes_are_the_same_every_time_and_split_by_test_fraction():
+    small = ("data.name=shapes", "data.canvas=16", "data.scales=2", "data.rotations=2", "data.positions=4", "data.binarize=none")
+    a, b = data.load(cfg_for(*small)), data.load(cfg_for(*small, "data.test_fraction=0.5"))
+    assert (len(a.train), len(a.test), len(b.train), len(b.test)) == (163, 29, 96, 96)
+    assert a.factors is not None and a.factors.names == ["shape", "scale", "rotation", "x", "y"] and a.factors.sizes == [3, 2, 2, 4, 4]
+    assert torch.equal(a.test, data.load(cfg_for(*small)).test) and torch.equal(a.factors.test, data.load(cfg_for(*small)).factors.test)
+    everything = torch.cat([a.factors.train, a.factors.test])
+    assert len(torch.unique(everything, dim=0)) == 192 and set(torch.cat([a.train, a.test]).unique().tolist()) == {0.0, 1.0}
+
+
+@pytest.mark.parametrize(
+    "overrides, needle",
+    [
+        (["data.name=shapes", "data.canvas=8"], "data.canvas must be >= 16"),
+        (["data.name=shapes", "data.rotations=1"], "data.rotations must be >= 2"),
+        (["data.name=shapes", "data.path=x.npy"], "data.path has no effect on data.name=shapes"),
+        (["data.name=shapes", "data.canvas=256", "data.positions=64"], "use fewer scales, rotations or positions"),
+        (["data.positions=4"], "data.positions applies to data.name=shapes only, not digits"),
+    ],
+)
+def test_shapes_keys_are_checked(overrides, needle):
+    from reparam.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=needle):
+        cfg_for(*overrides)

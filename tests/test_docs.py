@@ -71,12 +71,16 @@ def tiny(argv: list[str], subs: dict[str, str], run: Path) -> list[str]:
     argv = [subs.get(a, a) for a in argv]
     argv = [f"data.path={subs[a[10:]]}" if a.startswith("data.path=") and a[10:] in subs else a for a in argv]
     argv = [str(run) if a == "RUN" else a for a in argv]
+    if argv[0] == "train" and "data.name=shapes" in argv:  # a small grid of small sprites
+        argv = [*argv, "data.canvas=16", "data.scales=2", "data.rotations=2", "data.positions=4"]
     if argv[0] == "train" and "--resume" not in argv:
         return ["train", *TINY, *[a for a in argv[1:] if not a.startswith("train.epochs=")]]
     if argv[0] == "train":
         return [*argv, "--quiet"]
     if argv[0] == "eval" and "--k" in argv:
         argv[argv.index("--k") + 1] = "10"
+    if argv[0] == "eval" and "--disentanglement" in argv:
+        argv += ["--repetitions", "2", "--points", "90", "--votes", "30"]
     if argv[0] == "gradvar":
         argv = [a for i, a in enumerate(argv) if a != "--replicates" and argv[i - 1] != "--replicates"] + ["--replicates", "3", "--batch", "20"]
     return argv

@@ -1,7 +1,7 @@
 """Data sources, held in memory as images in [0, 1] (8-bit ones as uint8 levels, ``images.unit``) or coded rows (tables).
 
 One file per source (``digits``, ``mnist``, ``file``: ``arrays.py``, ``folder``, ``table``,
-``hf``, ``python``), each a ``Source`` registered with ``base.register``; ``base.py`` holds the
+``hf``, ``python``, ``shapes``), each a ``Source`` registered with ``base.register``; ``base.py`` holds the
 contract, the ``data`` rules every source shares, binarization and M2's labelled subset;
 ``images.py`` the layout rules of arrays of images; ``storage.py`` how images are held. Importing the package imports every module in this
 folder, so the registry is complete and a new source is one file.
@@ -24,6 +24,7 @@ from .base import (  # noqa: E402
     SOURCES,
     TEST_BINARIZATION_SEED,
     Data,
+    Factors,
     Source,
     binarize,
     changed,
@@ -46,7 +47,7 @@ from .table import MAX_LEVELS, is_table_path, load_table  # noqa: E402
 
 __all__ = [
     "ARRAY_SUFFIXES", "BINARIZATIONS", "CHANNELS", "DIGITS_TEST", "IMAGE_SUFFIXES", "LEVELS", "MAX_LEVELS", "SOURCES",
-    "TEST_BINARIZATION_SEED", "Data", "Source", "binarize", "changed", "channels_last", "check", "check_labels",
+    "TEST_BINARIZATION_SEED", "Data", "Factors", "Source", "binarize", "changed", "channels_last", "check", "check_labels",
     "check_layout", "class_names", "compact", "download", "draw_binary", "infer_source", "is_table_path", "labelled_subset",
     "labels_of", "levels", "load", "load_arrays", "load_digits", "load_folder", "load_table", "mnist_path", "prepare", "register",
     "sha256", "source", "split", "split_rows", "to_unit", "unit",

@@ -33,6 +33,20 @@ from .storage import unit
 
 
 @dataclass
+class Factors:
+    """The known factors of variation of a source's images: ``names`` and ``sizes`` (F,), and
+    each image's factor values as indices, ``train`` (N, F) and ``test`` (N_test, F) int64 with
+    column f in 0..sizes[f] - 1 (the generated ``shapes`` carry them; any source may); ``valid``
+    those of ``data.validation``'s rows, taken from ``train`` with them."""
+
+    names: list[str]
+    sizes: list[int]
+    train: torch.Tensor
+    test: torch.Tensor
+    valid: torch.Tensor | None = None
+
+
+@dataclass
 class Data:
     """Images (N, *x_shape) in [0, 1] and optional integer labels (N,) in 0..len(classes) - 1;
     or, from a table, coded rows (N, F') and their ``columns`` (``reparam.tables.Columns``).
@@ -52,6 +66,7 @@ class Data:
     columns: tables.Columns | None = None
     valid: torch.Tensor | None = None  # data.validation's rows, taken from the training set (``validation.hold_out``)
     valid_labels: torch.Tensor | None = None
+    factors: Factors | None = None
 
     @property
     def x_shape(self) -> tuple[int, ...]:

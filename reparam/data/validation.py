@@ -38,14 +38,15 @@ def count(validation: int | float, n: int) -> int:
 
 def hold_out(data, validation: int | float):
     """``data`` (a ``base.Data``) with ``valid`` (and ``valid_labels``) taken from its training rows
-    (N_val = ``count``), at random with ``SPLIT_SEED``; the rest stays ``train``, in its order."""
+    (N_val = ``count``), at random with ``SPLIT_SEED``; the rest stays ``train``, in its order (known factors split with them)."""
     if not validation:
         return data
     n = len(data.train)
     order = torch.randperm(n, generator=torch.Generator().manual_seed(SPLIT_SEED))
     held, kept = order[: count(validation, n)].sort().values, order[count(validation, n) :].sort().values
-    labels = data.train_labels
+    labels, f = data.train_labels, data.factors
     return dataclasses.replace(
         data, train=data.train[kept], valid=data.train[held],
         train_labels=None if labels is None else labels[kept], valid_labels=None if labels is None else labels[held],
+        factors=None if f is None else dataclasses.replace(f, train=f.train[kept], valid=f.train[held]),
     )  # fmt: skip

@@ -1,4 +1,5 @@
-"""``reparam eval RUN`` (held-out metrics) and ``reparam gradvar RUN_OR_CONFIG`` (the gradient lab).
+"""``reparam eval RUN`` (held-out metrics; with --disentanglement, MIG, DCI, SAP and the FactorVAE
+score against the data's known factors) and ``reparam gradvar RUN_OR_CONFIG`` (the gradient lab).
 
 ``gradvar`` prints a table, writes gradvar.json and gradvar.png (variance and SNR per
 estimator and layer group, log scale) into --out (default: the run folder, or the current
@@ -18,15 +19,27 @@ from ..errors import ReparamError, check_seed
 from ..files import atomic_write_bytes, check_output
 
 DEFAULT_BATCH = 100  # gradvar's minibatch: the first images of the training set
+DEFAULT_K = 1000  # eval's importance samples per image
+
+
+def disentangle_choices(name: str) -> tuple[str, ...]:
+    from . import disentangle
+
+    return getattr(disentangle, name)
 
 
 def cmd_eval(a: argparse.Namespace) -> int:
     from .. import devices, runs
     from . import metrics
 
+    check_seed("--seed", a.seed)
+    if a.disentanglement:
+        return cmd_disentanglement(a)
+    given = [f"--{k.replace('_', '-')}" for k in DISENTANGLE_FLAGS if getattr(a, k) is not None]
+    if given:
+        raise ReparamError(f"{given[0]} applies to --disentanglement only; add --disentanglement or drop it")
     if a.k < 1:
         raise ReparamError(f"--k must be >= 1, got {a.k}")
-    check_seed("--seed", a.seed)
     model = runs.load(a.run)
     source = runs.load_data(a.run, model.config)
     if a.sample_quality:
@@ -74,6 +87,39 @@ def cmd_eval(a: argparse.Namespace) -> int:
     return 0
 
 
+#: eval's options of --disentanglement (None: not given), and the Options fields they set
+DISENTANGLE_FLAGS = ("codes", "repetitions", "points", "bins", "dci", "sap", "votes")
+
+
+def cmd_disentanglement(a: argparse.Namespace) -> int:
+    """``reparam eval RUN --disentanglement``: the metrics on all the run's images (training and
+    test), whose factors the data keep; a run whose data have none is refused."""
+    import torch
+
+    from .. import runs
+    from ..data import unit
+    from . import disentangle
+
+    if a.sample_quality:
+        raise ReparamError("--sample-quality and --disentanglement are two evaluations; run reparam eval once with each")
+    if a.k != DEFAULT_K or a.precision != "fp32":
+        raise ReparamError("--k and --precision set the importance-sampled log-likelihood, which --disentanglement does not compute; drop them")
+    opts = disentangle.Options(seed=a.seed, **{k: getattr(a, k) for k in DISENTANGLE_FLAGS if getattr(a, k) is not None})
+    opts.check()
+    model = runs.load(a.run)
+    source = runs.load_data(a.run, model.config)
+    if source.factors is None:
+        raise ReparamError(f"{a.run}'s data ({source.name}) carry no known factors to score against; train on data.name=shapes")
+    if model.classes:
+        raise ReparamError(f"{a.run} is a conditional run (model.condition=label); --disentanglement scores the codes of unconditional models")
+    f = source.factors
+    parts = [(unit(source.train), f.train), (source.valid, f.valid), (source.test, f.test)]  # every image: training, validation, test
+    x, factors = (torch.cat([p[i] for p in parts if p[0] is not None]) for i in (0, 1))
+    out = disentangle.disentanglement(model, x, factors, f.names, f.sizes, opts)
+    print(json.dumps(out, sort_keys=True) if a.json else disentangle.describe(out))
+    return 0
+
+
 def _print_scores(out: dict, indent: str = "") -> None:
     """The ELBO line, and the NLL and ESS lines where the block has them."""
     w = 13 - len(indent)
@@ -81,8 +127,6 @@ def _print_scores(out: dict, indent: str = "") -> None:
     if "nll" in out:
         print(f"{indent}{'NLL':<{w}}{out['nll']:.3f} ± {out['nll_se']:.3f} nats   ({out['bits_per_dim']:.4f} bits/dim)")
         print(f"{indent}{'ESS':<{w}}{out['ess']:.1f} of {out['k']}")
-
-
 
 
 def table(result: dict) -> str:
@@ -213,15 +257,24 @@ def cmd_gradvar(a: argparse.Namespace) -> int:
 def add_commands(sub) -> None:
     e = sub.add_parser("eval", help="test ELBO and importance-sampled log-likelihood of a run")
     e.add_argument("run")
-    e.add_argument("--k", type=int, default=1000, help="importance samples per image (default 1000)")
+    e.add_argument("--k", type=int, default=DEFAULT_K, help=f"importance samples per image (default {DEFAULT_K})")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.add_argument(
         "--precision", choices=("fp32", "bf16"), default="fp32",
         help="decoder matmuls in bfloat16: ~1.3x faster IS on a CPU with AVX512-BF16; log p(x) moves by ~0.01 nats (default fp32)",
     )  # fmt: skip
-    e.add_argument("--seed", type=int, default=0, help="seed of the ELBO's and the importance samples' draws: the same seed, the same numbers (default 0)")
+    e.add_argument("--seed", type=int, default=0, help="seed of the ELBO's and the importance samples' draws (with --disentanglement: of the points and votes): the same seed, the same numbers (default 0)")
     e.add_argument("--sample-quality", action="store_true", help="also FID, KID and precision/recall of decoded prior draws against the test images, "
                    "through a classifier of the run's images trained on first use (needs: pip install 'reparam[quality]'); written to RUN/sample_quality.json")  # fmt: skip
+    d = e.add_argument_group("disentanglement (data with known factors, e.g. data.name=shapes)")
+    d.add_argument("--disentanglement", action="store_true", help="MIG, DCI, SAP and the FactorVAE score of the codes against the data's factors, ± SE over repetitions")
+    d.add_argument("--codes", choices=disentangle_choices("CODES"), help="posterior means (default) or one draw per image and repetition")
+    d.add_argument("--repetitions", type=int, help="independent draws of points and votes (default 5)")
+    d.add_argument("--points", type=int, help="points per repetition for MIG, DCI and SAP (a third held out; default 2000)")
+    d.add_argument("--bins", type=int, help="MIG: equal-width bins per code dimension (default 20)")
+    d.add_argument("--dci", choices=disentangle_choices("DCI_MODELS"), help="DCI's classifier: forest (default) or gbt (gradient-boosted trees, slower)")
+    d.add_argument("--sap", choices=disentangle_choices("SAP_MODES"), help="SAP's score: continuous (R^2, default) or discrete (LinearSVC accuracy)")
+    d.add_argument("--votes", type=int, help="FactorVAE: training votes per repetition, half as many held out (default 800)")
     e.set_defaults(func=cmd_eval)
     g = sub.add_parser("gradvar", help="gradient variance and SNR of each estimator on one minibatch")
     g.add_argument("target", metavar="RUN_OR_CONFIG", help="a run folder (its checkpoint) or a TOML config (at initialization)")
