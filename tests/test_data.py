@@ -398,6 +398,11 @@ def test_shapes_are_the_same_every_time_and_split_by_test_fraction():
     assert torch.equal(a.test, data.load(cfg_for(*small)).test) and torch.equal(a.factors.test, data.load(cfg_for(*small)).factors.test)
     everything = torch.cat([a.factors.train, a.factors.test])
     assert len(torch.unique(everything, dim=0)) == 192 and set(torch.cat([a.train, a.test]).unique().tolist()) == {0.0, 1.0}
+    held = data.load(cfg_for(*small, "data.validation=40"))  # the factors follow their images into the validation set
+    drawn = dict(zip(map(tuple, a.factors.train.tolist() + a.factors.test.tolist()), torch.cat([a.train, a.test])))
+    for x, f in ((held.train, held.factors.train), (held.valid, held.factors.valid)):
+        assert len(x) == len(f) and all(torch.equal(image, drawn[tuple(k)]) for image, k in zip(x, f.tolist()))
+    assert (len(held.valid), len(held.train)) == (40, 123)
 
 
 @pytest.mark.parametrize(
