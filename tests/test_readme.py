@@ -122,3 +122,18 @@ def test_the_selection_and_sweep_commands_run(tmp_path, capsys, monkeypatch):
         assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "early" / "summary.json").is_file()
     assert {"trials.csv", "trials.md", "trials.png", "trial-000"} <= {p.name for p in (tmp_path / "runs" / "sweep").iterdir()}
+
+
+def test_the_disentanglement_commands_run(tmp_path, capsys, monkeypatch):
+    """The "Disentanglement" section's commands, in process, on a small grid of shapes with tiny
+    settings: the beta grid trains its members and one of them is scored."""
+    from tests.helpers import in_process
+
+    monkeypatch.chdir(tmp_path)
+    text = "".join(blocks("bash", section("Disentanglement on data with known factors")))
+    lines = [shlex.split(line.split("#")[0]) for line in text.splitlines() if line.startswith("reparam ")]
+    assert [a[1] for a in lines] == ["train", "eval"]
+    small = ["data.canvas=16", "data.scales=2", "data.rotations=2", "data.positions=4", *TINY]
+    assert in_process(capsys, *lines[0][1:], *small).returncode == 0
+    proc = in_process(capsys, *lines[1][1:], "--repetitions", "2", "--points", "100", "--votes", "50")
+    assert proc.returncode == 0 and "MIG" in proc.stdout and "FactorVAE" in proc.stdout, proc.stderr
