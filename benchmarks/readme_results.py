@@ -45,6 +45,8 @@ TITLES = {
     "profile_step": "Where a training step's time goes (MNIST MLP, batch 100)",
     "cost": "How cost grows: training and IS time by batch size, latent dimension and K",
     "precision": "Training in bfloat16 on the CPU: speed and test NLL against fp32",
+    "ensemble": "Many runs at once: members trained as one stack against one run alone",
+    "latents_seeds": "Every latent family on MNIST, three seeds trained as one stack, 3 epochs (mean ± SE over seeds)",
     "sample_quality": "Sample quality: real, blurred and generated images against the test set (FID, KID, precision, recall)",
     "disentangle": "beta-VAE on generated shapes: reconstruction and disentanglement metrics against beta (5 seeds)",
 }
