@@ -30,6 +30,7 @@ def disentangle_choices(name: str) -> tuple[str, ...]:
 
 def cmd_eval(a: argparse.Namespace) -> int:
     from .. import devices, runs
+    from ..share import hub
     from . import metrics
 
     check_seed("--seed", a.seed)
@@ -54,7 +55,8 @@ def cmd_eval(a: argparse.Namespace) -> int:
     out = metrics.evaluate(model, source.test, a.k, seed=a.seed, precision=a.precision, nll_shift=source.nll_shift, y=y, progress=None)
     if a.sample_quality:
         out["sample_quality"] = quality.measure(model, source, seed=a.seed)  # a note on stderr when its extractor is trained
-        runs.write_json(Path(a.run) / quality.QUALITY_JSON, out["sample_quality"])  # RUN/sample_quality.json: rewritten at every call
+        if not hub.is_hub(a.run):  # a Hub run's files are the Hub's cache, not a folder of the user's: printed only
+            runs.write_json(Path(a.run) / quality.QUALITY_JSON, out["sample_quality"])  # RUN/sample_quality.json: rewritten at every call
     if a.json:
         print(json.dumps(out, sort_keys=True))
         return 0
@@ -83,7 +85,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
     if out["kl_per_dim"] is not None:
         print("KL per dim   " + " ".join(f"{v:.2f}" for v in out["kl_per_dim"]))
     if a.sample_quality:
-        print("\n".join([*quality.lines(out["sample_quality"]), str(Path(a.run) / quality.QUALITY_JSON)]))
+        print("\n".join([*quality.lines(out["sample_quality"]), *([] if hub.is_hub(a.run) else [str(Path(a.run) / quality.QUALITY_JSON)])]))
     return 0
 
 
