@@ -71,10 +71,10 @@ def from_env() -> Dist:
     return Dist(rank, world, local) if world > 1 else SINGLE
 
 
-def check_sizes(d: Dist, n_train: int, n_test: int, batch_size: int) -> None:
-    """ConfigError when some rank would get no data."""
-    for what, n in (("training", n_train), ("test", n_test)):
-        if d.world > n:
+def check_sizes(d: Dist, n_train: int, n_test: int, batch_size: int, n_valid: int | None = None) -> None:
+    """ConfigError when some rank would get no data (``n_valid``: data.validation's rows, None without)."""
+    for what, n in (("training", n_train), ("test", n_test), ("validation", n_valid)):
+        if n is not None and d.world > n:
             raise ConfigError(f"{d.world} processes but the {what} set holds {n} images; use --nproc_per_node <= {n}")
     if d.world > batch_size:
         raise ConfigError(f"{d.world} processes but train.batch_size={batch_size}; each process needs at least one image per batch")

@@ -66,7 +66,7 @@ def _setup(cfg, model: VAE | None = None, columns=None, data: data_mod.Data | No
     data_mod.check_labels(cfg, data)
     if dist.enabled and cfg.data.labeled:
         raise ConfigError("data.labeled (semi-supervised M2) trains in one process; run it without torchrun")
-    distributed.check_sizes(dist, len(data.train), len(data.test), cfg.train.batch_size)
+    distributed.check_sizes(dist, len(data.train), len(data.test), cfg.train.batch_size, None if data.valid is None else len(data.valid))
     layout = None if data.columns is None else data.columns.layout()
     classes = None
     if cfg.model.condition == "label":

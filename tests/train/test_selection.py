@@ -204,3 +204,12 @@ def test_validation_rows_of_images_held_as_uint8_are_floats_like_the_test_set(tm
             assert {tuple(v.flatten().tolist()) for v in held.valid} <= {tuple(t.flatten().tolist()) for t in data.to_unit(x[:30], "x")}
     run = train(tiny_config("data.name=python", "data.validation=10", "train.keep_best=elbo", "train.epochs=2"), tmp_path / "run", data=(x[:30], x[30:]))
     assert runs.read_json(run / "summary.json")["kept"]["metric"] == "val_elbo"
+
+
+def test_under_torchrun_every_process_needs_validation_rows():
+    from reparam import distributed
+    from reparam.errors import ConfigError
+
+    distributed.check_sizes(distributed.Dist(0, 3), 100, 10, 50, 3)
+    with pytest.raises(ConfigError, match="3 processes but the validation set holds 2 images"):
+        distributed.check_sizes(distributed.Dist(0, 3), 100, 10, 50, 2)
