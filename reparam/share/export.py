@@ -80,8 +80,7 @@ def leaves(d: Distribution, prefix: str) -> tuple[dict[str, Any], list[tuple[str
 
 
 def _kind(d: Distribution) -> dict[str, str]:
-    doc = (type(d).__doc__ or "").strip().split("\n\n")[0]
-    return {"type": f"{type(d).__module__}.{type(d).__qualname__}", "about": " ".join(doc.split())}
+    return {"type": f"{type(d).__module__}.{type(d).__qualname__}", "about": _about(d)}
 
 
 def _about(obj: Any) -> str:
@@ -134,9 +133,9 @@ def _decoder_input(fam) -> str:
     return "the family's decoder_input(z) runs inside the program" + (f": {doc}" if doc else f" (see posterior.about: {_about(fam)})")
 
 
-def parameterization(vae, cfg, files: dict[str, str]) -> dict[str, Any]:
-    """parameterization.json's content, read from the programs and the distributions the model builds."""
-    progs = programs(vae)
+def parameterization(vae, cfg, files: dict[str, str], progs: dict | None = None) -> dict[str, Any]:
+    """parameterization.json's content, read from the programs (``programs(vae)`` unless given) and the distributions the model builds."""
+    progs = progs or programs(vae)
     shapes = {name: output_shapes(module, example, outputs) for name, (module, example, _, outputs) in progs.items()}
     with torch.no_grad(), _quiet():
         q = vae.family.posterior(vae.encode(progs["encoder"][1]))
@@ -223,7 +222,8 @@ def export(vae, cfg, fmt: str) -> dict[str, bytes]:
     if why is not None:
         raise RunError(f"cannot export this run: {why}")
     files = {name: name + SUFFIX[fmt] for name in ("encoder", "decoder")}
-    out = {files[name]: export_program(*spec, fmt) for name, spec in programs(vae).items()}
-    info = parameterization(vae, cfg, files)
+    progs = programs(vae)
+    out = {files[name]: export_program(*spec, fmt) for name, spec in progs.items()}
+    info = parameterization(vae, cfg, files, progs)
     out[PARAMETERIZATION] = (json.dumps(info, indent=1, sort_keys=False) + "\n").encode()
     return out
