@@ -41,8 +41,9 @@ def cmd_eval(a: argparse.Namespace) -> int:
         raise ReparamError(f"{given[0]} applies to --disentanglement only; add --disentanglement or drop it")
     if a.k < 1:
         raise ReparamError(f"--k must be >= 1, got {a.k}")
-    model = runs.load(a.run)
-    source = runs.load_data(a.run, model.config)
+    run = runs.local(a.run)  # a Hub run fetched once, for the model and its data
+    model = runs.load(run)
+    source = runs.load_data(run, model.config)
     if a.sample_quality:
         from . import quality
 
@@ -108,8 +109,9 @@ def cmd_disentanglement(a: argparse.Namespace) -> int:
         raise ReparamError("--k and --precision set the importance-sampled log-likelihood, which --disentanglement does not compute; drop them")
     opts = disentangle.Options(seed=a.seed, **{k: getattr(a, k) for k in DISENTANGLE_FLAGS if getattr(a, k) is not None})
     opts.check()
-    model = runs.load(a.run)
-    source = runs.load_data(a.run, model.config)
+    run = runs.local(a.run)  # a Hub run fetched once, for the model and its data
+    model = runs.load(run)
+    source = runs.load_data(run, model.config)
     if source.factors is None:
         raise ReparamError(f"{a.run}'s data ({source.name}) carry no known factors to score against; train on data.name=shapes")
     if model.classes:

@@ -31,7 +31,7 @@ def cmd_push(a: argparse.Namespace) -> int:
     return 0
 
 
-def data_for(model, run: str, what: str):
+def data_for(model, run: Path, what: str):
     """(x, labels) to encode: the run's own test or train split, or a file of images."""
     from .. import data, runs
     from .encode import read_images
@@ -59,8 +59,9 @@ def cmd_encode(a: argparse.Namespace) -> int:
     check_out(out, a.draws)
     check_output(out, a.overwrite)
     check_seed("--seed", a.seed)
-    model = runs.load(a.run)
-    x, y = data_for(model, a.run, a.data)
+    run = runs.local(a.run)  # a Hub run fetched once, for the model and its data
+    model = runs.load(run)
+    x, y = data_for(model, run, a.data)
     if model.classes and y is None:
         raise ReparamError(f"{a.data} carries no labels; a conditional run (model.condition=label) encodes q(z|x, y): save x and y")
     torch.manual_seed(a.seed)
